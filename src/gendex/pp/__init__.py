@@ -1,0 +1,16 @@
+"""Preprocessing: QC metrics, gene filters, size factors and log transforms."""
+
+from ._filter import filter_by_expr, filter_genes, filter_missing
+from ._normalize import log2_normalize, log_cpm
+from ._qc import qc_metrics
+from ._size_factors import size_factors
+
+__all__ = [
+    "filter_by_expr",
+    "filter_genes",
+    "filter_missing",
+    "log2_normalize",
+    "log_cpm",
+    "qc_metrics",
+    "size_factors",
+]

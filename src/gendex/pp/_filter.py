@@ -1,0 +1,200 @@
+"""Gene filters: total count, edgeR's ``filterByExpr`` rule, and missingness for the classroom data."""
+
+from __future__ import annotations
+
+import numpy as np
+from anndata import AnnData
+from numpy.typing import NDArray
+
+from .._validation import check_obs_key, get_counts, get_matrix, to_dense
+
+
+def _apply(
+    adata: AnnData,
+    keep: NDArray[np.bool_],
+    *,
+    key: str,
+    record: dict,
+    subset: bool,
+    copy: bool,
+    columns: dict[str, NDArray] | None = None,
+):
+    """Flag genes in ``var[f"pass_{key}"]`` (plus ``columns``), subset in place when asked, record in ``uns``."""
+    if not keep.any():
+        raise ValueError(f"{key}: no gene passes the filter ({record}); loosen the thresholds")
+    if copy:
+        adata = adata.copy()
+    record = {**record, "n_genes_before": int(keep.size), "n_genes_kept": int(keep.sum()), "subset": subset}
+    for name, values in (columns or {}).items():
+        adata.var[name] = values
+    adata.var[f"pass_{key}"] = keep
+    if subset:
+        adata._inplace_subset_var(keep)
+    adata.uns[key] = record
+    return adata if copy else None
+
+
+def filter_genes(
+    adata: AnnData,
+    *,
+    min_total_count: int = 10,
+    min_samples: int = 0,
+    min_count: int = 1,
+    layer: str | None = "counts",
+    subset: bool = True,
+    copy: bool = False,
+) -> AnnData | None:
+    """Keep genes with enough counts (DESeq2's ``rowSums(counts) >= 10`` prefilter by default).
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData with raw counts.
+    min_total_count
+        Smallest total count over all samples.
+    min_samples
+        Smallest number of samples with a count of at least ``min_count``.
+    min_count
+        Count threshold used by ``min_samples``.
+    layer
+        Layer with the raw counts; None means ``X``.
+    subset
+        Subset ``adata`` in place; when False only flag genes (``var["pass_filter_genes"]`` is always set).
+    copy
+        Work on a copy of ``adata`` and return it.
+
+    Returns
+    -------
+    Subsets the genes of ``adata`` (or sets ``var["pass_filter_genes"]``) and records the parameters and
+    numbers in ``adata.uns["filter_genes"]``.
+
+    Examples
+    --------
+    >>> import gendex as gdx
+    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500)
+    >>> gdx.pp.filter_genes(adata, min_total_count=10)
+    >>> adata.uns["filter_genes"]["n_genes_kept"] <= 500
+    True
+    """
+    counts = get_counts(adata, layer)
+    keep = (counts.sum(axis=0) >= min_total_count) & ((counts >= min_count).sum(axis=0) >= min_samples)
+    record = {"min_total_count": min_total_count, "min_samples": min_samples, "min_count": min_count}
+    return _apply(adata, keep, key="filter_genes", record=record, subset=subset, copy=copy)
+
+
+def filter_by_expr(
+    adata: AnnData,
+    *,
+    group: str | None = None,
+    min_count: float = 10,
+    min_total_count: float = 15,
+    large_n: int = 10,
+    min_prop: float = 0.7,
+    layer: str | None = "counts",
+    subset: bool = True,
+    copy: bool = False,
+) -> AnnData | None:
+    """EdgeR's ``filterByExpr`` rule: keep genes expressed above a CPM cutoff in enough samples.
+
+    The CPM cutoff is ``min_count / median library size * 1e6``; a gene must reach it in at least as many
+    samples as the smallest group (above ``large_n`` the size is shrunk by ``min_prop``) and have a total
+    count of at least ``min_total_count``.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData with raw counts.
+    group
+        ``obs`` column of the experimental groups; None treats all samples as one group.
+    min_count, min_total_count, large_n, min_prop
+        edgeR's parameters, with its defaults.
+    layer
+        Layer with the raw counts; None means ``X``.
+    subset
+        Subset ``adata`` in place; when False only flag genes (``var["pass_filter_by_expr"]`` is always set).
+    copy
+        Work on a copy of ``adata`` and return it.
+
+    Returns
+    -------
+    Subsets the genes of ``adata`` (or sets ``var["pass_filter_by_expr"]``) and records the parameters, the
+    CPM cutoff and the numbers in ``adata.uns["filter_by_expr"]``.
+
+    Examples
+    --------
+    >>> import gendex as gdx
+    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500)
+    >>> gdx.pp.filter_by_expr(adata, group="condition")
+    """
+    counts = get_counts(adata, layer).astype(np.float64)
+    if group is None:
+        min_sample_size = float(adata.n_obs)
+    else:
+        sizes = check_obs_key(adata, group).astype(str).value_counts()
+        min_sample_size = float(sizes[sizes > 0].min())
+    if min_sample_size > large_n:
+        min_sample_size = large_n + (min_sample_size - large_n) * min_prop
+    lib = counts.sum(axis=1)
+    median_lib = float(np.median(lib))
+    cutoff = min_count / median_lib * 1e6
+    cpm = counts / lib[:, None] * 1e6
+    tol = 1e-14
+    keep = ((cpm >= cutoff).sum(axis=0) >= min_sample_size - tol) & (counts.sum(axis=0) >= min_total_count - tol)
+    record = {
+        "group": str(group),
+        "min_count": min_count,
+        "min_total_count": min_total_count,
+        "large_n": large_n,
+        "min_prop": min_prop,
+        "cpm_cutoff": cutoff,
+        "median_library_size": median_lib,
+        "min_sample_size": min_sample_size,
+    }
+    return _apply(adata, keep, key="filter_by_expr", record=record, subset=subset, copy=copy)
+
+
+def filter_missing(
+    adata: AnnData,
+    *,
+    max_missing: float = 0.8,
+    layer: str | None = None,
+    subset: bool = True,
+    copy: bool = False,
+) -> AnnData | None:
+    """Flag, and by default drop, genes with too many missing (NaN) values.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData, possibly with NaN.
+    max_missing
+        Largest fraction of missing values a gene may have to pass.
+    layer
+        Layer with the values; None means ``X``.
+    subset
+        Subset ``adata`` in place to the passing genes; when False only flag them.
+    copy
+        Work on a copy of ``adata`` and return it.
+
+    Returns
+    -------
+    Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``, records
+    the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``.
+
+    Examples
+    --------
+    >>> import gendex as gdx
+    >>> adata = gdx.datasets.simulate_shift(missing_p=0.1, seed=0)
+    >>> gdx.pp.filter_missing(adata, max_missing=0.5)
+    >>> bool(adata.var["pass_filter_missing"].all())
+    True
+    """
+    if not 0.0 <= max_missing <= 1.0:
+        raise ValueError(f"`max_missing` must lie in [0, 1], got {max_missing}")
+    x = to_dense(get_matrix(adata, layer), dtype=np.float64)
+    n_missing = np.isnan(x).sum(axis=0)
+    frac = n_missing / adata.n_obs
+    keep = frac <= max_missing
+    columns = {"n_missing": n_missing.astype(np.int64), "frac_missing": frac}
+    record = {"max_missing": max_missing}
+    return _apply(adata, keep, key="filter_missing", record=record, subset=subset, copy=copy, columns=columns)

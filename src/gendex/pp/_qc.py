@@ -1,0 +1,43 @@
+"""``pp.qc_metrics``: library sizes and detected genes."""
+
+from __future__ import annotations
+
+import numpy as np
+from anndata import AnnData
+
+from .._validation import get_counts
+
+
+def qc_metrics(adata: AnnData, *, layer: str | None = "counts", copy: bool = False) -> AnnData | None:
+    """Per-sample and per-gene count summaries.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData with raw counts.
+    layer
+        Layer with the raw counts; None means ``X``.
+    copy
+        Work on a copy of ``adata`` and return it.
+
+    Returns
+    -------
+    Sets ``adata.obs["library_size"]`` (total counts) and ``adata.obs["n_genes_detected"]`` (genes with a
+    count > 0), and ``adata.var["total_counts"]`` and ``adata.var["n_samples_detected"]``.
+
+    Examples
+    --------
+    >>> import gendex as gdx
+    >>> adata = gdx.datasets.simulate_counts(n_samples=4, n_genes=50)
+    >>> gdx.pp.qc_metrics(adata)
+    >>> "library_size" in adata.obs
+    True
+    """
+    counts = get_counts(adata, layer)
+    if copy:
+        adata = adata.copy()
+    adata.obs["library_size"] = counts.sum(axis=1).astype(np.int64)
+    adata.obs["n_genes_detected"] = (counts > 0).sum(axis=1).astype(np.int64)
+    adata.var["total_counts"] = counts.sum(axis=0).astype(np.int64)
+    adata.var["n_samples_detected"] = (counts > 0).sum(axis=0).astype(np.int64)
+    return adata if copy else None

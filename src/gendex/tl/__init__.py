@@ -1,0 +1,3 @@
+"""Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
+
+__all__: list[str] = []
