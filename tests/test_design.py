@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from gendex._design import contrast_vector, design_matrix
+
+
+@pytest.fixture
+def obs():
+    return pd.DataFrame(
+        {
+            "celltype": pd.Categorical(["basal", "luminal"] * 6, categories=["basal", "luminal"]),
+            "status": pd.Categorical(
+                ["virgin"] * 4 + ["pregnant"] * 4 + ["lactate"] * 4, categories=["virgin", "pregnant", "lactate"]
+            ),
+            "one": ["x"] * 12,
+        },
+        index=[f"s{i}" for i in range(12)],
+    )
+
+
+def test_design_matrix_columns_and_contrasts(obs):
+    x = design_matrix(obs, "~celltype + status")
+    assert list(x.columns) == ["Intercept", "celltype[T.luminal]", "status[T.pregnant]", "status[T.lactate]"]
+    np.testing.assert_array_equal(contrast_vector(x, obs, ["status", "lactate", "virgin"]), [0, 0, 0, 1])
+    np.testing.assert_array_equal(contrast_vector(x, obs, ["status", "lactate", "pregnant"]), [0, 0, -1, 1])
+    np.testing.assert_array_equal(contrast_vector(x, obs, ["celltype", "basal", "luminal"]), [0, -1, 0, 0])
+
+
+def test_design_errors(obs):
+    with pytest.raises(KeyError, match="nope"):
+        design_matrix(obs, "~nope")
+    with pytest.raises(ValueError, match="single level"):
+        design_matrix(obs, "~one")
+    obs["dup"] = obs["celltype"].astype(str)
+    with pytest.raises(ValueError, match="rank deficient"):
+        design_matrix(obs, "~celltype + dup")
+    x = design_matrix(obs, "~celltype")
+    with pytest.raises(ValueError, match="does not exist"):
+        contrast_vector(x, obs, ["celltype", "stromal", "basal"])
+    with pytest.raises(ValueError, match="matches no coefficient"):
+        contrast_vector(x, obs, ["status", "lactate", "virgin"])
