@@ -40,14 +40,18 @@ def prepare_obs(obs: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
         if isinstance(values.dtype, pd.CategoricalDtype):
             values = values.cat.remove_unused_categories()
         elif not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            values = pd.Categorical(values.astype(str), categories=sorted(values.astype(str).unique()))
-        if isinstance(values.dtype, pd.CategoricalDtype) and len(values.cat.categories) < 2:
-            raise ValueError(
-                f"factor `obs[{col!r}]` has a single level ({list(values.cat.categories)}): it cannot be in a design"
+            values = pd.Series(
+                pd.Categorical(values.astype(str), categories=sorted(values.astype(str).unique())), index=obs.index
             )
-        out[col] = values.to_numpy() if not isinstance(values.dtype, pd.CategoricalDtype) else values.to_numpy()
         if isinstance(values.dtype, pd.CategoricalDtype):
+            if len(values.cat.categories) < 2:
+                raise ValueError(
+                    f"factor `obs[{col!r}]` has a single level ({list(values.cat.categories)}): "
+                    "it cannot be in a design"
+                )
             out[col] = pd.Categorical(np.asarray(values), categories=values.cat.categories)
+        else:
+            out[col] = values.to_numpy(dtype=np.float64)
     return out
 
 
