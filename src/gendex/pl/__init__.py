@@ -1,3 +1,5 @@
 """Plots: QC, DE, the NB-VAE and enrichment; each reads what ``pp``/``tl`` stored and returns the Axes."""
 
-__all__: list[str] = []
+from ._enrichment import enrichment, enrichment_compare
+
+__all__: list[str] = ["enrichment", "enrichment_compare"]
