@@ -48,9 +48,7 @@ def test_scored_methods_find_planted_sets_and_survive_h5ad(de_adata, method, tmp
 def test_scores_and_padj_equal_decoupler_public_call(de_adata, method):
     adata, net = de_adata
     kwargs = {"times": 100, "seed": 7} if method == "gsea" else {}
-    gdx.tl.enrich(
-        adata, key="de", net=net, method=method, times=100, random_state=7, tmin=5, key_added="ours"
-    )
+    gdx.tl.enrich(adata, key="de", net=net, method=method, times=100, random_state=7, tmin=5, key_added="ours")
     ours = by_source(adata.uns["ours"]["results"])
     mat = adata.varm["de"][["stat"]].dropna().T
     net_w = net.assign(weight=1.0)

@@ -11,14 +11,18 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
+#: Gene fields that mean "no gene" (some exported GMT files write them for unmapped members).
+MISSING_GENES = frozenset({"", "None", "NA", "NaN", "nan", "null", "NULL"})
+
 
 def read_gmt(path: str | PathLike) -> pd.DataFrame:
     """Read a GMT gene-set file into a long DataFrame with columns ``source`` and ``target``.
 
     Each line of a GMT file is ``name<TAB>description<TAB>gene<TAB>gene...``. Fields are split on tabs only, so
     descriptions may contain spaces (unlike ``decoupler.pp.read_gmt``, which splits on any whitespace and
-    cannot read ``.gz`` files). The description column is dropped, empty gene fields are dropped, surrounding
-    whitespace is stripped and repeated (set, gene) pairs are kept once. Gene identifiers are kept as strings
+    cannot read ``.gz`` files). The description column is dropped, empty gene fields and missing-value
+    placeholders (``None``, ``NA``, ``NaN``, ``null``) are dropped, surrounding whitespace is stripped and repeated
+    (set, gene) pairs are kept once; a set left without genes has no rows. Gene identifiers are kept as strings
     (Entrez IDs stay ``"12345"``, matching string ``var_names``).
 
     Parameters
@@ -58,7 +62,7 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
                 )
             n_sets += 1
             genes = [g.strip() for g in fields[2:]]
-            genes = [g for g in genes if g]
+            genes = [g for g in genes if g not in MISSING_GENES]
             sources.extend([name] * len(genes))
             targets.extend(genes)
     if n_sets == 0:

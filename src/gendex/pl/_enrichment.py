@@ -175,8 +175,8 @@ def enrichment(
         ax.set_xlabel("enrichment score")
         mappable = mpl.cm.ScalarMappable(norm=norm, cmap=colormap)
     ax.figure.colorbar(mappable, ax=ax, label="score", shrink=0.6)
-    ax.set_yticks(y)
-    ax.set_yticklabels(data["label"])
+    ax.set_yticks(np.arange(len(data)))
+    ax.set_yticklabels(data["label"].to_numpy()[::-1])
     record = adata.uns[key]
     method = record.get("method", "") if isinstance(record, dict) else ""
     ax.set_title(f"{key} ({method})" if method else key)
