@@ -83,6 +83,8 @@ def test_enrichment_compare_data_and_plots(two):
     assert data["label"].tolist()[::2] == ["SET_0", "SET_3", "SET_1"]  # by the first result's score
     row = data[(data["label"] == "SET_3") & (data["result"] == 2)].iloc[0]
     assert row["score"] == -2.0 and row["padj"] == 1e-2 and row["sig"]
+    assert row["rel_score"] == pytest.approx(-2.0 / 4.0)  # relative to the largest |score| of result 2
+    assert data.loc[(data["label"] == "SET_3") & (data["result"] == 1), "rel_score"].item() == pytest.approx(3 / 5)
     ax = gdx.pl.enrichment_compare(two, "cmp", n_sets=3)
     offsets = ax.collections[0].get_offsets()
     assert len(offsets) == 6 and set(offsets[:, 0]) == {0.0, 1.0}

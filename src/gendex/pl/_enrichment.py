@@ -187,20 +187,25 @@ def enrichment(
 def _enrichment_compare_data(adata: AnnData, key: str, *, n_sets: int = 15) -> pd.DataFrame:
     """Long table for :func:`enrichment_compare`, two rows (``result`` = 1, 2) per set.
 
-    The ``n_sets`` sets with the smallest adjusted p-value in either result, with columns ``label, result, score,
-    padj, neg_log10_padj, sig``; sets are ordered by the first result's score (else the second's), highest first.
+    The ``n_sets`` first sets of the comparison table (smallest adjusted p-value in either result), with columns
+    ``label, result, score, rel_score`` (score divided by the largest ``|score|`` of that result over all compared
+    sets, so that methods or models with different score scales share one colour scale), ``padj``,
+    ``neg_log10_padj`` and ``sig``; sets are ordered by the first result's score (else the second's), highest first.
     """
     _check_n_sets(n_sets)
     table = _compare_table(adata, key)
     top = table.iloc[:n_sets]
     rows = []
     for i in (1, 2):
+        scale = np.nanmax(np.abs(table[f"score{i}"].to_numpy(dtype=np.float64)), initial=0.0)
+        score = top[f"score{i}"].to_numpy(dtype=np.float64)
         rows.append(
             pd.DataFrame(
                 {
                     "label": top.index.to_numpy(dtype=str),
                     "result": i,
-                    "score": top[f"score{i}"].to_numpy(dtype=np.float64),
+                    "score": score,
+                    "rel_score": score / scale if scale > 0 else np.zeros_like(score),
                     "padj": top[f"padj{i}"].to_numpy(dtype=np.float64),
                     "neg_log10_padj": _neg_log10(top[f"padj{i}"]),
                     "sig": top[f"sig{i}"].to_numpy(dtype=bool),
@@ -234,6 +239,7 @@ def enrichment_compare(
     n_sets: int = 15,
     kind: Literal["dot", "scatter"] = "dot",
     cmap: str = "RdBu_r",
+    max_log10: float = 10.0,
     labels: tuple[str, str] | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -251,11 +257,15 @@ def enrichment_compare(
     n_sets
         Dot plot: number of sets shown (smallest adjusted p-value in either result); scatter: number labelled.
     kind
-        ``"dot"``: one column per result, one row per set, colour = score, size = -log10 adjusted p-value
-        (black edge when ``padj < alpha``); ``"scatter"``: score in result 1 vs result 2 for the shared sets,
-        with the Spearman correlation in the title.
+        ``"dot"``: one column per result, one row per set, colour = score relative to the largest ``|score|``
+        of its result (so that results on different scales, e.g. DESeq2 and the generative model, share one
+        colour scale), size = -log10 adjusted p-value (black edge when ``padj < alpha`` of the comparison);
+        ``"scatter"``: score in result 1 vs result 2 for the shared sets, with the Spearman correlation in the
+        title.
     cmap
         Diverging colour map for the score (dot plot).
+    max_log10
+        Dot plot: -log10 adjusted p-values are capped here for the dot size.
     labels
         Names of the two results; the compared keys when None.
     ax
@@ -291,20 +301,38 @@ def enrichment_compare(
         ax = get_ax(ax, figsize=(4.0 + 0.1 * max(map(len, labels)), max(2.5, 0.35 * n + 1.2)))
         y_of = {label: n - 1 - j for j, label in enumerate(pd.unique(data["label"]))}
         y = data["label"].map(y_of).to_numpy()
-        vmax = float(np.nanmax(data["neg_log10_padj"])) if len(data) else 0.0
-        norm = _score_norm(data["score"].to_numpy())
+        size_value = np.minimum(data["neg_log10_padj"].to_numpy(), max_log10)
+        vmax = float(np.nanmax(size_value)) if len(data) else 0.0
         sc = ax.scatter(
             data["result"].to_numpy() - 1,
             y,
-            c=data["score"],
-            s=_sizes(data["neg_log10_padj"].to_numpy(), vmax),
+            c=data["rel_score"],
+            s=_sizes(size_value, vmax),
             cmap=mpl.colormaps[cmap],
-            norm=norm,
+            norm=mpl.colors.Normalize(vmin=-1.0, vmax=1.0),
             edgecolors=np.where(data["sig"], "black", "0.75"),
             linewidths=np.where(data["sig"], 1.0, 0.5),
             **kwargs,
         )
-        ax.figure.colorbar(sc, ax=ax, label="score", shrink=0.6)
+        if vmax > 0:
+            handles, texts = sc.legend_elements(
+                prop="sizes",
+                num=3,
+                func=lambda s: (s - _SIZE_RANGE[0]) / (_SIZE_RANGE[1] - _SIZE_RANGE[0]) * vmax,
+                color="0.5",
+            )
+            ax.legend(
+                handles,
+                texts,
+                title="-log10 padj",
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1.0),
+                fontsize="small",
+                frameon=False,
+            )
+        ax.figure.colorbar(
+            sc, ax=ax, label="score / max |score| of the result", shrink=0.5, location="bottom", pad=0.22
+        )
         ax.set_xticks([0, 1])
         ax.set_xticklabels(labels, rotation=20, ha="right")
         ax.set_xlim(-0.6, 1.6)

@@ -77,8 +77,9 @@ def compare_enrichment(
     -------
     Sets ``adata.uns[key_added]`` = ``{"params", "summary", "table"}``. ``table`` is a
     :class:`~pandas.DataFrame` indexed by set (ORA sets carry ``" (up)"``/``" (down)"``), sorted by the smaller
-    adjusted p-value, with ``score1, score2, padj1, padj2, n_genes1, n_genes2, rank1, rank2`` (rank of the score
-    within each result, 1 = highest; NaN where a result lacks the set), ``in1, in2, sig1, sig2``,
+    adjusted p-value (ties: the larger ``|score|`` relative to each result's largest), with ``score1, score2,
+    padj1, padj2, n_genes1, n_genes2, rank1, rank2`` (rank of the score within each result, 1 = highest; NaN
+    where a result lacks the set), ``in1, in2, sig1, sig2``,
     ``same_sign`` (both present with scores of the same sign), ``category`` (``"both"``, ``"only1"``,
     ``"only2"``, ``"neither"`` by significance, or ``"untested"`` when a result lacks the set) and ``agree``
     (significant in both with the same sign). ``summary`` holds ``spearman`` (Spearman correlation of the
@@ -133,7 +134,12 @@ def compare_enrichment(
     table["category"] = category.astype(str)
     table["agree"] = (table["category"] == "both").to_numpy() & same
     best = np.fmin(table["padj1"].to_numpy(), table["padj2"].to_numpy())
-    order = np.lexsort((table.index.to_numpy(dtype=str), best))
+    rel = [
+        np.abs(table[c].to_numpy()) / max(np.nanmax(np.abs(table[c].to_numpy()), initial=0.0), 1e-300)
+        for c in ("score1", "score2")
+    ]
+    strength = np.nan_to_num(np.fmax(rel[0], rel[1]))
+    order = np.lexsort((table.index.to_numpy(dtype=str), -strength, best))
     table = table.iloc[order]
     table.index = pd.Index(table.index.astype(str), dtype=object)
 
