@@ -74,3 +74,12 @@ def test_compare_enrichment_errors(two_results, unchanged):
 def test_compare_enrichment_copy(two_results):
     out = gdx.tl.compare_enrichment(two_results, "enrich_ulm_de1", "enrich_ulm_de2", key_added="c", copy=True)
     assert "c" in out.uns and "c" not in two_results.uns
+
+
+def test_spearman_is_nan_with_fewer_than_three_shared_sets(adata, de_factory):
+    net = de_factory(adata, key="de1", seed=0)
+    gdx.tl.enrich(adata, key="de1", net=net, key_added="all")
+    gdx.tl.enrich(adata, key="de1", net=net[net["source"].isin(["UP", "DOWN"])], key_added="two")
+    gdx.tl.compare_enrichment(adata, "all", "two", key_added="c")
+    summary = adata.uns["c"]["summary"]
+    assert summary["n_shared"] == 2 and np.isnan(summary["spearman"]) and summary["sign_agreement"] == 1.0

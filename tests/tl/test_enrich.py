@@ -278,3 +278,28 @@ def test_get_enrich_results(de_adata):
     assert adata.uns["enrich_ulm_de"]["results"].loc["0", "score"] != 1e9
     with pytest.raises(KeyError, match="no enrichment result"):
         gdx.get.enrich_results(adata, "enrich_gsea_de")
+
+
+def test_universe_depends_on_the_method(de_adata):
+    # independent filtering: padj NaN with a finite statistic; ULM keeps the genes, ORA leaves them out
+    adata, net = de_adata
+    de = adata.varm["de"]
+    de.iloc[100:105, de.columns.get_loc("padj")] = np.nan
+    adata.varm["de"] = de
+    gdx.tl.enrich(adata, key="de", net=net)
+    gdx.tl.enrich(adata, key="de", net=net, method="ora", lfc_threshold=0.5)
+    assert adata.uns["enrich_ulm_de"]["n_universe"] == 190
+    assert adata.uns["enrich_ora_de"]["n_universe"] == 185
+    up = adata.uns["enrich_ora_de"]["results"].set_index(["direction", "source"]).loc[("up", "UP")]
+    assert up["n_genes"] == 20  # genes 100-104 of the UP set are outside the ORA universe
+
+
+def test_all_nan_statistic_is_an_error(de_adata, unchanged):
+    adata, net = de_adata
+    de = adata.varm["de"]
+    de["stat"] = np.nan
+    adata.varm["de"] = de
+    check = unchanged(adata)
+    with pytest.raises(ValueError, match="no gene with finite"):
+        gdx.tl.enrich(adata, key="de", net=net)
+    check()
