@@ -303,3 +303,13 @@ def test_all_nan_statistic_is_an_error(de_adata, unchanged):
     with pytest.raises(ValueError, match="no gene with finite"):
         gdx.tl.enrich(adata, key="de", net=net)
     check()
+
+
+def test_exact_zero_statistics_are_not_measured(de_adata):
+    adata, net = de_adata
+    de = adata.varm["de"]
+    de.iloc[:190, de.columns.get_loc("stat")] = 0.0
+    de.iloc[:3, de.columns.get_loc("stat")] = 1.0
+    adata.varm["de"] = de
+    with pytest.raises(ValueError, match="no gene set has at least tmin=5"):
+        gdx.tl.enrich(adata, key="de", net=net)

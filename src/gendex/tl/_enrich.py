@@ -172,8 +172,8 @@ def run_decoupler(
         sources, _targets, adjm = dc.pp.adjmat(features=features, net=pnet)
         es, pv = runner.func(mat, adjm, **kwargs)
     else:
-        sources, _cnct, starts, offsets = dc.pp.idxmat(features=features, net=pnet)
-        es, pv = runner.func(mat, _cnct, starts, offsets, **kwargs)
+        sources, cnct, starts, offsets = dc.pp.idxmat(features=features, net=pnet)
+        es, pv = runner.func(mat, cnct, starts, offsets, **kwargs)
     es, pv = np.asarray(es, dtype=np.float64)[0], np.asarray(pv, dtype=np.float64)[0]
     sizes = pnet.groupby("source").size()
     res = pd.DataFrame(
@@ -426,7 +426,9 @@ def enrich(
     table, n_dup = feature_table(de, adata, columns, gene_symbols=gene_symbols)
     if table.empty:
         raise ValueError(f"`adata.varm[{key!r}]` has no gene with finite {columns}")
-    _check_overlap(table.index, net_df, tmin, gene_symbols, adata.n_vars)
+    # decoupler drops exact zeros as empty features: they are not measured for the scored methods
+    measured = table.index if method == "ora" else table.index[table[stat].to_numpy() != 0]
+    _check_overlap(measured, net_df, tmin, gene_symbols, adata.n_vars)
 
     # --- compute
     extra: dict[str, Any] = {}
