@@ -145,7 +145,9 @@ def test_lm_fit_matches_per_gene_least_squares(two_group_design):
     np.testing.assert_allclose(fit.amean, y.mean(axis=0))
     assert fit.coef_names == ("a", "b")
     unweighted = lm_fit(y, two_group_design)
-    np.testing.assert_allclose(unweighted.coefficients, lm_fit(y, two_group_design, weights=np.ones_like(y)).coefficients)
+    np.testing.assert_allclose(
+        unweighted.coefficients, lm_fit(y, two_group_design, weights=np.ones_like(y)).coefficients
+    )
     np.testing.assert_array_equal(unweighted.df_residual, 6)
 
 

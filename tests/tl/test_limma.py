@@ -19,9 +19,7 @@ def gse_filtered(gse60450):
 def test_parity_with_r_limma_on_gse60450(gse_filtered, reference_dir, normalization, tmp_path):
     adata = gse_filtered
     assert adata.n_vars == 14453
-    gdx.tl.limma_voom(
-        adata, design="~celltype", contrast=["celltype", "luminal", "basal"], normalization=normalization
-    )
+    gdx.tl.limma_voom(adata, design="~celltype", contrast=["celltype", "luminal", "basal"], normalization=normalization)
     ref = pd.read_csv(
         reference_dir / f"limma_voom_cpmrule_{R_FILES[normalization]}_luminal_vs_basal_topTable.csv",
         dtype={"gene": str},

@@ -26,7 +26,7 @@ def _cumulative_counts(y: NDArray[np.bool_], s: NDArray[np.float64]) -> tuple[ND
     s_sorted = s[order]
     y_sorted = y[order]
     # the last index of each run of equal scores
-    distinct = np.flatnonzero(np.diff(s_sorted) != 0)
+    distinct = np.flatnonzero(s_sorted[1:] != s_sorted[:-1])
     ends = np.r_[distinct, y_sorted.size - 1]
     tps = np.cumsum(y_sorted)[ends].astype(np.float64)
     fps = (ends + 1 - tps).astype(np.float64)
