@@ -1,3 +1,5 @@
 """Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
 
-__all__: list[str] = []
+from ._compare import compare_de
+
+__all__ = ["compare_de"]
