@@ -109,3 +109,34 @@ def test_compare_de_bad_input_leaves_adata_unchanged(two_results, unchanged):
         gdx.tl.compare_de(two_results, "deseq2", "bad")
     del two_results.varm["bad"]
     check()
+
+
+def test_compare_de_r_deseq2_vs_r_limma_on_gse60450(gse60450, reference_dir):
+    """R's DESeq2 (18,418 genes) against R's limma-voom (14,453 genes, a subset) for luminal vs basal."""
+    read = {"dtype": {"gene": str}, "index_col": "gene"}
+    d = pd.read_csv(reference_dir / "deseq2_design_celltype_luminal_vs_basal.csv", **read)
+    lim = pd.read_csv(reference_dir / "limma_voom_cpmrule_TMM_luminal_vs_basal_topTable.csv", **read)
+    lim = lim.rename(columns={"logFC": "log2FoldChange", "t": "stat", "P.Value": "pvalue", "adj.P.Val": "padj"})
+    lim["baseMean"] = lim["AveExpr"]
+    store_de_results(gse60450, "deseq2", d, method="deseq2", params={})
+    store_de_results(gse60450, "limma_voom", lim, method="limma_voom", params={})
+    gdx.tl.compare_de(gse60450, "deseq2", "limma_voom")
+    s = gse60450.uns["compare_deseq2_vs_limma_voom"]["summary"]
+    assert (s["n_both_finite"], s["n_finite_only1"], s["n_finite_only2"]) == (14_453, 18_418 - 14_453, 0)
+    assert s["n_sig_both"] + s["n_sig_only2"] == (lim["padj"] < 0.05).sum() == 8_640
+    assert s["n_sig_both"] + s["n_sig_only1"] == (d.loc[lim.index, "padj"] < 0.05).sum()
+    assert s["pearson"] > 0.99 and s["spearman"] > 0.99
+    assert 0.9 < s["slope"] < 1.05
+    na = gdx.pl.na_genes(gse60450, "compare_deseq2_vs_limma_voom")
+    assert [t.get_text() for t in na.get_xticklabels()] == ["tested by\ndeseq2\n(n = 14453)"]
+
+
+def test_compare_de_nullable_columns_and_too_few_genes(two_results):
+    t2 = two_results.varm["nbvae_de"].copy()
+    t2["padj"] = t2["padj"].astype("Float64")
+    t2.loc[t2.index[:8], "padj"] = pd.NA
+    two_results.varm["nbvae_de"] = t2
+    with pytest.warns(UserWarning, match="only 2 genes"):
+        gdx.tl.compare_de(two_results, "deseq2", "nbvae_de")
+    s = two_results.uns["compare_deseq2_vs_nbvae_de"]["summary"]
+    assert s["n_both_finite"] == 2 and np.isnan(s["pearson"]) and np.isnan(s["slope"])

@@ -45,7 +45,7 @@ def de_method(adata: AnnData, key: str) -> str:
 
 def numeric(table: pd.DataFrame, column: str) -> np.ndarray:
     """A column as a float array (NaN for missing)."""
-    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def gene_labels(adata: AnnData, gene_symbols: str | None) -> pd.Series:

@@ -66,6 +66,40 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small", **kwargs)
 
 
+def _place_labels(ax: Axes, xs: pd.Series, ys: pd.Series, texts: pd.Series, genes: pd.Index) -> None:
+    """Annotate points, moving a label down (with a leader line) until it overlaps no label placed before.
+
+    Greedy and deterministic, from the top point down; sizes are estimated in display units from the font
+    size, so no renderer is needed.
+    """
+    from matplotlib.font_manager import FontProperties
+
+    if len(xs) == 0:
+        return
+    size = FontProperties(size="x-small").get_size_in_points()
+    ax.autoscale_view()
+    px = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))
+    scale = ax.figure.dpi / 72.0  # pixels per point
+    height = 1.25 * size * scale
+    placed: list[tuple[float, float, float, float]] = []
+    for i in np.argsort(-px[:, 1], kind="stable"):
+        width = 0.62 * size * scale * len(str(texts.iloc[i]))
+        x0, y0 = px[i, 0] + 3 * scale, px[i, 1] + 3 * scale
+        while any(x0 < bx1 and bx0 < x0 + width and y0 < by1 and by0 < y0 + height for bx0, by0, bx1, by1 in placed):
+            y0 -= height
+        placed.append((x0, y0, x0 + width, y0 + height))
+        dy = (y0 - px[i, 1]) / scale
+        ax.annotate(
+            str(texts.iloc[i]),
+            (float(xs.iloc[i]), float(ys.iloc[i])),
+            xytext=(3, dy),
+            textcoords="offset points",
+            fontsize=size,
+            arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "0.4"} if dy < 3 else None,
+            gid=f"label:{genes[i]}",
+        )
+
+
 # --------------------------------------------------------------------------------------------------- volcano
 
 
@@ -192,15 +226,8 @@ def volcano(
     if lfc_threshold > 0:
         ax.axvline(-lfc_threshold, **line)
         ax.axvline(lfc_threshold, **line)
-    for gene, row in data[data["labelled"]].iterrows():
-        ax.annotate(
-            row["label"],
-            (row["log2FoldChange"], row["neg_log10_padj"]),
-            xytext=(3, 3),
-            textcoords="offset points",
-            fontsize="x-small",
-            gid=f"label:{gene}",
-        )
+    labelled = data[data["labelled"]]
+    _place_labels(ax, labelled["log2FoldChange"], labelled["neg_log10_padj"], labelled["label"], labelled.index)
     ax.set_xlabel("log2 fold change")
     ax.set_ylabel("-log10 adjusted p-value")
     ax.set_title(key)

@@ -78,8 +78,9 @@ def compare_calls(
     -------
     ``(summary, table)``. ``summary`` holds ``pearson``, ``spearman`` (of log2FC on genes finite in both),
     ``slope`` and ``intercept`` (least squares of ``lfc2`` on ``lfc1``; a slope below 1 means the second
-    result shrinks the first), ``n_both_finite``, ``n_finite_only1``, ``n_finite_only2``, ``n_sig_both``,
-    ``n_sig_only1``, ``n_sig_only2``, ``n_sig_neither`` (call concordance among genes finite in both),
+    result shrinks the first); these four are NaN when fewer than 3 genes are finite in both. Then
+    ``n_both_finite``, ``n_finite_only1``, ``n_finite_only2``, ``n_sig_both``, ``n_sig_only1``,
+    ``n_sig_only2``, ``n_sig_neither`` (call concordance among genes finite in both),
     ``n_sig_both_opposite`` (significant in both with opposite signs) and ``agreement`` (fraction of genes
     finite in both with the same call). ``table`` has the columns ``lfc1, lfc2, padj1, padj2, finite1,
     finite2, sig1, sig2, category`` (a categorical with the levels above), one row per gene.
@@ -113,13 +114,14 @@ def compare_calls(
     category[both & ~sig1 & ~sig2] = "neither"
 
     x, y = lfc1[both], lfc2[both]
-    slope, intercept = ols_line(x, y)
     n_both = int(both.sum())
+    enough = n_both >= 3  # with 2 genes r is +-1 and the line exact: not a measure of agreement
+    slope, intercept = ols_line(x, y) if enough else (float("nan"), float("nan"))
     n_sig_both = int((both & sig1 & sig2).sum())
     n_sig_neither = int((both & ~sig1 & ~sig2).sum())
     summary: dict[str, float | int] = {
-        "pearson": pearson(x, y),
-        "spearman": spearman(x, y) if n_both >= 2 else float("nan"),
+        "pearson": pearson(x, y) if enough else float("nan"),
+        "spearman": spearman(x, y) if enough else float("nan"),
         "slope": slope,
         "intercept": intercept,
         "n_both_finite": n_both,

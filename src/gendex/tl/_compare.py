@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -104,7 +105,8 @@ def compare_de(
     for name, table in (("1", t1), ("2", t2)):
         for col in _NEEDED:
             try:
-                cols[col + name] = pd.to_numeric(table[col], errors="raise").to_numpy(dtype=np.float64)
+                values = pd.to_numeric(table[col], errors="raise")
+                cols[col + name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
             except (TypeError, ValueError) as err:
                 raise TypeError(f"column {col!r} of DE result {name} is not numeric") from err
 
@@ -112,6 +114,13 @@ def compare_de(
         cols["log2FoldChange1"], cols["log2FoldChange2"], cols["padj1"], cols["padj2"], alpha=float(alpha)
     )
     table.index = adata.var_names.copy()
+    if summary["n_both_finite"] < 3:
+        warnings.warn(
+            f"only {summary['n_both_finite']} genes have a finite log2FoldChange and padj in both {key1!r} and "
+            f"{key2!r}; the correlations and the slope are NaN",
+            UserWarning,
+            stacklevel=2,
+        )
     params = {
         "key1": key1,
         "key2": key2,
