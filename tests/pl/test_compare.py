@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
@@ -97,3 +98,19 @@ def test_na_genes_single_panel(compared):
     with pytest.raises(KeyError, match="lfc_lower"):
         gdx.pl.na_genes(compared, "rev", show_width=True)
     assert gdx.pl.na_genes(compared, "rev").get_ylabel() == "log2 fold change (deseq2)"
+
+
+def test_plots_only_read(compared, unchanged):
+    check = unchanged(compared)
+    table = compared.uns[KEY]["table"].copy()
+    varm = {k: compared.varm[k].copy() for k in compared.varm}
+    gdx.pl.volcano(compared)
+    gdx.pl.md(compared, "nbvae_de")
+    gdx.pl.pvalue_hist(compared)
+    gdx.pl.heatmap(compared, n_genes=10)
+    gdx.pl.lfc_scatter(compared, KEY)
+    gdx.pl.na_genes(compared, KEY)
+    check()
+    pd.testing.assert_frame_equal(compared.uns[KEY]["table"], table)
+    for k, v in varm.items():
+        pd.testing.assert_frame_equal(compared.varm[k], v)
