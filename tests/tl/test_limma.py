@@ -139,3 +139,13 @@ def test_limma_voom_empty_sample(adata, unchanged):
     with pytest.raises(ValueError, match="all-zero"):
         gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     check()
+
+
+def test_limma_voom_sparse_counts_same_result(adata):
+    from scipy import sparse
+
+    dense = adata.copy()
+    adata.layers["counts"] = sparse.csr_matrix(adata.layers["counts"])
+    for a in (adata, dense):
+        gdx.tl.limma_voom(a, design="~condition", contrast=["condition", "B", "A"])
+    pd.testing.assert_frame_equal(adata.varm["limma_voom"], dense.varm["limma_voom"])

@@ -1,5 +1,6 @@
 """Pure array kernels (no AnnData): size factors, multiple testing, DESeq2 engine, limma/voom, NB helpers."""
 
+from ._compare import compare_calls
 from ._limma import (
     EBayesResult,
     LinearFit,
@@ -30,6 +31,7 @@ __all__ = [
     "average_precision",
     "bh_adjust",
     "calc_norm_factors_tmm",
+    "compare_calls",
     "confusion_rates",
     "contrasts_fit",
     "ebayes",
