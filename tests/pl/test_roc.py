@@ -55,3 +55,14 @@ def test_plots_need_an_evaluation(evaluated):
         gdx.pl.roc(evaluated, keys=["deseq2"])
     with pytest.raises(ValueError, match="empty"):
         gdx.pl.fdr_curve(evaluated, keys=[])
+
+
+def test_plots_only_read(evaluated, unchanged):
+    check = unchanged(evaluated)
+    roc_before = evaluated.uns["eval_ttest"]["roc"].copy()
+    gdx.pl.roc(evaluated, keys=["limma_voom", "ttest"])
+    gdx.pl.fdr_curve(evaluated, keys=["limma_voom", "ttest"])
+    check()
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(evaluated.uns["eval_ttest"]["roc"], roc_before)

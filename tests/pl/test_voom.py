@@ -45,3 +45,12 @@ def test_voom_plot_missing_key(adata):
     adata.uns["other"] = {"method": "x"}
     with pytest.raises(ValueError, match="voom trend"):
         gdx.pl.voom(adata, "other")
+
+
+def test_voom_plot_only_reads(fitted, unchanged):
+    check = unchanged(fitted)
+    before = {k: np.array(v, copy=True) for k, v in fitted.uns["limma_voom"]["voom"].items()}
+    gdx.pl.voom(fitted)
+    check()
+    for k, v in before.items():
+        np.testing.assert_array_equal(fitted.uns["limma_voom"]["voom"][k], v)
