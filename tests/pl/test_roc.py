@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 import gendex as gdx
@@ -63,6 +64,4 @@ def test_plots_only_read(evaluated, unchanged):
     gdx.pl.roc(evaluated, keys=["limma_voom", "ttest"])
     gdx.pl.fdr_curve(evaluated, keys=["limma_voom", "ttest"])
     check()
-    import pandas as pd
-
     pd.testing.assert_frame_equal(evaluated.uns["eval_ttest"]["roc"], roc_before)

@@ -97,7 +97,7 @@ def roc(
     data = _roc_data(adata, keys)
     ax = get_ax(ax, figsize=(4.5, 4.5))
     for label, sub in data.groupby("label", sort=False):
-        ax.plot(sub["fpr"], sub["tpr"], label=label, drawstyle="default", **plot_kwargs)
+        ax.plot(sub["fpr"], sub["tpr"], label=label, **plot_kwargs)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
