@@ -64,11 +64,12 @@ def test_separator_is_sniffed_when_the_suffix_misleads(tmp_path):
 
 
 def test_explicit_separator_and_gene_column(tmp_path):
-    rows = [["symbol", "id", *SAMPLES]] + [[f"sym{i}", g, *r] for i, (g, r) in enumerate(zip(GENES, COUNTS))]
+    pairs = enumerate(zip(GENES, COUNTS, strict=True))
+    rows = [["symbol", "id", *SAMPLES]] + [[f"sym{i}", g, *r] for i, (g, r) in pairs]
     path = write_table(tmp_path / "counts.dat", rows, ";")
     with pytest.raises(ValueError, match="non-numeric values in sample column.*symbol"):
         gdx.io.read_counts(path, sep=";", gene_column="id")
-    rows = [["id", *SAMPLES]] + [[g, *r] for g, r in zip(GENES, COUNTS)]
+    rows = [["id", *SAMPLES]] + [[g, *r] for g, r in zip(GENES, COUNTS, strict=True)]
     path = write_table(tmp_path / "counts2.dat", rows, ";")
     assert_counts(gdx.io.read_counts(path, sep=";", gene_column="id"))
     with pytest.raises(KeyError, match="'ensembl'"):
@@ -76,7 +77,7 @@ def test_explicit_separator_and_gene_column(tmp_path):
 
 
 def test_r_write_table_layout_without_row_name_header(tmp_path):
-    rows = [SAMPLES] + [[g, *r] for g, r in zip(GENES, COUNTS)]
+    rows = [SAMPLES] + [[g, *r] for g, r in zip(GENES, COUNTS, strict=True)]
     path = write_table(tmp_path / "counts.tsv", rows)
     assert_counts(gdx.io.read_counts(path))
 
@@ -102,7 +103,7 @@ def featurecounts_rows(samples):
         ["chrX", "1", "1000", "+", 1000],
         ["chr1", "5000", "5999", "-", 1000],
     ]
-    return [header] + [[g, *a, *r] for g, a, r in zip(GENES, ann, COUNTS)]
+    return [header] + [[g, *a, *r] for g, a, r in zip(GENES, ann, COUNTS, strict=True)]
 
 
 @pytest.mark.parametrize("compress", [None, "gz"])
@@ -129,7 +130,7 @@ def test_featurecounts_duplicate_bam_names_across_folders(tmp_path):
 def test_geo_genewise_layout(tmp_path):
     genes = ["497097", "100503874", "100038431", "19888"]
     rows = [["EntrezGeneID", "Length", *SAMPLES]] + [
-        [g, ln, *r] for g, ln, r in zip(genes, [3634, 3259, 1634, 9747], COUNTS)
+        [g, ln, *r] for g, ln, r in zip(genes, [3634, 3259, 1634, 9747], COUNTS, strict=True)
     ]
     path = write_table(tmp_path / "GSE1_GenewiseCounts.txt.gz", rows, compress="gz")
     adata = gdx.io.read_counts(path)
