@@ -1,3 +1,5 @@
-"""Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
+"""Tools: sample embeddings, differential expression (classical and generative), comparison, enrichment."""
 
-__all__: list[str] = []
+from ._embedding import mds, pca
+
+__all__ = ["mds", "pca"]
