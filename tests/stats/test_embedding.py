@@ -50,7 +50,8 @@ def _golden_matrix():
 def test_matches_limma_plotmds():
     """Golden values from R 4.2.2 / limma 3.54.1:
     g <- 1:50; s <- 1:6; x <- outer(g, s, function(g, s) sin(1.3*g + 0.7*s^2) * (1 + s/3) + cos(g*s/5))
-    m <- plotMDS(x, top=10, ndim=3, plot=FALSE); m$var.explained; m$eigen.vectors[,1:3] %*% diag(sqrt(m$eigen.values[1:3]))
+    m <- plotMDS(x, top=10, ndim=3, plot=FALSE); m$var.explained
+    m$eigen.vectors[,1:3] %*% diag(sqrt(m$eigen.values[1:3]))
     """
     var_explained = [0.4613433474380, 0.3892747339064, 0.0651386907032, 0.0504833134647, 0.0337599144877, 0.0]
     r_coords = np.array(

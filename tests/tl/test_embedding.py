@@ -18,7 +18,8 @@ def test_mds_slots_and_h5ad_roundtrip(lcpm, tmp_path):
     d = lcpm.obsp["mds_distances"]
     assert d.shape == (8, 8) and np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
     rec = lcpm.uns["mds"]
-    assert rec["params"] == {"layer": "log_cpm", "top": 50, "n_components": 3, "gene_selection": "pairwise", "n_genes": 200}
+    params = {"layer": "log_cpm", "top": 50, "n_components": 3, "gene_selection": "pairwise", "n_genes": 200}
+    assert rec["params"] == params
     ratio = rec["variance_ratio"]
     assert ratio.shape == (3,) and np.all(np.diff(ratio) <= 0) and 0 < ratio.sum() <= 1
     assert rec["axis_label"] == "Leading logFC dim"

@@ -1,4 +1,4 @@
-"""Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2 engine, limma/voom, NB helpers."""
+"""Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
 from ._embedding import classical_mds, leading_logfc_distances, pca
 from ._multitest import bh_adjust

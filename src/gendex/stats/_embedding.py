@@ -7,7 +7,7 @@ from numpy.typing import NDArray
 
 
 def leading_logfc_distances(x: NDArray, top: int = 500) -> NDArray[np.float64]:
-    """limma's ``plotMDS`` distances with ``gene.selection="pairwise"``.
+    """Leading-log-fold-change distances of limma's ``plotMDS`` with ``gene.selection="pairwise"``.
 
     For each pair of samples, the distance is the root-mean-square of the ``top`` largest absolute
     differences between them (the leading log-fold-changes), each pair choosing its own genes.
