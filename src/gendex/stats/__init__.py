@@ -1,6 +1,7 @@
-"""Pure array kernels (no AnnData): size factors, multiple testing, DESeq2 engine, limma/voom, NB helpers."""
+"""Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
 from ._compare import compare_calls
+from ._embedding import classical_mds, leading_logfc_distances, pca
 from ._limma import (
     EBayesResult,
     LinearFit,
@@ -31,14 +32,17 @@ __all__ = [
     "average_precision",
     "bh_adjust",
     "calc_norm_factors_tmm",
+    "classical_mds",
     "compare_calls",
     "confusion_rates",
     "contrasts_fit",
     "ebayes",
     "fdr_curve",
     "fit_f_dist",
+    "leading_logfc_distances",
     "lm_fit",
     "lowess",
+    "pca",
     "precision_recall_curve",
     "roc_curve",
     "size_factors_poscounts",
