@@ -1,6 +1,11 @@
-"""Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
+"""Tools: sample embeddings, differential expression (classical and generative), comparison, enrichment."""
 
+from ._compare import compare_de
 from ._compare_enrichment import compare_enrichment
+from ._embedding import mds, pca
 from ._enrich import enrich
+from ._evaluate import evaluate_de
+from ._limma import limma_voom
+from ._ttest import ttest
 
-__all__: list[str] = ["compare_enrichment", "enrich"]
+__all__ = ["compare_de", "compare_enrichment", "enrich", "evaluate_de", "limma_voom", "mds", "pca", "ttest"]
