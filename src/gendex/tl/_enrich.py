@@ -345,9 +345,10 @@ def enrich(
         :func:`gendex.pp.add_gene_symbols`) when they differ from ``var_names``. Genes sharing a symbol are
         represented by the one with the highest ``baseMean``.
     alpha
-        ORA: a gene is selected when ``padj_col <= alpha`` ...
+        ORA: genes with ``padj_col <= alpha`` and ``|log2FoldChange| >= lfc_threshold`` are selected, into the
+        up list (positive fold change) or the down list (negative).
     lfc_threshold
-        ... and ``|log2FoldChange| >= lfc_threshold`` (up: positive, down: negative fold change).
+        ORA: the smallest absolute log2 fold change of a selected gene.
     padj_col
         ORA: column of adjusted p-values (``"padj"``; for generative results ``"qvalue"``, which equals their
         ``padj``, works too).
