@@ -1,3 +1,5 @@
 """Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
 
-__all__: list[str] = []
+from ._deseq2 import deseq2
+
+__all__: list[str] = ["deseq2"]
