@@ -468,7 +468,9 @@ def _run_pydeseq2(req: _Request) -> _Outcome:
         dds.deseq2()
     coef_names = [str(c) for c in dds.varm["LFC"].columns]
     if coef_names != list(req.design_df.columns):
-        raise RuntimeError(f"PyDESeq2's coefficients {coef_names} differ from the design's {list(req.design_df.columns)}")
+        raise RuntimeError(
+            f"PyDESeq2's coefficients {coef_names} differ from the design's {list(req.design_df.columns)}"
+        )
 
     all_zero = req.counts.sum(axis=0) == 0
     tables: list[pd.DataFrame] = []
