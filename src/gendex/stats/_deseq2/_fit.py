@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike
 from scipy import stats
 
 from .._size_factors import size_factors_ratio
 from . import _kernels as K
+from ._backend import get_backend, single_threaded_blas
 from ._optim import nb_logpmf_np, optim_row
 from ._trend import TrendFitError, local_trend, parametric_trend, prior_variance
 
@@ -107,231 +107,224 @@ def n_or_more_in_cell(design: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(cells)[cells] >= n
 
 
-def _trimmed_mean(sorted_vals: torch.Tensor, trim: float) -> torch.Tensor:
-    """R's ``mean(x, trim=trim)`` along the last axis of an already sorted tensor."""
+def _trimmed_mean(be, sorted_vals, trim: float):
+    """R's ``mean(x, trim=trim)`` along the last axis of an already sorted array."""
     n = sorted_vals.shape[-1]
     if trim >= 0.5:
-        return torch.quantile(sorted_vals, 0.5, dim=-1)
+        lo = (n - 1) // 2
+        return 0.5 * (sorted_vals[..., lo] + sorted_vals[..., n - 1 - lo])
     lo = int(math.floor(n * trim))
-    hi = n - lo
-    return sorted_vals[..., lo:hi].mean(-1)
+    return sorted_vals[..., lo : n - lo].mean(-1)
 
 
-def robust_moments_disp(normed: torch.Tensor, design: np.ndarray) -> torch.Tensor:
+def _sort_rows(be, a):
+    return be.xp.sort(a, 1) if be.name == "numpy" else be.torch.sort(a, dim=1).values
+
+
+def robust_moments_disp(be, normed, design: np.ndarray):
     """R's ``robustMethodOfMomentsDisp`` for ``normed`` (G, n) normalised counts."""
     three = n_or_more_in_cell(design, 3)
     if three.any():
         cells = _cells(design)
         counts = np.bincount(cells)
-        keep_cells = [c for c in range(counts.size) if counts[c] >= 3]
         var_est = []
-        for c in keep_cells:
-            idx = torch.as_tensor(np.flatnonzero(cells == c), device=normed.device)
-            sub = normed[:, idx]
+        for c in range(counts.size):
+            if counts[c] < 3:
+                continue
+            sub = normed[:, be.index(np.flatnonzero(cells == c))]
             nc = sub.shape[1]
             k = 0 if nc <= 3.5 else (1 if nc <= 23.5 else 2)
             trim = (1 / 3, 1 / 4, 1 / 8)[k]
             scale = (2.04, 1.86, 1.51)[k]
-            cm = _trimmed_mean(torch.sort(sub, dim=1).values, trim)
+            cm = _trimmed_mean(be, _sort_rows(be, sub), trim)
             sq = (sub - cm[:, None]) ** 2
-            var_est.append(scale * _trimmed_mean(torch.sort(sq, dim=1).values, trim))
-        v = torch.stack(var_est, 1).max(1).values
+            var_est.append(scale * _trimmed_mean(be, _sort_rows(be, sq), trim))
+        v = be.amax(be.stack(var_est, 1), 1)
     else:
-        rm = _trimmed_mean(torch.sort(normed, dim=1).values, 1 / 8)
+        rm = _trimmed_mean(be, _sort_rows(be, normed), 1 / 8)
         sq = (normed - rm[:, None]) ** 2
-        v = 1.51 * _trimmed_mean(torch.sort(sq, dim=1).values, 1 / 8)
+        v = 1.51 * _trimmed_mean(be, _sort_rows(be, sq), 1 / 8)
     m = normed.mean(1)
-    return torch.clamp((v - m) / m**2, min=0.04)
+    return be.clip((v - m) / m**2, 0.04, None)
 
 
 class _Ctx:
     """Constants shared by the stages of one fit."""
 
     def __init__(self, design, sf, *, min_mu, min_disp, max_disp, beta_tol, device):
-        self.device = torch.device(device)
-        self.dtype = torch.float64
-        self.design = design
-        self.n, self.p = design.shape
-        self.x = torch.as_tensor(design, dtype=self.dtype, device=self.device)
-        self.sf_np = sf
-        self.sf = torch.as_tensor(sf, dtype=self.dtype, device=self.device)
+        self.be = get_backend(device)
+        self.device = str(device)
+        self.design = np.asarray(design, dtype=np.float64)
+        self.n, self.p = self.design.shape
+        self.ops = K.DesignOps(self.be, self.design)
+        self.sf_np = np.asarray(sf, dtype=np.float64)
+        self.sf = self.be.asarray(self.sf_np)
         self.min_mu = min_mu
         self.min_disp = min_disp
         self.max_disp = max(max_disp, self.n)
         self.beta_tol = beta_tol
-        q, r = np.linalg.qr(design)
-        self.q = torch.as_tensor(q, dtype=self.dtype, device=self.device)
-        self.pinv = torch.as_tensor(np.linalg.solve(r, q.T), dtype=self.dtype, device=self.device)  # (p, n)
-        self.linear_mu = np.unique(design, axis=0).shape[0] == self.p
-        self.intercept_only = self.p == 1 and bool(np.all(design == 1))
-        self.ridge = torch.full((self.p,), RIDGE_LOG2 / math.log(2.0) ** 2, dtype=self.dtype, device=self.device)
+        q, r = np.linalg.qr(self.design)
+        self.q = self.be.asarray(q)
+        self.qt = self.be.asarray(np.ascontiguousarray(q.T))
+        self.pinv_t = self.be.asarray(np.ascontiguousarray(np.linalg.solve(r, q.T).T))  # (n, p)
+        self.linear_mu = np.unique(self.design, axis=0).shape[0] == self.p
+        self.intercept_only = self.p == 1 and bool(np.all(self.design == 1))
+        self.ridge = np.full(self.p, RIDGE_LOG2 / math.log(2.0) ** 2)
 
-    def t(self, a) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=self.dtype, device=self.device)
+    def t(self, a):
+        return self.be.asarray(a)
+
+    def np(self, a) -> np.ndarray:
+        return self.be.to_numpy(a)
 
 
 @dataclass
 class _GLM:
-    beta: torch.Tensor  # natural
-    cov: torch.Tensor
-    hat: torch.Tensor
-    mu: torch.Tensor  # unclamped
-    loglik: torch.Tensor
-    conv: torch.Tensor
-    iters: torch.Tensor
+    beta: object  # (G, p) natural log
+    cov: object  # (P, G)
+    hat: object  # (G, n)
+    mu: object  # (G, n) unclamped
+    loglik: object
+    conv: object
+    iters: object
 
 
-def fit_glm(
-    y: torch.Tensor,
-    alpha: torch.Tensor,
-    ctx: _Ctx,
-    *,
-    x: torch.Tensor | None = None,
-    design: np.ndarray | None = None,
-    maxit: int = 100,
-    use_optim: bool = True,
-) -> _GLM:
+def fit_glm(y, alpha, ctx: _Ctx, *, maxit: int = 100, use_optim: bool = True) -> _GLM:
     """R's ``fitNbinomGLMs`` (without prior) for the genes of ``y`` (G, n): IRLS, then optim for failures."""
-    x = ctx.x if x is None else x
-    design = ctx.design if design is None else design
-    g, n = y.shape
-    p = x.shape[1]
+    be, ops = ctx.be, ctx.ops
+    g = y.shape[0]
+    p = ctx.p
     sf = ctx.sf
     normed = y / sf
-    ridge = torch.full((p,), RIDGE_LOG2 / math.log(2.0) ** 2, dtype=y.dtype, device=y.device)
-    if p == 1 and bool(np.all(design == 1)):
+    if ctx.intercept_only:
         bm = normed.mean(1)
-        beta = torch.log(bm)[:, None]
+        beta = be.log(bm)[:, None]
         mu = sf[None, :] * bm[:, None]
         w = 1.0 / (1.0 / mu + alpha[:, None])
         info = w.sum(1)
-        cov = (1.0 / info)[:, None, None]
+        cov = (1.0 / info)[None, :]
         hat = w / info[:, None]
-        ll = K.nb_loglik(y, mu, alpha)
-        ones = torch.ones(g, dtype=torch.bool, device=y.device)
-        return _GLM(beta, cov, hat, mu, ll, ones, torch.ones(g, dtype=torch.int64, device=y.device))
-    q, r = np.linalg.qr(design)
-    pinv = torch.as_tensor(np.linalg.solve(r, q.T), dtype=y.dtype, device=y.device)
-    beta0 = torch.log(normed + 0.1) @ pinv.T
-    bf = K.fit_beta(y, x, sf, alpha, beta0, ridge, tol=ctx.beta_tol, maxit=maxit, min_mu=ctx.min_mu)
+        ll = K.nb_loglik(be, y, mu, alpha)
+        return _GLM(beta, cov, hat, mu, ll, be.isfinite(ll) | True, be.zeros_int(g) + 1)
+    beta0 = be.log(normed + 0.1) @ ctx.pinv_t
+    bf = K.fit_beta(ops, y, sf, alpha, beta0, ctx.ridge, tol=ctx.beta_tol, maxit=maxit, min_mu=ctx.min_mu)
     beta = bf.beta
-    with np.errstate(all="ignore"):
-        mu = sf[None, :] * torch.exp(beta @ x.T)
+    mu = sf[None, :] * be.exp(beta @ ops.xt)
     conv = bf.iters < maxit
-    stable = ~torch.isnan(beta).any(1)
-    var = torch.diagonal(bf.beta_cov, dim1=-2, dim2=-1)
-    varpos = (var > 0).all(1)
-    ll = K.nb_loglik(y, mu, alpha)
-    cov = bf.beta_cov
-    bad = ~conv | ~stable | ~varpos if use_optim else ~stable | ~varpos
-    rows = torch.nonzero(bad).ravel().cpu().numpy()
+    stable = ~be.isnan(beta).any(1)
+    varpos = be.stack([bf.cov[k] > 0 for k in ops.diag_k], 1).all(1)
+    ll = K.nb_loglik(be, y, mu, alpha)
+    cov = bf.cov
+    bad = (~conv | ~stable | ~varpos) if use_optim else (~stable | ~varpos)
+    rows = ctx.np(be.flatnonzero(bad))
     if rows.size:
-        beta = beta.clone()
-        cov = cov.clone()
-        mu = mu.clone()
-        ll = ll.clone()
-        conv = conv.clone()
-        xn = design.astype(np.float64)
+        xn = ctx.design
         sfn = ctx.sf_np
         lam_log2 = np.full(p, RIDGE_LOG2)
         ridge_nat = np.diag(lam_log2 / math.log(2.0) ** 2)
-        beta_np = beta.cpu().numpy()
-        beta0_np = beta0.cpu().numpy()
-        stable_np = stable.cpu().numpy()
-        y_np = y[torch.as_tensor(rows, device=y.device)].cpu().numpy()
-        alpha_np = alpha[torch.as_tensor(rows, device=y.device)].cpu().numpy()
-        for k, row in enumerate(rows):
-            b_log2 = beta_np[row] * LOG2E
-            start = b_log2 if (stable_np[row] and np.all(np.abs(b_log2) < 30)) else beta0_np[row]
+        ridx = be.index(rows)
+        beta_np = ctx.np(beta[ridx])
+        beta0_np = ctx.np(beta0[ridx])
+        stable_np = ctx.np(stable[ridx])
+        y_np = ctx.np(y[ridx])
+        alpha_np = ctx.np(alpha[ridx])
+        new_beta = np.empty((rows.size, p))
+        new_cov = np.empty((ops.P, rows.size))
+        new_mu = np.empty((rows.size, ctx.n))
+        new_ll = np.empty(rows.size)
+        new_ok = np.empty(rows.size, dtype=bool)
+        for k in range(rows.size):
+            b_log2 = beta_np[k] * LOG2E
+            start = b_log2 if (stable_np[k] and np.all(np.abs(b_log2) < 30)) else beta0_np[k]
             par, ok = optim_row(y_np[k], xn, sfn, float(alpha_np[k]), start, lam_log2)
             mu_row = sfn * np.exp2(xn @ par)
             mu_cl = np.maximum(mu_row, ctx.min_mu)
             w = 1.0 / (1.0 / mu_cl + alpha_np[k])
             info = (xn * w[:, None]).T @ xn
             inv = np.linalg.inv(info + ridge_nat)
-            beta[row] = torch.as_tensor(par * math.log(2.0), dtype=y.dtype, device=y.device)
-            cov[row] = torch.as_tensor(inv @ info @ inv, dtype=y.dtype, device=y.device)
-            mu[row] = torch.as_tensor(mu_row, dtype=y.dtype, device=y.device)
-            ll[row] = float(nb_logpmf_np(y_np[k], mu_cl, float(alpha_np[k])).sum())
-            if ok:
-                conv[row] = True
+            sw = inv @ info @ inv
+            new_beta[k] = par * math.log(2.0)
+            new_cov[:, k] = [sw[i, j] for i, j in ops.pairs]
+            new_mu[k] = mu_row
+            new_ll[k] = float(nb_logpmf_np(y_np[k], mu_cl, float(alpha_np[k])).sum())
+            new_ok[k] = ok
+        beta, cov, mu, ll, conv = be.copy(beta), be.copy(cov), be.copy(mu), be.copy(ll), be.copy(conv)
+        beta[ridx] = be.asarray(new_beta)
+        cov[:, ridx] = be.asarray(new_cov)
+        mu[ridx] = be.asarray(new_mu)
+        ll[ridx] = be.asarray(new_ll)
+        conv[ridx] = conv[ridx] | (be.asarray(new_ok.astype(np.float64)) > 0.5)
     return _GLM(beta, cov, bf.hat, mu, ll, conv, bf.iters)
 
 
-def _rough_disp(normed: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+def _rough_disp(normed, ctx: _Ctx):
     """R's ``roughDispEstimate`` on normalised counts."""
-    mu = torch.clamp((normed @ ctx.q) @ ctx.q.T, min=1.0)
+    be = ctx.be
+    mu = be.clip((normed @ ctx.q) @ ctx.qt, 1.0, None)
     est = (((normed - mu) ** 2 - mu) / mu**2).sum(1) / (ctx.n - ctx.p)
-    return torch.clamp(est, min=0.0)
+    return be.clip(est, 0.0, None)
 
 
-def _genewise(y: torch.Tensor, ctx: _Ctx) -> dict[str, torch.Tensor]:
+def _genewise(y, ctx: _Ctx) -> dict:
     """R's ``estimateDispersionsGeneEst`` for the (non-all-zero) genes of ``y`` (G, n)."""
+    be = ctx.be
     normed = y / ctx.sf
     bm = normed.mean(1)
-    bv = normed.var(1)
+    bv = ((normed - bm[:, None]) ** 2).sum(1) / (ctx.n - 1)
     xim = float(np.mean(1.0 / ctx.sf_np))
     moments = (bv - xim * bm) / bm**2
-    alpha0 = torch.minimum(_rough_disp(normed, ctx), moments)
-    alpha0 = torch.clamp(alpha0, min=ctx.min_disp, max=ctx.max_disp)
+    alpha0 = be.minimum(_rough_disp(normed, ctx), moments)
+    alpha0 = be.clip(alpha0, ctx.min_disp, ctx.max_disp)
     if ctx.linear_mu:
-        mu = ((normed @ ctx.q) @ ctx.q.T) * ctx.sf
+        mu = ((normed @ ctx.q) @ ctx.qt) * ctx.sf
     else:
         mu = fit_glm(y, alpha0, ctx).mu
-    mu = torch.clamp(mu, min=ctx.min_mu)
-    la0 = torch.log(alpha0)
-    res = K.fit_disp(y, ctx.x, mu, la0, prior_mean=None, prior_var=1.0, min_log_alpha=math.log(ctx.min_disp / 10))
-    disp = torch.clamp(torch.exp(res.log_alpha), max=ctx.max_disp)
-    no_increase = res.last_lp < res.initial_lp + res.initial_lp.abs() / 1e6
-    disp = torch.where(no_increase, alpha0, disp)
+    mu = be.clip(mu, ctx.min_mu, None)
+    res = K.fit_disp(
+        ctx.ops, y, mu, be.log(alpha0), prior_mean=None, prior_var=1.0, min_log_alpha=math.log(ctx.min_disp / 10)
+    )
+    disp = be.clip(be.exp(res.log_alpha), None, ctx.max_disp)
+    no_increase = res.last_lp < res.initial_lp + be.abs(res.initial_lp) / 1e6
+    disp = be.where(no_increase, alpha0, disp)
     conv = (res.iters < 100) & (res.iters != 1)
-    refit = ~conv & (disp > ctx.min_disp * 10)
-    idx = torch.nonzero(refit).ravel()
-    if idx.numel():
-        disp[idx] = K.fit_disp_grid(y[idx], ctx.x, mu[idx], prior_mean=None, prior_var=1.0, max_disp=ctx.max_disp)
-    disp = torch.clamp(disp, min=ctx.min_disp, max=ctx.max_disp)
+    idx = be.flatnonzero(~conv & (disp > ctx.min_disp * 10))
+    if idx.shape[0]:
+        disp[idx] = K.fit_disp_grid(ctx.ops, y[idx], mu[idx], prior_mean=None, prior_var=1.0, max_disp=ctx.max_disp)
+    disp = be.clip(disp, ctx.min_disp, ctx.max_disp)
     return {"disp": disp, "iters": res.iters, "mu": mu}
 
 
-def _map(
-    y: torch.Tensor,
-    mu: torch.Tensor,
-    gene: torch.Tensor,
-    fitted: torch.Tensor,
-    ctx: _Ctx,
-    prior_var: float,
-    var_log: float,
-) -> dict[str, torch.Tensor]:
+def _map(y, mu, gene, fitted, ctx: _Ctx, prior_var: float, var_log: float) -> dict:
     """R's ``estimateDispersionsMAP`` (line search with prior, grid fallback, outliers keep gene-wise)."""
-    init = torch.where(gene > 0.1 * fitted, gene, fitted)
-    init = torch.where(torch.isnan(init), fitted, init)
-    prior_mean = torch.log(fitted)
+    be = ctx.be
+    init = be.where(gene > 0.1 * fitted, gene, fitted)
+    init = be.where(be.isnan(init), fitted, init)
+    prior_mean = be.log(fitted)
     res = K.fit_disp(
+        ctx.ops,
         y,
-        ctx.x,
         mu,
-        torch.log(init),
+        be.log(init),
         prior_mean=prior_mean,
         prior_var=prior_var,
         min_log_alpha=math.log(ctx.min_disp / 10),
     )
-    disp_map = torch.exp(res.log_alpha)
-    idx = torch.nonzero(res.iters >= 100).ravel()
-    if idx.numel():
+    disp_map = be.exp(res.log_alpha)
+    idx = be.flatnonzero(res.iters >= 100)
+    if idx.shape[0]:
         disp_map[idx] = K.fit_disp_grid(
-            y[idx], ctx.x, mu[idx], prior_mean=prior_mean[idx], prior_var=prior_var, max_disp=ctx.max_disp
+            ctx.ops, y[idx], mu[idx], prior_mean=prior_mean[idx], prior_var=prior_var, max_disp=ctx.max_disp
         )
-    disp_map = torch.clamp(disp_map, min=ctx.min_disp, max=ctx.max_disp)
-    outlier = torch.log(gene) > torch.log(fitted) + 2.0 * math.sqrt(var_log)
-    outlier = outlier & ~torch.isnan(outlier)
-    final = torch.where(outlier, gene, disp_map)
+    disp_map = be.clip(disp_map, ctx.min_disp, ctx.max_disp)
+    outlier = be.log(gene) > be.log(fitted) + 2.0 * math.sqrt(var_log) if np.isfinite(var_log) else gene < 0
+    final = be.where(outlier, gene, disp_map)
     return {"map": disp_map, "final": final, "outlier": outlier, "iters": res.iters}
 
 
-def _wald_fit(y: torch.Tensor, disp: torch.Tensor, ctx: _Ctx) -> dict[str, torch.Tensor]:
+def _wald_fit(y, disp, ctx: _Ctx) -> dict:
     """GLM fit with final dispersions plus Cook's distances (R's ``nbinomWaldTest``)."""
     glm = fit_glm(y, disp, ctx)
-    alpha_rm = robust_moments_disp(y / ctx.sf, ctx.design)
+    alpha_rm = robust_moments_disp(ctx.be, y / ctx.sf, ctx.design)
     v = glm.mu + alpha_rm[:, None] * glm.mu**2
     cooks = (y - glm.mu) ** 2 / v / ctx.p * glm.hat / (1.0 - glm.hat) ** 2
     return {
@@ -486,7 +479,7 @@ def deseq2_fit(
         keep_matrices = n * g_all <= 50_000_000
 
     ctx = _Ctx(x, sf, min_mu=min_mu, min_disp=min_disp, max_disp=max_disp, beta_tol=beta_tol, device=device)
-    with np.errstate(all="ignore"), torch.no_grad():
+    with np.errstate(all="ignore"), single_threaded_blas():
         return _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices)
 
 
@@ -507,10 +500,10 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
     for idx in _chunks(nz, chunk_size):
         y = ctx.t(cnt[:, idx].T.astype(np.float64))
         res = _genewise(y, ctx)
-        gene_disp[idx] = res["disp"].cpu().numpy()
-        gene_iters[idx] = res["iters"].cpu().numpy()
+        gene_disp[idx] = ctx.np(res["disp"])
+        gene_iters[idx] = ctx.np(res["iters"])
         if keep_matrices:
-            mu_disp[:, idx] = res["mu"].cpu().numpy().T
+            mu_disp[:, idx] = ctx.np(res["mu"]).T
 
     # --- trend and prior
     trend, coeffs, used_type = _trend_function(fit_type, base_mean[nz], gene_disp[nz], ctx.min_disp)
@@ -568,8 +561,8 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
                     gidx = do[chunk]
                     y = ctx.t(new[:, ~now_zero][:, chunk].T)
                     res = _genewise(y, ctx)
-                    gene_disp[gidx] = res["disp"].cpu().numpy()
-                    gene_iters[gidx] = res["iters"].cpu().numpy()
+                    gene_disp[gidx] = ctx.np(res["disp"])
+                    gene_iters[gidx] = ctx.np(res["iters"])
                     _stage2(y, res["mu"], gidx, ctx, gene_disp, fitted, prior_var, var_log, out, keep_cooks=False)
             zero_genes = genes[now_zero]
             if zero_genes.size:
@@ -677,19 +670,20 @@ def _stage2(y, mu, idx, ctx, gene_disp, fitted, prior_var, var_log, out: _Stage2
     ft = ctx.t(fitted[idx])
     m = _map(y, mu, gd, ft, ctx, prior_var, var_log)
     wf = _wald_fit(y, m["final"], ctx)
-    out.map[idx] = m["map"].cpu().numpy()
-    out.final[idx] = m["final"].cpu().numpy()
-    out.outlier[idx] = m["outlier"].cpu().numpy()
-    out.map_iters[idx] = m["iters"].cpu().numpy()
-    cov = wf["cov"].cpu().numpy()
-    out.beta[idx] = wf["beta"].cpu().numpy()
+    out.map[idx] = ctx.np(m["map"])
+    out.final[idx] = ctx.np(m["final"])
+    out.outlier[idx] = ctx.np(m["outlier"])
+    out.map_iters[idx] = ctx.np(m["iters"])
+    cov_soa = ctx.np(wf["cov"])  # (P, g)
+    cov = np.stack([np.stack([cov_soa[ctx.ops.k[(i, j)]] for j in range(ctx.p)], 1) for i in range(ctx.p)], 1)
+    out.beta[idx] = ctx.np(wf["beta"])
     out.cov[idx] = cov
     out.se[idx] = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
-    out.conv[idx] = wf["conv"].cpu().numpy()
-    out.iters[idx] = wf["iters"].cpu().numpy()
-    out.loglik[idx] = wf["loglik"].cpu().numpy()
+    out.conv[idx] = ctx.np(wf["conv"])
+    out.iters[idx] = ctx.np(wf["iters"])
+    out.loglik[idx] = ctx.np(wf["loglik"])
     if out.keep:
-        out.mu[:, idx] = wf["mu"].cpu().numpy().T
-        out.hat[:, idx] = wf["hat"].cpu().numpy().T
+        out.mu[:, idx] = ctx.np(wf["mu"]).T
+        out.hat[:, idx] = ctx.np(wf["hat"]).T
     if keep_cooks:
-        out.record_cooks(idx, wf["cooks"].cpu().numpy().T)
+        out.record_cooks(idx, ctx.np(wf["cooks"]).T)

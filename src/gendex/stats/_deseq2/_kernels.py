@@ -1,120 +1,187 @@
-"""Batched torch float64 kernels of DESeq2, vectorised over genes.
+"""Batched kernels of R DESeq2, vectorised over genes (numpy on CPU, torch on accelerators).
 
-Layout: every per-gene/per-sample array here is ``(genes, samples)``; designs are ``(samples, p)``.
-Each routine reproduces the corresponding step of R DESeq2 (``fitBeta``, ``fitDisp``, ``fitDispGrid``
-in ``src/DESeq2.cpp``) with per-gene state, so convergence flags and iteration counts follow R's rules.
+Layout: per-gene/per-sample arrays are ``(G, n)`` (genes x samples). The small ``p x p`` matrices of each
+gene (``X'WX``, its Cholesky factor, inverse) are held as *structure of arrays*: an array ``(P, G)`` with one
+contiguous row per lower-triangle entry (``P = p (p + 1) / 2``), so every matrix operation is a handful of
+long vector operations and ``X'WX`` for all genes is a single matrix product.
+
+Each routine reproduces the corresponding step of R DESeq2 (``fitBeta``, ``fitDisp`` and ``fitDispGrid`` in
+``src/DESeq2.cpp``) with per-gene state, so convergence flags and iteration counts follow R's rules.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-
-Tensor = torch.Tensor
+import numpy as np
 
 #: DESeq2's bound on |beta| (natural log) in IRLS, and on log(alpha) in the line search
 LARGE_BETA = 30.0
 LOG_ALPHA_LO = -30.0
 LOG_ALPHA_HI = 10.0
 
+Array = Any
 
-# ----------------------------------------------------------------------------------------------------------------
-# small batched SPD linear algebra (p is small: explicit loops over p, vector ops over genes)
-# ----------------------------------------------------------------------------------------------------------------
-def cholesky(a: Tensor) -> Tensor:
-    """Lower Cholesky factor of a batch of SPD matrices ``(G, p, p)``; NaN where not positive definite."""
-    p = a.shape[-1]
-    if p > 8:
-        low, _ = torch.linalg.cholesky_ex(a)
+
+class DesignOps:
+    """Design-dependent helpers for batched ``p x p`` algebra in structure-of-arrays form."""
+
+    def __init__(self, be, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        self.be = be
+        self.n, self.p = x.shape
+        p = self.p
+        self.pairs = [(i, j) for i in range(p) for j in range(i + 1)]
+        self.k = {}
+        for idx, (i, j) in enumerate(self.pairs):
+            self.k[(i, j)] = idx
+            self.k[(j, i)] = idx
+        self.P = len(self.pairs)
+        xx = np.stack([x[:, i] * x[:, j] for i, j in self.pairs], 1)  # (n, P)
+        mult = np.array([1.0 if i == j else 2.0 for i, j in self.pairs])
+        self.x_np = x
+        self.x = be.asarray(x)  # (n, p)
+        self.xt = be.asarray(np.ascontiguousarray(x.T))  # (p, n)
+        self.xx_t = be.asarray(np.ascontiguousarray(xx.T))  # (P, n)
+        self.xxq = be.asarray(xx * mult)  # (n, P)
+        self.diag_k = [self.k[(i, i)] for i in range(p)]
+
+    # ---- products with the design
+    def xtwx(self, w: Array) -> Array:
+        """``X' diag(w_g) X`` for all genes: ``(P, G)`` from ``w`` ``(G, n)``."""
+        return self.xx_t @ w.T
+
+    def quad(self, m: Array) -> Array:
+        """``x_j' M_g x_j`` for every gene and sample: ``(G, n)`` from ``m`` ``(P, G)``."""
+        return (self.xxq @ m).T
+
+    def add_diag(self, a: Array, d: Array) -> Array:
+        out = self.be.copy(a)
+        for i in range(self.p):
+            out[self.diag_k[i]] = out[self.diag_k[i]] + d[i]
+        return out
+
+    # ---- Cholesky and friends, (P, G) layout
+    def chol(self, a: Array) -> Array:
+        """Lower Cholesky factor (NaN where not positive definite)."""
+        be, p, k = self.be, self.p, self.k
+        low = be.zeros(a.shape)
+        for j in range(p):
+            s = a[k[(j, j)]]
+            for m in range(j):
+                s = s - low[k[(j, m)]] ** 2
+            d = be.sqrt(be.where(s > 0, s, math.nan))
+            low[k[(j, j)]] = d
+            for i in range(j + 1, p):
+                v = a[k[(i, j)]]
+                for m in range(j):
+                    v = v - low[k[(i, m)]] * low[k[(j, m)]]
+                low[k[(i, j)]] = v / d
         return low
-    low = torch.zeros_like(a)
-    for j in range(p):
-        s = a[:, j, j] - (low[:, j, :j] ** 2).sum(-1)
-        d = torch.sqrt(torch.where(s > 0, s, torch.full_like(s, math.nan)))
-        low[:, j, j] = d
-        if j + 1 < p:
-            off = a[:, j + 1 :, j] - (low[:, j + 1 :, :j] * low[:, j : j + 1, :j]).sum(-1)
-            low[:, j + 1 :, j] = off / d[:, None]
-    return low
 
+    def logdet_from_chol(self, low: Array) -> Array:
+        out = 0.0
+        for i in range(self.p):
+            out = out + self.be.log(low[self.diag_k[i]])
+        return 2.0 * out
 
-def chol_solve(low: Tensor, b: Tensor) -> Tensor:
-    """Solve ``L L^T x = b`` for ``b`` of shape ``(G, p)`` or ``(G, p, k)``."""
-    vec = b.ndim == 2
-    if vec:
-        b = b[:, :, None]
-    p = low.shape[-1]
-    if p > 8:
-        x = torch.cholesky_solve(b, low)
-        return x[:, :, 0] if vec else x
-    y = torch.empty_like(b)
-    for i in range(p):
-        y[:, i] = (b[:, i] - (low[:, i, :i, None] * y[:, :i]).sum(1)) / low[:, i, i, None]
-    x = torch.empty_like(b)
-    for i in reversed(range(p)):
-        x[:, i] = (y[:, i] - (low[:, i + 1 :, i, None] * x[:, i + 1 :]).sum(1)) / low[:, i, i, None]
-    return x[:, :, 0] if vec else x
+    def solve_chol(self, low: Array, b: Array) -> Array:
+        """Solve ``L L' x = b`` for ``b`` ``(p, G)``."""
+        be, p, k = self.be, self.p, self.k
+        y = be.zeros(b.shape)
+        for i in range(p):
+            v = b[i]
+            for m in range(i):
+                v = v - low[k[(i, m)]] * y[m]
+            y[i] = v / low[k[(i, i)]]
+        x = be.zeros(b.shape)
+        for i in reversed(range(p)):
+            v = y[i]
+            for m in range(i + 1, p):
+                v = v - low[k[(m, i)]] * x[m]
+            x[i] = v / low[k[(i, i)]]
+        return x
 
+    def inv_from_chol(self, low: Array) -> Array:
+        """Inverse ``(P, G)`` of ``L L'``."""
+        be, p, k = self.be, self.p, self.k
+        linv = be.zeros(low.shape)
+        for j in range(p):
+            linv[k[(j, j)]] = 1.0 / low[k[(j, j)]]
+            for i in range(j + 1, p):
+                v = 0.0
+                for m in range(j, i):
+                    v = v + low[k[(i, m)]] * linv[k[(m, j)]]
+                linv[k[(i, j)]] = -v / low[k[(i, i)]]
+        inv = be.zeros(low.shape)
+        for i, j in self.pairs:  # i >= j
+            v = 0.0
+            for m in range(i, p):
+                v = v + linv[k[(m, i)]] * linv[k[(m, j)]]
+            inv[k[(i, j)]] = v
+        return inv
 
-def spd_inverse(a: Tensor) -> tuple[Tensor, Tensor]:
-    """Inverse and log-determinant of a batch of SPD matrices."""
-    low = cholesky(a)
-    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand_as(a)
-    inv = chol_solve(low, eye.contiguous())
-    logdet = 2.0 * torch.log(torch.diagonal(low, dim1=-2, dim2=-1)).sum(-1)
-    return inv, logdet
+    def sandwich(self, ainv: Array, info: Array) -> Array:
+        """``A^-1 I A^-1`` in ``(P, G)`` form."""
+        p, k = self.p, self.k
+        t = [[None] * p for _ in range(p)]
+        for i in range(p):
+            for j in range(p):
+                v = 0.0
+                for m in range(p):
+                    v = v + ainv[k[(i, m)]] * info[k[(m, j)]]
+                t[i][j] = v
+        out = self.be.zeros(ainv.shape)
+        for i, j in self.pairs:
+            v = 0.0
+            for m in range(p):
+                v = v + t[i][m] * ainv[k[(m, j)]]
+            out[k[(i, j)]] = v
+        return out
 
-
-def xtwx(x: Tensor, w: Tensor) -> Tensor:
-    """``X^T diag(w_g) X`` for every gene: ``(G, p, p)``."""
-    return torch.einsum("gn,np,nq->gpq", w, x, x)
-
-
-def quad_diag(x: Tensor, m: Tensor) -> Tensor:
-    """``x_j^T M_g x_j`` for every gene g and sample j: ``(G, n)``."""
-    return torch.einsum("np,gpq,nq->gn", x, m, x)
+    def to_full(self, a: Array) -> Array:
+        """``(P, G)`` symmetric entries to ``(G, p, p)``."""
+        rows = [self.be.stack([a[self.k[(i, j)]] for j in range(self.p)], 1) for i in range(self.p)]
+        return self.be.stack(rows, 1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # negative binomial log densities
 # ----------------------------------------------------------------------------------------------------------------
-def nb_logpmf(y: Tensor, mu: Tensor, alpha: Tensor) -> Tensor:
-    """``log dnbinom(y, size=1/alpha, mu=mu)`` elementwise; ``alpha`` broadcasts over samples."""
+def nb_logpmf(be, y: Array, mu: Array, alpha: Array) -> Array:
+    """``log dnbinom(y, size=1/alpha, mu=mu)`` elementwise; ``alpha`` broadcasts (``(G, 1)``)."""
     r = 1.0 / alpha
-    lg = torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1.0)
-    # r*log(r/(r+mu)) = -r*log1p(mu/r) and y*log(mu/(r+mu)) = y*(log(mu) - log(r+mu))
-    out = lg - r * torch.log1p(mu / r) + torch.where(y > 0, y * (torch.log(mu) - torch.log(r + mu)), 0.0)
-    return out
+    out = be.lgamma(y + r) - be.lgamma(r) - be.lgamma(y + 1.0) - r * be.log1p(mu / r)
+    return out + be.where(y > 0, y * (be.log(mu) - be.log(r + mu)), 0.0)
 
 
-def nb_loglik(y: Tensor, mu: Tensor, alpha: Tensor) -> Tensor:
-    """Per-gene NB log-likelihood ``(G,)`` for ``y, mu`` of shape ``(G, n)`` and ``alpha`` ``(G,)``."""
-    return nb_logpmf(y, mu, alpha[:, None]).sum(1)
+def nb_loglik(be, y: Array, mu: Array, alpha: Array) -> Array:
+    """Per-gene NB log-likelihood ``(G,)``."""
+    return nb_logpmf(be, y, mu, alpha[:, None]).sum(1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# IRLS for the NB GLM (R: fitBeta, QR variant; solved here through the equivalent ridge normal equations)
+# IRLS for the NB GLM (R: fitBeta; solved through the ridge normal equations, equivalent to R's QR form)
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class BetaFit:
     """Output of :func:`fit_beta`; natural-log coefficients."""
 
-    beta: Tensor  # (G, p)
-    beta_cov: Tensor  # (G, p, p) sandwich covariance (X'WX + R)^-1 X'WX (X'WX + R)^-1
-    hat: Tensor  # (G, n)
-    iters: Tensor  # (G,) int
-    mu_clamped: Tensor  # (G, n) mu used for the weights (clamped at min_mu)
+    beta: Array  # (G, p)
+    cov: Array  # (P, G) sandwich covariance (X'WX + R)^-1 X'WX (X'WX + R)^-1
+    hat: Array  # (G, n)
+    iters: Array  # (G,) int
 
 
 def fit_beta(
-    y: Tensor,
-    x: Tensor,
-    nf: Tensor,
-    alpha: Tensor,
-    beta0: Tensor,
-    ridge: Tensor,
+    ops: DesignOps,
+    y: Array,
+    nf: Array,
+    alpha: Array,
+    beta0: Array,
+    ridge: np.ndarray,
     *,
     tol: float = 1e-8,
     maxit: int = 100,
@@ -122,101 +189,75 @@ def fit_beta(
 ) -> BetaFit:
     """IRLS of DESeq2's ``fitBeta`` for every gene at once.
 
-    ``y`` (G, n) counts, ``x`` (n, p) design, ``nf`` (n,) or (G, n) normalisation factors, ``alpha`` (G,)
-    dispersions, ``beta0`` (G, p) start, ``ridge`` (p,) ridge penalty on the natural-log scale. A gene stops
-    when ``|dev - dev_old| / (|dev| + 0.1) < tol`` (not at the first iteration); a coefficient above 30 in
-    absolute value or a NaN deviance marks it as not converged (``iters == maxit``), exactly as in R.
+    ``y`` (G, n) counts, ``nf`` (n,) normalisation factors, ``alpha`` (G,) dispersions, ``beta0`` (G, p) start,
+    ``ridge`` (p,) penalty on the natural-log scale. A gene stops when ``|dev - dev_old| / (|dev| + 0.1) < tol``
+    (not at the first iteration); a coefficient above 30 in absolute value or a NaN deviance marks it as not
+    converged (``iters == maxit``), exactly as in R.
     """
-    g, n = y.shape
-    nf = nf.expand(g, n) if nf.ndim == 1 else nf
-    beta = beta0.clone()
-    mu = torch.clamp(nf * torch.exp(beta @ x.T), min=min_mu)
-    iters = torch.zeros(g, dtype=torch.int64, device=y.device)
-    dev_old = torch.zeros(g, dtype=y.dtype, device=y.device)
-    active = torch.arange(g, device=y.device)
-    rdiag = torch.diag(ridge)
+    be = ops.be
+    g = y.shape[0]
+    beta = be.copy(beta0)
+    mu = be.clip(nf * be.exp(beta @ ops.xt), min_mu, None)
+    iters = be.zeros_int(g)
+    dev_old = be.zeros(g)
+    active = be.arange(g)
     for t in range(maxit):
-        if active.numel() == 0:
+        if active.shape[0] == 0:
             break
-        ya, nfa, mua, aa = y[active], nf[active], mu[active], alpha[active]
+        ya, mua, aa = y[active], mu[active], alpha[active]
         iters[active] += 1
         w = mua / (1.0 + aa[:, None] * mua)
-        z = torch.log(mua / nfa) + (ya - mua) / mua
-        a_mat = xtwx(x, w) + rdiag
-        rhs = (w * z) @ x
-        bnew = chol_solve(cholesky(a_mat), rhs)
-        big = (bnew.abs() > LARGE_BETA).any(1) | torch.isnan(bnew).any(1)
+        z = be.log(mua / nf) + (ya - mua) / mua
+        a_mat = ops.add_diag(ops.xtwx(w), ridge)
+        rhs = ops.xt @ (w * z).T  # (p, Ga)
+        bnew = ops.solve_chol(ops.chol(a_mat), rhs).T  # (Ga, p)
+        big = (be.abs(bnew) > LARGE_BETA).any(1) | be.isnan(bnew).any(1)
         beta[active] = bnew
-        # genes that blew up keep their previous mu, as in R (break before the mu update)
-        mu_new = torch.clamp(nfa * torch.exp(bnew @ x.T), min=min_mu)
-        mu_new = torch.where(big[:, None], mua, mu_new)
+        mu_new = be.clip(nf * be.exp(bnew @ ops.xt), min_mu, None)
+        mu_new = be.where(big[:, None], mua, mu_new)  # R breaks before updating mu
         mu[active] = mu_new
-        dev = -2.0 * nb_loglik(ya, mu_new, aa)
-        conv = (dev - dev_old[active]).abs() / (dev.abs() + 0.1)
-        bad = big | torch.isnan(conv)
+        dev = -2.0 * nb_loglik(be, ya, mu_new, aa)
+        conv = be.abs(dev - dev_old[active]) / (be.abs(dev) + 0.1)
+        bad = big | be.isnan(conv)
         iters[active[bad]] = maxit
-        done = bad | ((conv < tol) if t > 0 else torch.zeros_like(bad))
+        done = (bad | (conv < tol)) if t > 0 else bad
         dev_old[active] = dev
         active = active[~done]
     w = mu / (1.0 + alpha[:, None] * mu)
-    info = xtwx(x, w)
-    inv, _ = spd_inverse(info + rdiag)
-    hat = w * quad_diag(x, inv)
-    cov = inv @ info @ inv
-    return BetaFit(beta=beta, beta_cov=cov, hat=hat, iters=iters, mu_clamped=mu)
-
-
-def sandwich_cov(
-    y: Tensor, x: Tensor, nf: Tensor, alpha: Tensor, beta: Tensor, ridge: Tensor, min_mu: float
-) -> tuple[Tensor, Tensor]:
-    """Covariance and hat diagonals at fixed ``beta`` (R's ``fitBeta`` with ``maxit = 0``)."""
-    g, n = y.shape
-    nf = nf.expand(g, n) if nf.ndim == 1 else nf
-    mu = torch.clamp(nf * torch.exp(beta @ x.T), min=min_mu)
-    w = mu / (1.0 + alpha[:, None] * mu)
-    info = xtwx(x, w)
-    inv, _ = spd_inverse(info + torch.diag(ridge))
-    return inv @ info @ inv, w * quad_diag(x, inv)
+    info = ops.xtwx(w)
+    ainv = ops.inv_from_chol(ops.chol(ops.add_diag(info, ridge)))
+    hat = w * ops.quad(ainv)
+    return BetaFit(beta=beta, cov=ops.sandwich(ainv, info), hat=hat, iters=iters)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # dispersion: log posterior of log(alpha) with the Cox-Reid term, its derivative, line search, grid
 # ----------------------------------------------------------------------------------------------------------------
-def log_posterior(a: Tensor, y: Tensor, mu: Tensor, x: Tensor, prior_mean: Tensor | None, prior_var: float) -> Tensor:
-    """R's ``log_posterior`` (``use_prior`` when ``prior_mean`` is given), for one ``a = log(alpha)`` per gene."""
-    alpha = torch.exp(a)
-    r = 1.0 / alpha
-    ll = (
-        torch.lgamma(y + r[:, None])
-        - torch.lgamma(r)[:, None]
-        - y * torch.log(mu + r[:, None])
-        - r[:, None] * torch.log1p(mu * alpha[:, None])
-    ).sum(1)
+def log_posterior(ops: DesignOps, a: Array, y: Array, mu: Array, prior_mean: Array | None, prior_var: float):
+    """R's ``log_posterior`` (with the prior when ``prior_mean`` is given), one ``a = log(alpha)`` per gene."""
+    be = ops.be
+    alpha = be.exp(a)
+    r = (1.0 / alpha)[:, None]
+    ll = (be.lgamma(y + r) - be.lgamma(r) - y * be.log(mu + r) - r * be.log1p(mu * alpha[:, None])).sum(1)
     w = 1.0 / (1.0 / mu + alpha[:, None])
-    low = cholesky(xtwx(x, w))
-    cr = -torch.log(torch.diagonal(low, dim1=-2, dim2=-1)).sum(-1)  # -0.5 * log det
-    out = ll + cr
+    out = ll - 0.5 * ops.logdet_from_chol(ops.chol(ops.xtwx(w)))
     if prior_mean is not None:
         out = out - 0.5 * (a - prior_mean) ** 2 / prior_var
     return out
 
 
-def dlog_posterior(a: Tensor, y: Tensor, mu: Tensor, x: Tensor, prior_mean: Tensor | None, prior_var: float) -> Tensor:
+def dlog_posterior(ops: DesignOps, a: Array, y: Array, mu: Array, prior_mean: Array | None, prior_var: float):
     """Derivative of :func:`log_posterior` with respect to ``log(alpha)`` (R's ``dlog_posterior``)."""
-    alpha = torch.exp(a)
+    be = ops.be
+    alpha = be.exp(a)
     r = 1.0 / alpha
     ma = mu * alpha[:, None]
-    ll = (
-        torch.digamma(r)[:, None]
-        + torch.log1p(ma)
-        - ma / (1.0 + ma)
-        - torch.digamma(y + r[:, None])
-        + y / (mu + r[:, None])
-    ).sum(1) / alpha**2
+    ll = be.digamma(r)[:, None] + be.log1p(ma) - ma / (1.0 + ma) - be.digamma(y + r[:, None]) + y / (mu + r[:, None])
+    ll = ll.sum(1) / alpha**2
     w = 1.0 / (1.0 / mu + alpha[:, None])
-    inv, _ = spd_inverse(xtwx(x, w))
-    # d log det(B) / d alpha = tr(B^-1 X' dW X), dW = -w^2
-    cr = 0.5 * (w**2 * quad_diag(x, inv)).sum(1)
+    binv = ops.inv_from_chol(ops.chol(ops.xtwx(w)))
+    # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
+    cr = 0.5 * (w**2 * ops.quad(binv)).sum(1)
     out = (ll + cr) * alpha
     if prior_mean is not None:
         out = out - (a - prior_mean) / prior_var
@@ -227,19 +268,19 @@ def dlog_posterior(a: Tensor, y: Tensor, mu: Tensor, x: Tensor, prior_mean: Tens
 class DispFit:
     """Output of :func:`fit_disp` (R's ``fitDisp``)."""
 
-    log_alpha: Tensor
-    iters: Tensor
-    initial_lp: Tensor
-    last_lp: Tensor
+    log_alpha: Array
+    iters: Array
+    initial_lp: Array
+    last_lp: Array
 
 
 def fit_disp(
-    y: Tensor,
-    x: Tensor,
-    mu: Tensor,
-    log_alpha0: Tensor,
+    ops: DesignOps,
+    y: Array,
+    mu: Array,
+    log_alpha0: Array,
     *,
-    prior_mean: Tensor | None,
+    prior_mean: Array | None,
     prior_var: float,
     min_log_alpha: float,
     kappa_0: float = 1.0,
@@ -247,75 +288,92 @@ def fit_disp(
     maxit: int = 100,
 ) -> DispFit:
     """Backtracking (Armijo) line search on log(alpha) for every gene, as R's ``fitDisp``."""
+    be = ops.be
     g = y.shape[0]
     eps = 1e-4
-    a = log_alpha0.clone()
-    lp = log_posterior(a, y, mu, x, prior_mean, prior_var)
-    dlp = dlog_posterior(a, y, mu, x, prior_mean, prior_var)
-    initial_lp = lp.clone()
-    kappa = torch.full_like(a, kappa_0)
-    iters = torch.zeros(g, dtype=torch.int64, device=y.device)
-    n_accept = torch.zeros(g, dtype=torch.int64, device=y.device)
-    active = torch.arange(g, device=y.device)
+    a = be.copy(log_alpha0)
+    lp = log_posterior(ops, a, y, mu, prior_mean, prior_var)
+    dlp = dlog_posterior(ops, a, y, mu, prior_mean, prior_var)
+    initial_lp = be.copy(lp)
+    kappa = be.full(g, kappa_0)
+    iters = be.zeros_int(g)
+    n_accept = be.zeros_int(g)
+    active = be.arange(g)
+    # the working set (y, mu rows of unfinished genes) is compacted when it shrinks enough
+    wy, wmu, wpm, wpos = y, mu, prior_mean, be.arange(g)
     for _ in range(maxit):
-        if active.numel() == 0:
+        if active.shape[0] == 0:
             break
+        if active.shape[0] < 0.7 * wpos.shape[0]:
+            wy, wmu = y[active], mu[active]
+            wpm = None if prior_mean is None else prior_mean[active]
+            wpos = active
+            loc = be.arange(active.shape[0])
+        else:
+            loc = _locate(be, wpos, active)
         aa, la, da, ka = a[active], lp[active], dlp[active], kappa[active]
-        pm = None if prior_mean is None else prior_mean[active]
+        pm = None if wpm is None else wpm[loc]
         iters[active] += 1
         prop = aa + ka * da
-        ka = torch.where(prop < LOG_ALPHA_LO, (LOG_ALPHA_LO - aa) / da, ka)
-        ka = torch.where(prop > LOG_ALPHA_HI, (LOG_ALPHA_HI - aa) / da, ka)
+        ka = be.where(prop < LOG_ALPHA_LO, (LOG_ALPHA_LO - aa) / da, ka)
+        ka = be.where(prop > LOG_ALPHA_HI, (LOG_ALPHA_HI - aa) / da, ka)
         anew = aa + ka * da
-        lpnew = log_posterior(anew, y[active], mu[active], x, pm, prior_var)
+        lpnew = log_posterior(ops, anew, wy[loc], wmu[loc], pm, prior_var)
         accept = -lpnew <= -la - ka * eps * da**2
         change = lpnew - la
         small = accept & (change < tol)
         gone = accept & ~small & (anew < min_log_alpha)
         cont = accept & ~small & ~gone
-        # accepted moves update a; lp is updated unless log(alpha) went below its floor (R breaks first)
-        a[active] = torch.where(accept, anew, aa)
-        lp[active] = torch.where(small | cont, lpnew, la)
-        n_acc = n_accept[active] + accept.to(torch.int64)
+        a[active] = be.where(accept, anew, aa)
+        # lp is updated on accepted moves, except when log(alpha) fell below its floor (R breaks first)
+        lp[active] = be.where(small | cont, lpnew, la)
+        n_acc = n_accept[active] + accept
         n_accept[active] = n_acc
-        knew = torch.where(accept, torch.clamp(ka * 1.1, max=kappa_0), ka / 2.0)
-        knew = torch.where(accept & (n_acc % 5 == 0), knew / 2.0, knew)
+        knew = be.where(accept, be.clip(ka * 1.1, None, kappa_0), ka / 2.0)
+        knew = be.where(accept & (n_acc % 5 == 0), knew / 2.0, knew)
         kappa[active] = knew
-        idx_cont = active[cont]
-        if idx_cont.numel():
-            pmc = None if prior_mean is None else prior_mean[idx_cont]
-            dlp[idx_cont] = dlog_posterior(a[idx_cont], y[idx_cont], mu[idx_cont], x, pmc, prior_var)
+        if bool(cont.any()):
+            ci = active[cont]
+            lc = loc[cont]
+            pmc = None if wpm is None else wpm[lc]
+            dlp[ci] = dlog_posterior(ops, a[ci], wy[lc], wmu[lc], pmc, prior_var)
         active = active[~(small | gone)]
     return DispFit(log_alpha=a, iters=iters, initial_lp=initial_lp, last_lp=lp)
 
 
+def _locate(be, pos: Array, active: Array) -> Array:
+    """Positions of the (sorted) gene indices ``active`` within the (sorted) working-set indices ``pos``."""
+    xp = be.xp
+    return xp.searchsorted(pos, active)
+
+
 def fit_disp_grid(
-    y: Tensor,
-    x: Tensor,
-    mu: Tensor,
+    ops: DesignOps,
+    y: Array,
+    mu: Array,
     *,
-    prior_mean: Tensor | None,
+    prior_mean: Array | None,
     prior_var: float,
     max_disp: float,
     n_grid: int = 20,
-) -> Tensor:
+) -> Array:
     """R's ``fitDispGrid``: coarse then fine grid of the log posterior; returns alpha ``(G,)``."""
+    be = ops.be
     g = y.shape[0]
     if g == 0:
-        return torch.empty(0, dtype=y.dtype, device=y.device)
-    grid = torch.linspace(math.log(1e-8), math.log(max_disp), n_grid, dtype=y.dtype, device=y.device)
-    delta = grid[1] - grid[0]
+        return be.zeros(0)
+    grid = be.linspace(math.log(1e-8), math.log(max_disp), n_grid)
+    delta = float(grid[1] - grid[0])
 
-    def best(points: Tensor) -> Tensor:  # points (G, k) -> argmax point per gene
-        k = points.shape[1]
-        yy = y.repeat_interleave(k, 0)
-        mm = mu.repeat_interleave(k, 0)
-        pm = None if prior_mean is None else prior_mean.repeat_interleave(k)
-        lp = log_posterior(points.reshape(-1), yy, mm, x, pm, prior_var).reshape(g, k)
-        lp = torch.nan_to_num(lp, nan=-math.inf)
-        return points.gather(1, lp.argmax(1, keepdim=True))[:, 0]
+    def best(points: Array) -> Array:  # (G, k) candidate log alphas -> argmax per gene
+        cols = []
+        for j in range(points.shape[1]):
+            lp = log_posterior(ops, be.copy(points[:, j]), y, mu, prior_mean, prior_var)
+            cols.append(be.where(be.isnan(lp), -math.inf, lp))
+        lps = be.stack(cols, 1)
+        return be.take_along(points, lps.argmax(1))
 
-    a_hat = best(grid.expand(g, n_grid))
-    offsets = torch.linspace(-1.0, 1.0, n_grid, dtype=y.dtype, device=y.device) * delta
-    fine = a_hat[:, None] + offsets[None, :]
-    return torch.exp(best(fine))
+    coarse = be.zeros((g, n_grid)) + grid[None, :]
+    a_hat = best(coarse)
+    offsets = be.linspace(-delta, delta, n_grid)
+    return be.exp(best(a_hat[:, None] + offsets[None, :]))

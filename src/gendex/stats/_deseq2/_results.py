@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from numpy.typing import ArrayLike
 from scipy import stats
 
 from .._multitest import bh_adjust
+from ._backend import single_threaded_blas
 from ._fit import DESeq2Fit, _Ctx, fit_glm
 
 LOG2E = 1.0 / math.log(2.0)
@@ -387,12 +387,12 @@ def deseq2_lrt(
         device=fit.device,
     )
     chunk = max(1, int(4_000_000 // n))
-    with np.errstate(all="ignore"), torch.no_grad():
+    with np.errstate(all="ignore"), single_threaded_blas():
         for start in range(0, nz.size, chunk):
             idx = nz[start : start + chunk]
             y = ctx.t(fit.fitting_counts(idx).T)
             a = ctx.t(fit.dispersions[idx])
-            ll_red[idx] = fit_glm(y, a, ctx).loglik.cpu().numpy()
+            ll_red[idx] = ctx.np(fit_glm(y, a, ctx).loglik)
         stat = 2.0 * (fit.log_likelihood - ll_red)
         pvalue = stats.chi2.sf(stat, df)
     lfc = fit.beta[:, -1] * LOG2E
