@@ -41,7 +41,7 @@ def test_na_reasons_kernel():
     assert na_reasons(all_zero, pvalue, padj).tolist() == ["", "cooks_outlier", "independent_filtering", "all_zero", ""]
 
 
-@pytest.mark.parametrize("inference", ["pydeseq2"])
+@pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
 def test_schema_and_roundtrip(adata, tmp_path, inference):
     adata.layers["counts"][:, 0] = 0
     gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], inference=inference, n_cpus=1)
@@ -83,12 +83,13 @@ def test_schema_and_roundtrip(adata, tmp_path, inference):
 
 
 def test_default_contrast_is_last_coefficient(adata):
-    gdx.tl.deseq2(adata, **PYDESEQ2)
+    gdx.tl.deseq2(adata)
     assert list(adata.uns["deseq2"]["contrast"]) == ["condition", "B", "A"]
 
 
-def test_na_reason_values(three_groups):
-    gdx.tl.deseq2(three_groups, "~condition", contrast=["condition", "C", "A"], **PYDESEQ2)
+@pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
+def test_na_reason_values(three_groups, inference):
+    gdx.tl.deseq2(three_groups, "~condition", contrast=["condition", "C", "A"], inference=inference, n_cpus=1)
     table = three_groups.varm["deseq2"]
     assert table["na_reason"].iloc[0] == "all_zero"
     assert table["na_reason"].iloc[1] == "cooks_outlier"
@@ -102,12 +103,7 @@ def test_na_reason_values(three_groups):
 
 def test_filters_off_leave_only_all_zero(three_groups):
     gdx.tl.deseq2(
-        three_groups,
-        "~condition",
-        contrast=["condition", "C", "A"],
-        cooks_filter=False,
-        independent_filter=False,
-        **PYDESEQ2,
+        three_groups, "~condition", contrast=["condition", "C", "A"], cooks_filter=False, independent_filter=False
     )
     table = three_groups.varm["deseq2"]
     all_zero = three_groups.layers["counts"].sum(axis=0) == 0
@@ -115,24 +111,36 @@ def test_filters_off_leave_only_all_zero(three_groups):
     assert table["na_reason"].tolist() == ["all_zero" if z else "" for z in all_zero]
 
 
-def test_several_contrasts_reuse_one_fit(three_groups, monkeypatch, tmp_path):
+@pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
+def test_several_contrasts_reuse_one_fit(three_groups, monkeypatch, tmp_path, inference):
+    import gendex.stats._deseq2 as engine
     from pydeseq2.dds import DeseqDataSet
 
     calls = []
-    original = DeseqDataSet.deseq2
 
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
+    def counting(original):
+        def wrapper(*args, **kwargs):
+            calls.append(1)
+            return original(*args, **kwargs)
 
-    monkeypatch.setattr(DeseqDataSet, "deseq2", counting)
+        return wrapper
+
+    monkeypatch.setattr(DeseqDataSet, "deseq2", counting(DeseqDataSet.deseq2))
+    monkeypatch.setattr(engine, "deseq2_fit", counting(engine.deseq2_fit))
     contrasts = [["condition", "B", "A"], ["condition", "C", "A"], ["condition", "C", "B"]]
-    gdx.tl.deseq2(three_groups, "~batch + condition", contrast=contrasts, **PYDESEQ2)
+    gdx.tl.deseq2(three_groups, "~batch + condition", contrast=contrasts, inference=inference, n_cpus=1)
     assert len(calls) == 1
     keys = ["deseq2_B_vs_A", "deseq2_C_vs_A", "deseq2_C_vs_B"]
     assert sorted(gdx.get.de_keys(three_groups)) == keys
     lfc = {k: three_groups.varm[k]["log2FoldChange"] for k in keys}
-    np.testing.assert_allclose(lfc["deseq2_C_vs_B"], lfc["deseq2_C_vs_A"] - lfc["deseq2_B_vs_A"], atol=1e-10)
+    # contrasts are differences of one set of coefficients (the batched engine, like R, sets the LFC of genes
+    # with zero counts in both groups of a contrast to 0: leave those out)
+    counts = pd.DataFrame(three_groups.layers["counts"]).groupby(three_groups.obs["condition"].to_numpy()).sum()
+    ok = (counts > 0).all(axis=0).to_numpy()
+    assert ok.sum() > 300
+    np.testing.assert_allclose(
+        lfc["deseq2_C_vs_B"][ok], (lfc["deseq2_C_vs_A"] - lfc["deseq2_B_vs_A"])[ok], rtol=1e-8, atol=1e-8
+    )
     assert list(three_groups.uns["deseq2_C_vs_B"]["contrast"]) == ["condition", "C", "B"]
     back = _roundtrip(three_groups, tmp_path)
     for k in keys:
@@ -141,40 +149,41 @@ def test_several_contrasts_reuse_one_fit(three_groups, monkeypatch, tmp_path):
 
 def test_key_added_list_and_prefix(three_groups):
     contrasts = [["condition", "B", "A"], ["condition", "C", "A"]]
-    gdx.tl.deseq2(three_groups, "~condition", contrast=contrasts, key_added=["b", "c"], **PYDESEQ2)
+    gdx.tl.deseq2(three_groups, "~condition", contrast=contrasts, key_added=["b", "c"])
     assert {"b", "c"} <= set(three_groups.varm)
-    gdx.tl.deseq2(three_groups, "~condition", contrast=contrasts, key_added="ds", **PYDESEQ2)
+    gdx.tl.deseq2(three_groups, "~condition", contrast=contrasts, key_added="ds")
     assert {"ds_B_vs_A", "ds_C_vs_A"} <= set(three_groups.varm)
 
 
 def test_copy(adata):
     snapshot = adata.copy()
-    out = gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], copy=True, **PYDESEQ2)
+    out = gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], copy=True)
     assert isinstance(out, ad.AnnData) and out is not adata
     assert "deseq2" in out.varm and "size_factors" in out.obs
     assert "deseq2" not in adata.varm and "size_factors" not in adata.obs
     assert set(adata.var.columns) == set(snapshot.var.columns)
-    assert gdx.tl.deseq2(adata, "~condition", **PYDESEQ2) is None
+    assert gdx.tl.deseq2(adata, "~condition") is None
 
 
 def test_sparse_counts_match_dense(adata):
     dense = adata.copy()
     adata.layers["counts"] = sparse.csr_matrix(adata.layers["counts"])
-    gdx.tl.deseq2(adata, "~condition", **PYDESEQ2)
-    gdx.tl.deseq2(dense, "~condition", **PYDESEQ2)
+    gdx.tl.deseq2(adata, "~condition")
+    gdx.tl.deseq2(dense, "~condition")
     pd.testing.assert_frame_equal(adata.varm["deseq2"], dense.varm["deseq2"])
 
 
 def test_counts_in_x(adata):
     adata.X = adata.layers["counts"].copy()
     del adata.layers["counts"]
-    gdx.tl.deseq2(adata, "~condition", layer=None, **PYDESEQ2)
+    gdx.tl.deseq2(adata, "~condition", layer=None)
     assert adata.uns["deseq2"]["params"]["layer"] == "X"
 
 
-def test_user_adata_not_mutated_beyond_results(adata):
+@pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
+def test_user_adata_not_mutated_beyond_results(adata, inference):
     before = adata.copy()
-    gdx.tl.deseq2(adata, "~condition", **PYDESEQ2)
+    gdx.tl.deseq2(adata, "~condition", inference=inference, n_cpus=1)
     assert type(adata) is ad.AnnData
     np.testing.assert_array_equal(adata.layers["counts"], before.layers["counts"])
     assert set(adata.layers) == set(before.layers)
@@ -186,7 +195,7 @@ def test_user_adata_not_mutated_beyond_results(adata):
 
 def _bad(kind, adata):
     """Mutate `adata` into a bad input and return (kwargs for deseq2, error type, message pattern)."""
-    base = {"design": "~condition", "inference": "pydeseq2", "n_cpus": 1}
+    base = {"design": "~condition"}
     counts = adata.layers["counts"]
     if kind == "unknown_column":
         return {**base, "design": "~nope"}, KeyError, "nope"
@@ -243,6 +252,25 @@ def _bad(kind, adata):
         return {**base, "contrast": ["condition", "A", "B"], "shrink": "apeglm"}, ValueError, "reference"
     if kind == "key_count":
         return {**base, "key_added": ["a", "b"]}, ValueError, "key_added"
+    if kind == "lrt_two_contrasts":
+        adata.obs["batch"] = ["x", "y"] * 4
+        contrasts = [["condition", "B", "A"], ["batch", "y", "x"]]
+        return (
+            {**base, "design": "~batch + condition", "test": "lrt", "reduced": "~1", "contrast": contrasts},
+            (ValueError),
+            "at most one contrast",
+        )
+    if kind == "continuous_contrast":
+        adata.obs["age"] = np.arange(8.0)
+        return {**base, "design": "~age + condition", "contrast": ["age", "1", "0"]}, ValueError, "numeric"
+    if kind == "bad_alpha":
+        return {**base, "alpha": 1.5}, ValueError, "alpha"
+    if kind == "local_with_pydeseq2":
+        return {**base, "fit_type": "local", "inference": "pydeseq2"}, ValueError, "local"
+    if kind == "shrink_with_lrt":
+        return {**base, "test": "lrt", "reduced": "~1", "shrink": "apeglm"}, ValueError, "shrink"
+    if kind == "string_contrast":
+        return {**base, "contrast": "condition"}, TypeError, "contrast"
     raise AssertionError(kind)
 
 
@@ -267,6 +295,12 @@ BAD_KINDS = [
     "bad_test",
     "shrink_non_reference",
     "key_count",
+    "lrt_two_contrasts",
+    "continuous_contrast",
+    "bad_alpha",
+    "local_with_pydeseq2",
+    "shrink_with_lrt",
+    "string_contrast",
 ]
 
 
@@ -286,21 +320,93 @@ def test_backed_adata_refused(adata, tmp_path):
     backed = ad.read_h5ad(path, backed="r")
     try:
         with pytest.raises(ValueError, match="backed"):
-            gdx.tl.deseq2(backed, "~condition", layer=None, **PYDESEQ2)
+            gdx.tl.deseq2(backed, "~condition", layer=None)
     finally:
         backed.file.close()
 
 
+def test_batched_agrees_with_pydeseq2(three_groups):
+    kwargs = {"contrast": ["condition", "C", "A"], "n_cpus": 1}
+    gdx.tl.deseq2(three_groups, "~batch + condition", key_added="b", **kwargs)
+    gdx.tl.deseq2(three_groups, "~batch + condition", key_added="p", inference="pydeseq2", **kwargs)
+    b, p = three_groups.varm["b"], three_groups.varm["p"]
+    ok = np.isfinite(b["log2FoldChange"]) & np.isfinite(p["log2FoldChange"])
+    assert np.corrcoef(b["log2FoldChange"][ok], p["log2FoldChange"][ok])[0, 1] > 0.999
+    assert ((b["padj"] < 0.05) == (p["padj"] < 0.05)).mean() > 0.98
+    np.testing.assert_allclose(b["baseMean"], p["baseMean"], rtol=1e-8)
+    assert three_groups.uns["b"]["inference"] == "batched"
+    assert three_groups.uns["p"]["inference"] == "pydeseq2"
+
+
+def test_inference_instance_goes_to_pydeseq2(adata):
+    from pydeseq2.default_inference import DefaultInference
+
+    inference = DefaultInference(n_cpus=1)
+    gdx.tl.deseq2(adata, "~condition", inference=inference, n_cpus=2, key_added="inst")
+    assert inference.n_cpus == 1  # our n_cpus never reconfigures the caller's object
+    gdx.tl.deseq2(adata, "~condition", **PYDESEQ2, key_added="str")
+    assert adata.uns["inst"]["inference"] == "DefaultInference"
+    pd.testing.assert_frame_equal(adata.varm["inst"], adata.varm["str"])
+
+
+@pytest.mark.parametrize("inference", ["batched", pytest.param("pydeseq2", marks=pytest.mark.slow)])
+def test_lrt(three_groups, tmp_path, inference):
+    kw = {"inference": inference, "n_cpus": 1}
+    gdx.tl.deseq2(three_groups, "~batch + condition", test="lrt", reduced="~batch", **kw)
+    gdx.tl.deseq2(three_groups, "~batch + condition", contrast=["condition", "C", "A"], key_added="wald", **kw)
+    lrt, wald = three_groups.varm["deseq2_lrt"], three_groups.varm["wald"]
+    assert list(lrt.columns) == list(RESULT_COLUMNS)
+    # reported LFC = last coefficient (C vs A), as R; the statistic is the LRT's
+    np.testing.assert_allclose(lrt["log2FoldChange"], wald["log2FoldChange"], rtol=1e-10, equal_nan=True)
+    ok = np.isfinite(lrt["stat"])
+    assert (lrt["stat"][ok] > -1e-6).all()
+    assert not np.allclose(lrt["pvalue"][ok], wald["pvalue"][ok])
+    # true DE genes (any of B, C vs A) rank higher under the LRT
+    truth = three_groups.var["is_de"].to_numpy()
+    assert lrt["stat"][ok & truth].median() > 5 * lrt["stat"][ok & ~truth].median()
+    uns = three_groups.uns["deseq2_lrt"]
+    assert uns["test"] == "lrt" and uns["reduced"] == "~batch" and uns["lrt_df"] == 2
+    assert list(uns["contrast"]) == ["condition", "C", "A"]
+    assert set(lrt["na_reason"]) <= set(NA_REASONS) and (lrt["na_reason"] == "all_zero").sum() >= 1
+    # a given contrast only changes the reported LFC
+    gdx.tl.deseq2(
+        three_groups,
+        "~batch + condition",
+        test="lrt",
+        reduced="~batch",
+        contrast=["condition", "B", "A"],
+        key_added="lrt_b",
+        **kw,
+    )
+    other = three_groups.varm["lrt_b"]
+    np.testing.assert_allclose(other["pvalue"], lrt["pvalue"], equal_nan=True)
+    assert not np.allclose(other["log2FoldChange"][ok], lrt["log2FoldChange"][ok])
+    back = _roundtrip(three_groups, tmp_path)
+    pd.testing.assert_frame_equal(back.varm["deseq2_lrt"], lrt, check_dtype=False)
+    assert back.uns["deseq2_lrt"]["lrt_df"] == 2
+
+
+def test_lrt_batched_matches_pydeseq2(three_groups):
+    gdx.tl.deseq2(three_groups, "~condition", test="lrt", reduced="~1", key_added="b")
+    gdx.tl.deseq2(three_groups, "~condition", test="lrt", reduced="~1", key_added="p", **PYDESEQ2)
+    b, p = three_groups.varm["b"], three_groups.varm["p"]
+    ok = np.isfinite(b["stat"]) & np.isfinite(p["stat"])
+    assert np.corrcoef(b["stat"][ok], p["stat"][ok])[0, 1] > 0.999
+    assert ((b["padj"] < 0.05) == (p["padj"] < 0.05)).mean() > 0.98
+
+
 @pytest.mark.slow
-def test_shrink_apeglm_pydeseq2(adata, tmp_path):
-    gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], shrink="apeglm", **PYDESEQ2)
+@pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
+def test_shrink_apeglm(adata, tmp_path, inference):
+    kw = {"inference": inference, "n_cpus": 1}
+    gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], shrink="apeglm", **kw)
     table = adata.varm["deseq2"]
     assert {"log2FoldChange_unshrunk", "lfcSE_unshrunk"} <= set(table.columns)
     ok = np.isfinite(table["log2FoldChange"])
     # shrinkage pulls towards zero and keeps the sign
     assert (np.abs(table["log2FoldChange"][ok]) <= np.abs(table["log2FoldChange_unshrunk"][ok]) + 1e-6).mean() > 0.95
     assert (np.sign(table["log2FoldChange"][ok]) == np.sign(table["log2FoldChange_unshrunk"][ok])).mean() > 0.95
-    unshrunk = gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], copy=True, **PYDESEQ2)
+    unshrunk = gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], copy=True, **kw)
     ref = unshrunk.varm["deseq2"]
     np.testing.assert_allclose(table["log2FoldChange_unshrunk"], ref["log2FoldChange"], equal_nan=True)
     np.testing.assert_allclose(table["pvalue"], ref["pvalue"], equal_nan=True)

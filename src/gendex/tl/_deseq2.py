@@ -78,7 +78,7 @@ def deseq2(
     reduced: str | None = None,
     shrink: Literal["apeglm"] | None = None,
     inference: Literal["batched", "pydeseq2"] | Inference = "batched",
-    fit_type: Literal["parametric", "mean"] = "parametric",
+    fit_type: Literal["parametric", "mean", "local"] = "parametric",
     min_replicates: int = 7,
     refit_cooks: bool = True,
     n_cpus: int | None = None,
@@ -126,7 +126,8 @@ def deseq2(
         ``"pydeseq2"``: PyDESeq2's ``DeseqDataSet``/``DeseqStats`` with its default inference. A
         :class:`pydeseq2.inference.Inference` instance: PyDESeq2 with that inference backend.
     fit_type
-        Dispersion trend: ``"parametric"`` (``a0 + a1 / mean``) or ``"mean"``.
+        Dispersion trend: ``"parametric"`` (``a0 + a1 / mean``), ``"mean"``, or ``"local"`` (batched engine only:
+        an approximation of R's ``locfit`` trend).
     min_replicates
         Samples per group needed to replace Cook's outliers and refit (DESeq2's ``minReplicatesForReplace``).
     refit_cooks
@@ -229,8 +230,10 @@ def _validate(
         )
     if shrink not in (None, "apeglm"):
         raise ValueError(f"`shrink` must be None or 'apeglm', got {shrink!r}")
-    if fit_type not in ("parametric", "mean"):
-        raise ValueError(f"`fit_type` must be 'parametric' or 'mean', got {fit_type!r}")
+    if fit_type not in ("parametric", "mean", "local"):
+        raise ValueError(f"`fit_type` must be 'parametric', 'mean' or 'local', got {fit_type!r}")
+    if fit_type == "local" and inference != "batched":
+        raise ValueError("fit_type='local' is only available with inference='batched'")
     if not (isinstance(alpha, float | int) and 0 < alpha < 1):
         raise ValueError(f"`alpha` must be in (0, 1), got {alpha!r}")
     if not isinstance(min_replicates, int | np.integer) or min_replicates < 1:
@@ -284,7 +287,7 @@ def _validate(
         "fit_type": fit_type,
         "min_replicates": int(min_replicates),
         "refit_cooks": bool(refit_cooks),
-        "n_cpus": n_cpus,
+        "n_cpus": n_cpus if n_cpus is not None or inference != "pydeseq2" else _available_cpus(),
     }
     return _Request(
         counts=counts,
@@ -440,21 +443,17 @@ def _pydeseq2_quiet() -> Iterator[None]:
         yield
 
 
-def _run_pydeseq2(req: _Request) -> _Outcome:
+def _fit_pydeseq2(req: _Request) -> Any:
+    """``DeseqDataSet(...).deseq2()`` on a new AnnData holding the validated counts and design factors."""
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
-    from pydeseq2.ds import DeseqStats
 
     if isinstance(req.inference, str):
         inference = DefaultInference(n_cpus=req.n_cpus)
     else:
         inference = req.inference
     # A new AnnData: DeseqDataSet copies its __dict__ and writes into it (never the caller's object).
-    fresh = AnnData(
-        X=req.counts.copy(),
-        obs=req.obs.copy(),
-        var=pd.DataFrame(index=pd.Index(req.var_names.astype(str), name=None)),
-    )
+    fresh = AnnData(X=req.counts.copy(), obs=req.obs.copy(), var=pd.DataFrame(index=req.var_names.astype(str)))
     with _pydeseq2_quiet():
         dds = DeseqDataSet(
             adata=fresh,
@@ -471,7 +470,14 @@ def _run_pydeseq2(req: _Request) -> _Outcome:
         raise RuntimeError(
             f"PyDESeq2's coefficients {coef_names} differ from the design's {list(req.design_df.columns)}"
         )
+    return dds
 
+
+def _run_pydeseq2(req: _Request) -> _Outcome:
+    from pydeseq2.ds import DeseqStats
+
+    dds = _fit_pydeseq2(req)
+    inference = dds.inference
     all_zero = req.counts.sum(axis=0) == 0
     tables: list[pd.DataFrame] = []
     infos: list[dict[str, Any]] = []
@@ -548,7 +554,59 @@ def _apply_shrink(ds: Any, coef: str, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pydeseq2_lrt(req: _Request, dds: Any, all_zero: NDArray[np.bool_]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    raise NotImplementedError("the LRT on a PyDESeq2 fit needs the batched engine (gendex.stats._deseq2)")
+    """LRT on PyDESeq2's fit: both GLMs refitted by the batched engine at PyDESeq2's size factors and dispersions.
+
+    The log2 fold change and its SE come from PyDESeq2's Wald test of the reported contrast; Cook's filtering and
+    independent filtering are PyDESeq2's (``DeseqStats``), applied to the LRT p-values.
+    """
+    from pydeseq2.ds import DeseqStats
+    from scipy import stats
+
+    sf = dds.obs["size_factors"].to_numpy(dtype=np.float64)
+    disp = dds.var["dispersions"].to_numpy(dtype=np.float64)
+    fitting_counts = req.counts.astype(np.float64)
+    if "replaced" in dds.var and bool(dds.var["replaced"].any()) and hasattr(dds, "counts_to_refit"):
+        replaced = np.flatnonzero(dds.var["replaced"].to_numpy(dtype=bool))
+        fitting_counts[:, replaced] = np.asarray(dds.counts_to_refit.X, dtype=np.float64)
+    ll_full = _glm_loglik(fitting_counts, req.design_df.to_numpy(), sf, disp)
+    ll_red = _glm_loglik(fitting_counts, req.reduced_df.to_numpy(), sf, disp)
+    df = req.design_df.shape[1] - req.reduced_df.shape[1]
+    with np.errstate(invalid="ignore"):
+        stat = 2.0 * (ll_full - ll_red)
+        pvalue = stats.chi2.sf(stat, df)
+    with _pydeseq2_quiet():
+        ds = DeseqStats(
+            dds,
+            contrast=req.vectors[0],
+            alpha=req.params["alpha"],
+            cooks_filter=req.params["cooks_filter"],
+            independent_filter=req.params["independent_filter"],
+            inference=dds.inference,
+            quiet=True,
+        )
+        ds.run_wald_test()
+        ds.statistics = pd.Series(stat, index=dds.var_names)
+        ds.p_values = pd.Series(pvalue, index=dds.var_names)
+        ds.summary()  # keeps our p-values (no new Wald test), applies Cook's and independent filtering
+    table = _pydeseq2_table(ds.results_df, all_zero)
+    return table, {"lrt_df": int(df), "lrt_glm": "gendex batched engine at PyDESeq2's size factors and dispersions"}
+
+
+def _glm_loglik(counts: NDArray, design: NDArray, size_factors: NDArray, dispersions: NDArray) -> NDArray:
+    """Log-likelihood of the NB GLM of each gene at fixed dispersions, fitted by the batched engine."""
+    from ..stats._deseq2._backend import single_threaded_blas
+    from ..stats._deseq2._fit import _Ctx, fit_glm
+
+    n, g = counts.shape
+    out = np.full(g, np.nan)
+    ok = np.flatnonzero((counts.sum(axis=0) > 0) & np.isfinite(dispersions))
+    ctx = _Ctx(design, size_factors, min_mu=0.5, min_disp=1e-8, max_disp=10.0, beta_tol=1e-8, device="cpu")
+    chunk = max(1, 4_000_000 // n)
+    with np.errstate(all="ignore"), single_threaded_blas():
+        for start in range(0, ok.size, chunk):
+            idx = ok[start : start + chunk]
+            out[idx] = ctx.np(fit_glm(ctx.t(counts[:, idx].T), ctx.t(dispersions[idx]), ctx).loglik)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -556,7 +614,123 @@ def _pydeseq2_lrt(req: _Request, dds: Any, all_zero: NDArray[np.bool_]) -> tuple
 
 
 def _run_batched(req: _Request) -> _Outcome:
-    raise NotImplementedError("the batched engine (gendex.stats._deseq2) is not merged yet")
+    from ..stats._deseq2 import deseq2_fit, deseq2_lrt, deseq2_wald
+
+    fit = deseq2_fit(
+        req.counts,
+        req.design_df.to_numpy(),
+        coef_names=list(req.design_df.columns),
+        fit_type=req.params["fit_type"],
+        min_replicates=req.params["min_replicates"],
+        refit_cooks=req.params["refit_cooks"],
+    )
+    tests = {
+        "alpha": req.params["alpha"],
+        "cooks_filter": req.params["cooks_filter"],
+        "independent_filter": req.params["independent_filter"],
+    }
+    tables: list[pd.DataFrame] = []
+    infos: list[dict[str, Any]] = []
+    for contrast, vec, coef in zip(req.contrasts, req.vectors, req.shrink_coefs, strict=True):
+        wald = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)
+        info: dict[str, Any] = _filter_info(wald)
+        if req.test == "lrt":
+            table = deseq2_lrt(fit, req.reduced_df.to_numpy(), **tests)
+            # the reported LFC is the contrast's (R: results(dds, contrast=...) of an LRT fit)
+            table["log2FoldChange"] = wald["log2FoldChange"].to_numpy()
+            table["lfcSE"] = wald["lfcSE"].to_numpy()
+            info = {**_filter_info(table), "lrt_df": int(table.attrs.get("df", 0))}
+        else:
+            table = wald
+        table = pd.DataFrame({c: table[c].to_numpy() for c in RESULT_COLUMNS}, index=req.var_names)
+        if coef is not None:
+            table = _shrink_batched(req, fit, contrast, coef, table)
+            info["shrink_coefficient"] = coef
+            info["shrink_method"] = "PyDESeq2 DeseqStats.lfc_shrink (apeGLM) on the batched fit"
+        tables.append(table)
+        infos.append(info)
+
+    fit_info: dict[str, Any] = {"disp_function_type": str(fit.fit_type), "prior_disp_var": float(fit.prior_disp_var)}
+    coeffs = np.asarray(fit.trend_coeffs, dtype=np.float64).ravel()
+    if coeffs.size == 2 and np.all(np.isfinite(coeffs)):
+        fit_info["trend_coeffs"] = {"a0": float(coeffs[0]), "a1": float(coeffs[1])}
+    fit_info["n_dispersion_outliers"] = int(np.nansum(fit.disp_outlier))
+    fit_info["n_refitted"] = int(np.sum(fit.refitted))
+    var_columns = {
+        "dispersions": fit.dispersions,
+        "genewise_dispersions": fit.genewise_dispersions,
+        "fitted_dispersions": fit.fitted_dispersions,
+        "MAP_dispersions": fit.map_dispersions,
+    }
+    return _Outcome(
+        size_factors=np.asarray(fit.size_factors, dtype=np.float64),
+        var_columns=var_columns,
+        tables=tables,
+        fit_info=fit_info,
+        result_info=infos,
+    )
+
+
+def _contrast_samples(obs: pd.DataFrame, contrast: list[str]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    factor, test, ref = contrast
+    values = obs[factor].astype(str).to_numpy()
+    return values == test, values == ref
+
+
+def _filter_info(table: pd.DataFrame) -> dict[str, Any]:
+    out = {}
+    for name, key in (("filterThreshold", "filter_threshold"), ("filterTheta", "filter_theta")):
+        value = table.attrs.get(name)
+        if value is not None and np.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def _shrink_batched(req: _Request, fit: Any, contrast: list[str], coef: str, table: pd.DataFrame) -> pd.DataFrame:
+    """PyDESeq2's apeGLM (``DeseqStats.lfc_shrink``) on a ``DeseqDataSet`` holding the batched engine's fit."""
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.ds import DeseqStats
+
+    inference = _shrink_inference(req)
+    fresh = AnnData(X=req.counts.copy(), obs=req.obs.copy(), var=pd.DataFrame(index=req.var_names.astype(str)))
+    with _pydeseq2_quiet():
+        dds = DeseqDataSet(adata=fresh, design=req.design, refit_cooks=False, inference=inference, quiet=True)
+    non_zero = ~np.asarray(fit.all_zero, dtype=bool)
+    dds.obs["size_factors"] = np.asarray(fit.size_factors, dtype=np.float64)
+    dds.var["_normed_means"] = np.asarray(fit.base_mean, dtype=np.float64)
+    dds.var["dispersions"] = np.asarray(fit.dispersions, dtype=np.float64)
+    dds.var["non_zero"] = non_zero
+    dds.non_zero_idx = np.flatnonzero(non_zero)
+    dds.non_zero_genes = dds.var_names[non_zero]
+    dds.varm["LFC"] = pd.DataFrame(
+        np.asarray(fit.beta, dtype=np.float64), index=dds.var_names, columns=list(req.design_df.columns)
+    )
+    ds = DeseqStats(
+        dds,
+        contrast=list(contrast),
+        alpha=req.params["alpha"],
+        cooks_filter=req.params["cooks_filter"],
+        independent_filter=req.params["independent_filter"],
+        inference=inference,
+        quiet=True,
+    )
+    # the Wald results are the engine's; PyDESeq2 only shrinks the coefficient
+    ds.SE = pd.Series(table["lfcSE"].to_numpy() * np.log(2), index=dds.var_names)
+    ds.results_df = pd.DataFrame(
+        {"log2FoldChange": table["log2FoldChange"].to_numpy(), "lfcSE": table["lfcSE"].to_numpy()},
+        index=dds.var_names,
+    )
+    return _apply_shrink(ds, coef, table)
+
+
+def _shrink_inference(req: _Request) -> Inference:
+    try:
+        from ..stats._deseq2 import BatchedInference  # type: ignore[attr-defined]
+    except ImportError:
+        from pydeseq2.default_inference import DefaultInference
+
+        return DefaultInference(n_cpus=req.n_cpus)
+    return BatchedInference()
 
 
 # --------------------------------------------------------------------------------------------------------------
