@@ -113,8 +113,9 @@ def test_filters_off_leave_only_all_zero(three_groups):
 
 @pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
 def test_several_contrasts_reuse_one_fit(three_groups, monkeypatch, tmp_path, inference):
-    import gendex.stats._deseq2 as engine
     from pydeseq2.dds import DeseqDataSet
+
+    import gendex.stats._deseq2 as engine
 
     calls = []
 
