@@ -315,6 +315,7 @@ def log_posterior(
     use_cr: bool = True,
     sums: CountSums | None = None,
     rows: Array | None = None,
+    keep: dict | None = None,
 ):
     """R's ``log_posterior`` (with the prior when ``prior_mean`` is given), one ``a = log(alpha)`` per gene.
 
@@ -334,7 +335,10 @@ def log_posterior(
     out = lg - _rowdot(be, y, be.log(mu + rc)) - r * be.log1p(ma).sum(1)
     if use_cr:
         w = mu / (1.0 + ma)  # = 1 / (1/mu + alpha)
-        out = out - 0.5 * ops.logdet_from_chol(ops.chol(ops.xtwx(w)))
+        low = ops.chol(ops.xtwx(w))
+        out = out - 0.5 * ops.logdet_from_chol(low)
+        if keep is not None:  # the derivative at the same point reuses these
+            keep["low"], keep["w"] = low, w
     if prior_mean is not None:
         out = out - 0.5 * (a - prior_mean) ** 2 / prior_var
     return out
@@ -351,6 +355,8 @@ def dlog_posterior(
     use_cr: bool = True,
     sums: CountSums | None = None,
     rows: Array | None = None,
+    low: Array | None = None,
+    w: Array | None = None,
 ):
     """Derivative of :func:`log_posterior` with respect to ``log(alpha)`` (R's ``dlog_posterior``).
 
@@ -370,10 +376,12 @@ def dlog_posterior(
     s = dg + (be.log1p(ma) - ma / opm).sum(1) + _rowdot(be, y, 1.0 / (mu + rc))
     out = s / alpha**2
     if use_cr:
-        w = mu / opm
-        binv = ops.inv_from_chol(ops.chol(ops.xtwx(w)))
+        if low is None:
+            w = mu / opm
+            low = ops.chol(ops.xtwx(w))
+        binv = ops.inv_from_chol(low)
+        w = w * w
         # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
-        w *= w
         out = out + 0.5 * _rowdot(be, w, ops.quad(binv))
     out = out * alpha
     if prior_mean is not None:
@@ -438,7 +446,10 @@ def fit_disp(
         ka = be.where(prop < LOG_ALPHA_LO, (LOG_ALPHA_LO - aa) / da, ka)
         ka = be.where(prop > LOG_ALPHA_HI, (LOG_ALPHA_HI - aa) / da, ka)
         anew = aa + ka * da
-        lpnew = log_posterior(ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr, sums=sums, rows=active)
+        kept: dict = {}
+        lpnew = log_posterior(
+            ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr, sums=sums, rows=active, keep=kept
+        )
         accept = -lpnew <= -la - ka * eps * da**2
         change = lpnew - la
         small = accept & (change < tol)
@@ -456,14 +467,18 @@ def fit_disp(
             ci = active[cont]
             lc = loc[cont]
             pmc = None if wpm is None else wpm[lc]
-            dlp[ci] = dlog_posterior(ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr, sums=sums, rows=ci)
+            low = kept["low"][:, cont] if use_cr else None
+            wc = kept["w"][cont] if use_cr else None
+            dlp[ci] = dlog_posterior(
+                ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr, sums=sums, rows=ci, low=low, w=wc
+            )
         active = active[~(small | gone)]
     return DispFit(log_alpha=a, iters=iters, initial_lp=initial_lp, last_lp=lp)
 
 
 def count_sums(be, y: Array) -> CountSums | None:
     """A :class:`CountSums` for ``y`` when it saves work (numpy backend, repeated counts)."""
-    if be.name != "numpy" or y.shape[0] == 0 or y.shape[1] < 8:
+    if be.name != "numpy" or y.shape[0] == 0 or y.shape[1] < 40:  # few samples: the dense sum is cheaper
         return None
     sums = CountSums(y)
     return sums if sums.worth_it else None
