@@ -331,14 +331,20 @@ def log_posterior(
         lg = sums.sum_diff(be.lgamma, r, rows)
     else:
         lg = (be.lgamma(y + rc) - be.lgamma(rc)).sum(1)
+    # few temporaries: t = log(mu + r) in place, ma = mu * alpha -> log1p in place
+    t = mu + rc
+    be.log(t, out=t)
+    out = lg - _rowdot(be, y, t)
     ma = mu * alpha[:, None]
-    out = lg - _rowdot(be, y, be.log(mu + rc)) - r * be.log1p(ma).sum(1)
     if use_cr:
-        w = mu / (1.0 + ma)  # = 1 / (1/mu + alpha)
+        w = ma + 1.0
+        be.divide(mu, w, out=w)  # = 1 / (1/mu + alpha)
         low = ops.chol(ops.xtwx(w))
         out = out - 0.5 * ops.logdet_from_chol(low)
         if keep is not None:  # the derivative at the same point reuses these
             keep["low"], keep["w"] = low, w
+    be.log1p(ma, out=ma)
+    out = out - r * ma.sum(1)
     if prior_mean is not None:
         out = out - 0.5 * (a - prior_mean) ** 2 / prior_var
     return out
@@ -372,12 +378,16 @@ def dlog_posterior(
     else:
         dg = (be.digamma(rc) - be.digamma(y + rc)).sum(1)
     ma = mu * alpha[:, None]
-    opm = 1.0 + ma
-    s = dg + (be.log1p(ma) - ma / opm).sum(1) + _rowdot(be, y, 1.0 / (mu + rc))
-    out = s / alpha**2
+    q = ma + 1.0
+    be.divide(ma, q, out=q)  # mu alpha / (1 + mu alpha)
+    be.log1p(ma, out=ma)
+    ma -= q
+    t = mu + rc
+    be.reciprocal(t, out=t)
+    out = (dg + ma.sum(1) + _rowdot(be, y, t)) / alpha**2
     if use_cr:
         if low is None:
-            w = mu / opm
+            w = q * rc  # = mu / (1 + mu alpha)
             low = ops.chol(ops.xtwx(w))
         binv = ops.inv_from_chol(low)
         w = w * w
