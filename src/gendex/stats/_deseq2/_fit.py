@@ -86,12 +86,16 @@ class DESeq2Fit:
         """Number of genes."""
         return self.counts.shape[1]
 
-    def fitting_counts(self, genes: np.ndarray | slice | None = None) -> np.ndarray:
+    def fitting_counts(self, genes: np.ndarray | None = None) -> np.ndarray:
         """Counts used for fitting (outlier-replaced where R refitted), ``(n, G)`` or the given gene columns."""
-        out = self.counts.astype(np.float64)
+        genes = np.arange(self.n_genes) if genes is None else np.asarray(genes)
+        out = self.counts[:, genes].astype(np.float64)
         if self.replace_gene_idx.size:
-            out[:, self.replace_gene_idx] = self.replace_counts
-        return out if genes is None else out[:, genes]
+            pos = np.searchsorted(self.replace_gene_idx, genes)
+            pos = np.clip(pos, 0, self.replace_gene_idx.size - 1)
+            hit = self.replace_gene_idx[pos] == genes
+            out[:, hit] = self.replace_counts[:, pos[hit]]
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -456,8 +460,8 @@ def deseq2_fit(
     keep_matrices
         Keep the ``(n, G)`` matrices ``mu``, ``hat_diagonals`` and ``cooks`` (default: when ``n * G <= 5e7``).
     n_threads
-        Gene batches processed in parallel threads (default: the CPUs available, at most 4; 1 on accelerators).
-        Results do not depend on it.
+        Gene batches processed in parallel threads (default: the CPUs available, at most 4, for problems of at
+        least 2 million counts; otherwise and on accelerators 1). Results do not depend on it.
     device
         Torch device (``"cpu"``, ``"cuda"``, ...). All arithmetic is float64.
 
@@ -512,8 +516,9 @@ def deseq2_fit(
         if sf.shape != (n,) or np.any(~np.isfinite(sf)) or np.any(sf <= 0):
             raise ValueError(f"`size_factors` must be {n} positive finite numbers")
     g_all = cnt.shape[1]
-    if n_threads is None:
-        n_threads = 1 if device != "cpu" else max(1, min(4, len(os.sched_getaffinity(0))))
+    if n_threads is None:  # threads pay off only for large problems
+        big = n * g_all >= 2_000_000
+        n_threads = max(1, min(4, len(os.sched_getaffinity(0)))) if (device == "cpu" and big) else 1
     if chunk_size is None:
         # ~1 MB per (genes x samples) array, so that the temporaries of each step stay in the CPU caches
         chunk_size = max(64, int(150_000 // n))

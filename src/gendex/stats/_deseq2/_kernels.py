@@ -315,6 +315,7 @@ def log_posterior(
     use_cr: bool = True,
     sums: CountSums | None = None,
     rows: Array | None = None,
+    keep: dict | None = None,
 ):
     """R's ``log_posterior`` (with the prior when ``prior_mean`` is given), one ``a = log(alpha)`` per gene.
 
@@ -330,11 +331,20 @@ def log_posterior(
         lg = sums.sum_diff(be.lgamma, r, rows)
     else:
         lg = (be.lgamma(y + rc) - be.lgamma(rc)).sum(1)
+    # few temporaries: t = log(mu + r) in place, ma = mu * alpha -> log1p in place
+    t = mu + rc
+    be.log(t, out=t)
+    out = lg - _rowdot(be, y, t)
     ma = mu * alpha[:, None]
-    out = lg - _rowdot(be, y, be.log(mu + rc)) - r * be.log1p(ma).sum(1)
     if use_cr:
-        w = mu / (1.0 + ma)  # = 1 / (1/mu + alpha)
-        out = out - 0.5 * ops.logdet_from_chol(ops.chol(ops.xtwx(w)))
+        w = ma + 1.0
+        be.divide(mu, w, out=w)  # = 1 / (1/mu + alpha)
+        low = ops.chol(ops.xtwx(w))
+        out = out - 0.5 * ops.logdet_from_chol(low)
+        if keep is not None:  # the derivative at the same point reuses these
+            keep["low"], keep["w"] = low, w
+    be.log1p(ma, out=ma)
+    out = out - r * ma.sum(1)
     if prior_mean is not None:
         out = out - 0.5 * (a - prior_mean) ** 2 / prior_var
     return out
@@ -351,6 +361,8 @@ def dlog_posterior(
     use_cr: bool = True,
     sums: CountSums | None = None,
     rows: Array | None = None,
+    low: Array | None = None,
+    w: Array | None = None,
 ):
     """Derivative of :func:`log_posterior` with respect to ``log(alpha)`` (R's ``dlog_posterior``).
 
@@ -366,14 +378,20 @@ def dlog_posterior(
     else:
         dg = (be.digamma(rc) - be.digamma(y + rc)).sum(1)
     ma = mu * alpha[:, None]
-    opm = 1.0 + ma
-    s = dg + (be.log1p(ma) - ma / opm).sum(1) + _rowdot(be, y, 1.0 / (mu + rc))
-    out = s / alpha**2
+    q = ma + 1.0
+    be.divide(ma, q, out=q)  # mu alpha / (1 + mu alpha)
+    be.log1p(ma, out=ma)
+    ma -= q
+    t = mu + rc
+    be.reciprocal(t, out=t)
+    out = (dg + ma.sum(1) + _rowdot(be, y, t)) / alpha**2
     if use_cr:
-        w = mu / opm
-        binv = ops.inv_from_chol(ops.chol(ops.xtwx(w)))
+        if low is None:
+            w = q * rc  # = mu / (1 + mu alpha)
+            low = ops.chol(ops.xtwx(w))
+        binv = ops.inv_from_chol(low)
+        w = w * w
         # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
-        w *= w
         out = out + 0.5 * _rowdot(be, w, ops.quad(binv))
     out = out * alpha
     if prior_mean is not None:
@@ -438,7 +456,10 @@ def fit_disp(
         ka = be.where(prop < LOG_ALPHA_LO, (LOG_ALPHA_LO - aa) / da, ka)
         ka = be.where(prop > LOG_ALPHA_HI, (LOG_ALPHA_HI - aa) / da, ka)
         anew = aa + ka * da
-        lpnew = log_posterior(ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr, sums=sums, rows=active)
+        kept: dict = {}
+        lpnew = log_posterior(
+            ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr, sums=sums, rows=active, keep=kept
+        )
         accept = -lpnew <= -la - ka * eps * da**2
         change = lpnew - la
         small = accept & (change < tol)
@@ -456,14 +477,18 @@ def fit_disp(
             ci = active[cont]
             lc = loc[cont]
             pmc = None if wpm is None else wpm[lc]
-            dlp[ci] = dlog_posterior(ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr, sums=sums, rows=ci)
+            low = kept["low"][:, cont] if use_cr else None
+            wc = kept["w"][cont] if use_cr else None
+            dlp[ci] = dlog_posterior(
+                ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr, sums=sums, rows=ci, low=low, w=wc
+            )
         active = active[~(small | gone)]
     return DispFit(log_alpha=a, iters=iters, initial_lp=initial_lp, last_lp=lp)
 
 
 def count_sums(be, y: Array) -> CountSums | None:
     """A :class:`CountSums` for ``y`` when it saves work (numpy backend, repeated counts)."""
-    if be.name != "numpy" or y.shape[0] == 0 or y.shape[1] < 8:
+    if be.name != "numpy" or y.shape[0] == 0 or y.shape[1] < 40:  # few samples: the dense sum is cheaper
         return None
     sums = CountSums(y)
     return sums if sums.worth_it else None

@@ -189,9 +189,9 @@ def _finish(
     lfc, se, stat = lfc.copy(), se.copy(), stat.copy()
     lfc[now_zero], se[now_zero], stat[now_zero], pvalue[now_zero] = 0.0, 0.0, 0.0, 1.0
     if independent_filter:
-        padj, thr, theta, table = independent_filtering(fit.base_mean, pvalue, alpha)
+        padj, thr, theta, _ = independent_filtering(fit.base_mean, pvalue, alpha)
     else:
-        padj, thr, theta, table = bh_adjust(pvalue), np.nan, np.nan, None
+        padj, thr, theta = bh_adjust(pvalue), np.nan, np.nan
     reason = np.full(fit.n_genes, "", dtype=object)
     reason[np.isnan(padj) & ~np.isnan(pvalue)] = "independent_filtering"
     reason[cooks_out & ~fit.all_zero] = "cooks_outlier"
@@ -210,9 +210,7 @@ def _finish(
         index=index,
     )
     df.attrs.update(
-        {"filterThreshold": thr, "filterTheta": theta, "alpha": alpha, "filterNumRej": table}
-        if independent_filter
-        else {"alpha": alpha}
+        {"filterThreshold": thr, "filterTheta": theta, "alpha": alpha} if independent_filter else {"alpha": alpha}
     )
     return df
 
