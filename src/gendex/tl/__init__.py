@@ -2,10 +2,21 @@
 
 from ._compare import compare_de
 from ._compare_enrichment import compare_enrichment
+from ._deseq2 import deseq2
 from ._embedding import mds, pca
 from ._enrich import enrich
 from ._evaluate import evaluate_de
 from ._limma import limma_voom
 from ._ttest import ttest
 
-__all__ = ["compare_de", "compare_enrichment", "enrich", "evaluate_de", "limma_voom", "mds", "pca", "ttest"]
+__all__ = [
+    "compare_de",
+    "compare_enrichment",
+    "deseq2",
+    "enrich",
+    "evaluate_de",
+    "limma_voom",
+    "mds",
+    "pca",
+    "ttest",
+]
