@@ -1,7 +1,7 @@
 """Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
 from ._compare import compare_calls
-from ._deseq2 import DESeq2Fit, deseq2_fit, deseq2_lrt, deseq2_wald
+from ._deseq2 import BatchedInference, DESeq2Fit, deseq2_fit, deseq2_lrt, deseq2_wald
 from ._embedding import classical_mds, leading_logfc_distances, pca
 from ._enrich import gsea_leading_edge, ora_test
 from ._limma import (
@@ -26,6 +26,7 @@ from ._size_factors import size_factors_poscounts, size_factors_ratio
 from ._ttest import TTestResult, ttest_ind
 
 __all__ = [
+    "BatchedInference",
     "DESeq2Fit",
     "EBayesResult",
     "LinearFit",

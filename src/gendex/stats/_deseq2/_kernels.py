@@ -233,32 +233,38 @@ def fit_beta(
 # ----------------------------------------------------------------------------------------------------------------
 # dispersion: log posterior of log(alpha) with the Cox-Reid term, its derivative, line search, grid
 # ----------------------------------------------------------------------------------------------------------------
-def log_posterior(ops: DesignOps, a: Array, y: Array, mu: Array, prior_mean: Array | None, prior_var: float):
+def log_posterior(
+    ops: DesignOps, a: Array, y: Array, mu: Array, prior_mean: Array | None, prior_var: float, *, use_cr: bool = True
+):
     """R's ``log_posterior`` (with the prior when ``prior_mean`` is given), one ``a = log(alpha)`` per gene."""
     be = ops.be
     alpha = be.exp(a)
     r = (1.0 / alpha)[:, None]
-    ll = (be.lgamma(y + r) - be.lgamma(r) - y * be.log(mu + r) - r * be.log1p(mu * alpha[:, None])).sum(1)
-    w = 1.0 / (1.0 / mu + alpha[:, None])
-    out = ll - 0.5 * ops.logdet_from_chol(ops.chol(ops.xtwx(w)))
+    out = (be.lgamma(y + r) - be.lgamma(r) - y * be.log(mu + r) - r * be.log1p(mu * alpha[:, None])).sum(1)
+    if use_cr:
+        w = 1.0 / (1.0 / mu + alpha[:, None])
+        out = out - 0.5 * ops.logdet_from_chol(ops.chol(ops.xtwx(w)))
     if prior_mean is not None:
         out = out - 0.5 * (a - prior_mean) ** 2 / prior_var
     return out
 
 
-def dlog_posterior(ops: DesignOps, a: Array, y: Array, mu: Array, prior_mean: Array | None, prior_var: float):
+def dlog_posterior(
+    ops: DesignOps, a: Array, y: Array, mu: Array, prior_mean: Array | None, prior_var: float, *, use_cr: bool = True
+):
     """Derivative of :func:`log_posterior` with respect to ``log(alpha)`` (R's ``dlog_posterior``)."""
     be = ops.be
     alpha = be.exp(a)
     r = 1.0 / alpha
     ma = mu * alpha[:, None]
     ll = be.digamma(r)[:, None] + be.log1p(ma) - ma / (1.0 + ma) - be.digamma(y + r[:, None]) + y / (mu + r[:, None])
-    ll = ll.sum(1) / alpha**2
-    w = 1.0 / (1.0 / mu + alpha[:, None])
-    binv = ops.inv_from_chol(ops.chol(ops.xtwx(w)))
-    # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
-    cr = 0.5 * (w**2 * ops.quad(binv)).sum(1)
-    out = (ll + cr) * alpha
+    out = ll.sum(1) / alpha**2
+    if use_cr:
+        w = 1.0 / (1.0 / mu + alpha[:, None])
+        binv = ops.inv_from_chol(ops.chol(ops.xtwx(w)))
+        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
+        out = out + 0.5 * (w**2 * ops.quad(binv)).sum(1)
+    out = out * alpha
     if prior_mean is not None:
         out = out - (a - prior_mean) / prior_var
     return out
@@ -286,14 +292,15 @@ def fit_disp(
     kappa_0: float = 1.0,
     tol: float = 1e-6,
     maxit: int = 100,
+    use_cr: bool = True,
 ) -> DispFit:
     """Backtracking (Armijo) line search on log(alpha) for every gene, as R's ``fitDisp``."""
     be = ops.be
     g = y.shape[0]
     eps = 1e-4
     a = be.copy(log_alpha0)
-    lp = log_posterior(ops, a, y, mu, prior_mean, prior_var)
-    dlp = dlog_posterior(ops, a, y, mu, prior_mean, prior_var)
+    lp = log_posterior(ops, a, y, mu, prior_mean, prior_var, use_cr=use_cr)
+    dlp = dlog_posterior(ops, a, y, mu, prior_mean, prior_var, use_cr=use_cr)
     initial_lp = be.copy(lp)
     kappa = be.full(g, kappa_0)
     iters = be.zeros_int(g)
@@ -318,7 +325,7 @@ def fit_disp(
         ka = be.where(prop < LOG_ALPHA_LO, (LOG_ALPHA_LO - aa) / da, ka)
         ka = be.where(prop > LOG_ALPHA_HI, (LOG_ALPHA_HI - aa) / da, ka)
         anew = aa + ka * da
-        lpnew = log_posterior(ops, anew, wy[loc], wmu[loc], pm, prior_var)
+        lpnew = log_posterior(ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr)
         accept = -lpnew <= -la - ka * eps * da**2
         change = lpnew - la
         small = accept & (change < tol)
@@ -336,7 +343,7 @@ def fit_disp(
             ci = active[cont]
             lc = loc[cont]
             pmc = None if wpm is None else wpm[lc]
-            dlp[ci] = dlog_posterior(ops, a[ci], wy[lc], wmu[lc], pmc, prior_var)
+            dlp[ci] = dlog_posterior(ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr)
         active = active[~(small | gone)]
     return DispFit(log_alpha=a, iters=iters, initial_lp=initial_lp, last_lp=lp)
 
@@ -356,6 +363,7 @@ def fit_disp_grid(
     prior_var: float,
     max_disp: float,
     n_grid: int = 20,
+    use_cr: bool = True,
 ) -> Array:
     """R's ``fitDispGrid``: coarse then fine grid of the log posterior; returns alpha ``(G,)``."""
     be = ops.be
@@ -368,7 +376,7 @@ def fit_disp_grid(
     def best(points: Array) -> Array:  # (G, k) candidate log alphas -> argmax per gene
         cols = []
         for j in range(points.shape[1]):
-            lp = log_posterior(ops, be.copy(points[:, j]), y, mu, prior_mean, prior_var)
+            lp = log_posterior(ops, be.copy(points[:, j]), y, mu, prior_mean, prior_var, use_cr=use_cr)
             cols.append(be.where(be.isnan(lp), -math.inf, lp))
         lps = be.stack(cols, 1)
         return be.take_along(points, lps.argmax(1))
