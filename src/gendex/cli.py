@@ -294,7 +294,7 @@ def step_deseq2(demo: Demo) -> None:
     demo.figure(
         "deseq2_heatmap",
         "Top DESeq2 genes (log-CPM, row z-scores)",
-        gdx.pl.heatmap(adata, "deseq2", n_genes=40, groupby=demo.color),
+        gdx.pl.heatmap(adata, "deseq2", n_genes=40, groupby=demo.contrast[0]),
     )
 
 
