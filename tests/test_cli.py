@@ -21,7 +21,13 @@ DE_FIGURES = [
     "compare_deseq2_vs_limma_voom.png",
 ]
 DE_TABLES = ["deseq2_results.csv", "limma_voom_results.csv"]
-NBVAE_FIGURES = ["nbvae_training.png", "nbvae_latent.png", "compare_deseq2_vs_nbvae_de.png", "latent_path_genes.png"]
+NBVAE_FIGURES = [
+    "nbvae_training.png",
+    "nbvae_latent.png",
+    "compare_deseq2_vs_nbvae_de.png",
+    "na_genes.png",
+    "latent_path_genes.png",
+]
 NBVAE_TABLES = ["nbvae_de_results.csv"]
 TRUTH_FIGURES = ["roc.png", "fdr_curve.png"]
 TRUTH_TABLES = ["evaluation.csv"]

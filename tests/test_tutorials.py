@@ -22,7 +22,7 @@ def code_of(nb):
 
 
 def test_there_are_tutorials():
-    assert [p.name for p in NOTEBOOKS] == ["gse60450_walkthrough.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["gse60450_walkthrough.ipynb", "nbvae_generative_de.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

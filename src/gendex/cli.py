@@ -373,14 +373,14 @@ def step_generative_de(demo: Demo) -> None:
     summary = _compare(demo, "deseq2", "nbvae_de")
     n_na = int(summary["n_finite_only2"])
     if n_na:
-        demo.note(f"{n_na:,} genes DESeq2 leaves without a call get a generative estimate (with its interval):")
-        demo.figure(
-            "na_genes",
-            "NB-VAE log2FC of genes DESeq2 tested vs left NA",
-            gdx.pl.na_genes(adata, "compare_deseq2_vs_nbvae_de"),
-        )
+        demo.note(f"{n_na:,} genes DESeq2 leaves without a call get a generative estimate, with its interval.")
     else:
-        demo.note("DESeq2 gives every gene a call here, so there are no NA genes to compare.")
+        demo.note("DESeq2 gives every gene a call here; the plot shows the generative estimates of the tested genes.")
+    demo.figure(
+        "na_genes",
+        "NB-VAE log2FC (and interval width) of the genes DESeq2 tested or left NA",
+        gdx.pl.na_genes(adata, "compare_deseq2_vs_nbvae_de"),
+    )
 
 
 def step_latent_path(demo: Demo) -> None:
