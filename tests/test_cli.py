@@ -126,12 +126,13 @@ def test_demo_on_simulated_data(tmp_path, capsys):
 
 
 def test_demo_on_user_files(tmp_path):
-    sim = gdx.datasets.simulate_counts(n_samples=6, n_genes=200, seed=1)
+    # 8 samples: with 6 and three coefficients DESeq2's prior-variance step (1-3 residual df) takes ~25 s
+    sim = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=1)
     counts = pd.DataFrame(sim.X.T, index=sim.var_names, columns=sim.obs_names)
     counts.index.name = "gene"
     counts.to_csv(tmp_path / "counts.tsv", sep="\t")
     sheet = pd.DataFrame(
-        {"treatment": ["ctrl", "ctrl", "ctrl", "drug", "drug", "drug"], "batch": ["b1", "b2"] * 3},
+        {"treatment": ["ctrl"] * 4 + ["drug"] * 4, "batch": ["b1", "b2"] * 4},
         index=pd.Index(sim.obs_names, name="sample"),
     )
     sheet.to_csv(tmp_path / "samples.csv")

@@ -399,7 +399,7 @@ def step_latent_path(demo: Demo) -> None:
         f"The path runs in a straight line from the {ref} centroid to the {test} centroid of the latent space; "
         "the curves are the decoded normalised expression of the three most up- and down-regulated genes."
     )
-    demo.figure("latent_path_genes", f"Decoded expression from {ref} to {test}", gdx.pl.latent_genes(adata))
+    demo.figure("latent_path_genes", f"Decoded expression from {ref} to {test}", gdx.pl.latent_genes(adata, logy=True))
 
 
 def step_evaluate(demo: Demo) -> None:
