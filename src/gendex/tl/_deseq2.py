@@ -45,6 +45,7 @@ class _Request:
     test: str
     contrasts: list[list[str]]  # [factor, test, ref] per result; for the LRT the LFC column's contrast
     vectors: list[NDArray[np.float64]]  # contrast vectors over design_df's columns
+    contrast_given: bool  # False: the default contrast (the design's last coefficient)
     keys: list[str]
     reduced: str | None
     reduced_df: pd.DataFrame | None
@@ -82,6 +83,7 @@ def deseq2(
     min_replicates: int = 7,
     refit_cooks: bool = True,
     n_cpus: int | None = None,
+    device: str = "cpu",
     key_added: str | Sequence[str] | None = None,
     copy: bool = False,
 ) -> AnnData | None:
@@ -135,6 +137,9 @@ def deseq2(
     n_cpus
         Processes PyDESeq2 may use (``inference="pydeseq2"``). None means the CPUs available to this process.
         Ignored by the batched engine and by an ``Inference`` instance (configure that object yourself).
+    device
+        Where the batched engine computes: ``"cpu"`` (numpy), ``"torch"`` (torch on the CPU) or a torch device
+        such as ``"cuda"``; always float64. Only used with ``inference="batched"``.
     key_added
         Where to store the results. One result: a name (default ``"deseq2"``, ``"deseq2_lrt"`` for the LRT).
         Several contrasts: a list with one name each, or a prefix (default ``"deseq2"``) giving
@@ -182,6 +187,7 @@ def deseq2(
         min_replicates=min_replicates,
         refit_cooks=refit_cooks,
         n_cpus=n_cpus,
+        device=device,
         key_added=key_added,
     )
     if req.inference == "batched":
@@ -216,6 +222,7 @@ def _validate(
     min_replicates: int,
     refit_cooks: bool,
     n_cpus: int | None,
+    device: str,
     key_added: Any,
 ) -> _Request:
     from pydeseq2.inference import Inference
@@ -240,6 +247,8 @@ def _validate(
         raise ValueError(f"`min_replicates` must be a positive integer, got {min_replicates!r}")
     if n_cpus is not None and (not isinstance(n_cpus, int | np.integer) or n_cpus < 1):
         raise ValueError(f"`n_cpus` must be None or a positive integer, got {n_cpus!r}")
+    if str(device) != "cpu" and inference != "batched":
+        raise ValueError(f"`device` ({device!r}) is only used by inference='batched'")
 
     counts = get_counts(adata, layer)
     check_no_empty_samples(counts, adata.obs_names)
@@ -288,6 +297,7 @@ def _validate(
         "min_replicates": int(min_replicates),
         "refit_cooks": bool(refit_cooks),
         "n_cpus": n_cpus if n_cpus is not None or inference != "pydeseq2" else _available_cpus(),
+        "device": str(device),
     }
     return _Request(
         counts=counts,
@@ -298,6 +308,7 @@ def _validate(
         test=test,
         contrasts=contrasts,
         vectors=vectors,
+        contrast_given=contrast is not None,
         keys=keys,
         reduced=reduced,
         reduced_df=reduced_df,
@@ -623,6 +634,7 @@ def _run_batched(req: _Request) -> _Outcome:
         fit_type=req.params["fit_type"],
         min_replicates=req.params["min_replicates"],
         refit_cooks=req.params["refit_cooks"],
+        device=req.params["device"],
     )
     tests = {
         "alpha": req.params["alpha"],
@@ -632,16 +644,17 @@ def _run_batched(req: _Request) -> _Outcome:
     tables: list[pd.DataFrame] = []
     infos: list[dict[str, Any]] = []
     for contrast, vec, coef in zip(req.contrasts, req.vectors, req.shrink_coefs, strict=True):
-        wald = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)
-        info: dict[str, Any] = _filter_info(wald)
+        info: dict[str, Any]
         if req.test == "lrt":
             table = deseq2_lrt(fit, req.reduced_df.to_numpy(), **tests)
-            # the reported LFC is the contrast's (R: results(dds, contrast=...) of an LRT fit)
-            table["log2FoldChange"] = wald["log2FoldChange"].to_numpy()
-            table["lfcSE"] = wald["lfcSE"].to_numpy()
+            if req.contrast_given:  # R's results(dds, contrast=...) of an LRT fit: that contrast's LFC and SE
+                wald = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)
+                table["log2FoldChange"] = wald["log2FoldChange"].to_numpy()
+                table["lfcSE"] = wald["lfcSE"].to_numpy()
             info = {**_filter_info(table), "lrt_df": int(table.attrs.get("df", 0))}
         else:
-            table = wald
+            table = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)
+            info = _filter_info(table)
         table = pd.DataFrame({c: table[c].to_numpy() for c in RESULT_COLUMNS}, index=req.var_names)
         if coef is not None:
             table = _shrink_batched(req, fit, contrast, coef, table)
