@@ -1,3 +1,5 @@
 """Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
 
-__all__: list[str] = []
+from ._nbvae import generative_de, latent_path, nbvae
+
+__all__: list[str] = ["generative_de", "latent_path", "nbvae"]
