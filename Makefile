@@ -1,11 +1,13 @@
 # Two entry points, each doing all set-up on a fresh machine with Python 3.11:
 #   make demo   -> creates .venv, installs CPU torch first, the package, then runs `gendex demo`
-#   make test   -> the same set-up plus test extras, then ruff and the test suite (what .ci/run calls)
+#   make test   -> the same set-up, then ruff and the test suite (what .ci/run calls)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.gendex-installed
+# lint only the folders that exist (benchmarks/ may not yet)
+LINT_PATHS := $(wildcard src tests benchmarks tutorials)
 
 .PHONY: demo test lint clean
 
@@ -21,11 +23,13 @@ demo: $(STAMP)
 	MPLBACKEND=agg $(BIN)/gendex demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
+# pytest exits 5 when it collected no test: that is a failure too
 test: $(STAMP) lint
-	MPLBACKEND=agg OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+	MPLBACKEND=agg OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) gendex-demo .pytest_cache .ruff_cache

@@ -35,8 +35,13 @@ def check_unique_names(adata: AnnData) -> None:
 
 
 def get_matrix(adata: AnnData, layer: str | None) -> NDArray | sparse.spmatrix:
-    """Return ``adata.layers[layer]`` (or ``X`` when ``layer`` is None) without copying."""
+    """Return ``adata.layers[layer]`` (or ``X`` when ``layer`` is None) without copying.
+
+    Refuses backed or empty AnnData and duplicated sample or gene names first.
+    """
     check_not_backed(adata)
+    check_not_empty(adata)
+    check_unique_names(adata)
     if layer is None:
         if adata.X is None:
             raise ValueError("`adata.X` is empty (None); pass `layer=` naming the layer with the data")
@@ -44,6 +49,12 @@ def get_matrix(adata: AnnData, layer: str | None) -> NDArray | sparse.spmatrix:
     if layer not in adata.layers:
         raise KeyError(f"`adata.layers[{layer!r}]` not found; available: {list(adata.layers)}")
     return adata.layers[layer]
+
+
+def check_not_empty(adata: AnnData) -> None:
+    """Raise if ``adata`` has no samples or no genes."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"`adata` is empty ({adata.n_obs} samples x {adata.n_vars} genes)")
 
 
 def to_dense(x: NDArray | sparse.spmatrix, dtype: type | None = None) -> NDArray:
@@ -92,6 +103,18 @@ def check_no_empty_samples(counts: NDArray, obs_names: Sequence[str]) -> None:
     bad = np.asarray(obs_names)[totals == 0]
     if len(bad):
         raise ValueError(f"samples with all-zero counts: {bad.tolist()}; remove them first")
+
+
+def check_positive_obs(adata: AnnData, key: str) -> NDArray[np.float64]:
+    """Return ``adata.obs[key]`` as floats, raising unless every value is finite and positive (size factors)."""
+    values = pd.to_numeric(check_obs_key(adata, key), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values <= 0)
+    if bad.any():
+        raise ValueError(
+            f"`adata.obs[{key!r}]` must hold finite positive numbers; bad for samples "
+            f"{adata.obs_names[bad].tolist()[:10]}"
+        )
+    return values
 
 
 def check_obs_key(adata: AnnData, key: str) -> pd.Series:

@@ -1,6 +1,7 @@
-"""Data sets: GSE60450 (local copy or cached GEO download) and simulators with known truth."""
+"""Data sets: GSE60450 (local copy or cached GEO download), simulators with known truth, hallmark gene sets."""
 
 from ._gse60450 import gse60450
+from ._hallmark import hallmark
 from ._simulate import simulate_counts, simulate_shift
 
-__all__ = ["gse60450", "simulate_counts", "simulate_shift"]
+__all__ = ["gse60450", "hallmark", "simulate_counts", "simulate_shift"]

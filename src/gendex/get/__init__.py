@@ -1,5 +1,6 @@
 """Getters: results stored by ``tl`` functions, as DataFrames."""
 
 from ._de import de_keys, de_results
+from ._enrich import enrich_keys, enrich_results
 
-__all__ = ["de_keys", "de_results"]
+__all__ = ["de_keys", "de_results", "enrich_keys", "enrich_results"]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
 import logging
+import lzma
 from os import PathLike
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-
-from .._validation import check_counts
 
 logger = logging.getLogger(__name__)
 
@@ -20,26 +23,147 @@ FEATURECOUNTS_COLUMNS = ("Geneid", "Chr", "Start", "End", "Strand", "Length")
 _LENGTH_COLUMNS = ("Length", "length")
 
 
-def _read_table(path: Path, sep: str | None) -> pd.DataFrame:
+def _open_text(path: Path) -> IO[str]:
+    """Open a possibly compressed text file for reading (the compression is taken from the suffix)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rt", newline="")
+    if suffix == ".bz2":
+        return bz2.open(path, "rt", newline="")
+    if suffix == ".xz":
+        return lzma.open(path, "rt", newline="")
+    return open(path, newline="")
+
+
+def _split(line: str, sep: str) -> list[str]:
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=sep))
+
+
+def _scan(path: Path, sep: str | None) -> tuple[int, list[str], str, int]:
+    """Skip leading ``#``/blank lines; return (lines to skip, header fields, separator, fields in the first row).
+
+    When ``sep`` is None it is guessed from the file name (``,`` for ``.csv``, else tab) and switched when
+    the header holds the other separator only.
+    """
+    n_skip = 0
+    header = first = None
+    with _open_text(path) as fh:
+        for line in fh:
+            if header is None and (line.startswith("#") or not line.strip()):
+                n_skip += 1
+                continue
+            if header is None:
+                header = line
+                continue
+            first = line
+            break
+    if header is None:
+        raise ValueError(f"{path.name}: the file is empty (no header line)")
     if sep is None:
-        name = path.name.lower().removesuffix(".gz").removesuffix(".bz2")
+        name = path.name.lower()
+        for suffix in (".gz", ".bz2", ".xz"):
+            name = name.removesuffix(suffix)
         sep = "," if name.endswith(".csv") else "\t"
-    return pd.read_csv(path, sep=sep, comment="#", index_col=None, dtype={0: str}, low_memory=False)
+        other = "\t" if sep == "," else ","
+        if sep not in header and other in header:
+            sep = other
+    fields = _split(header, sep)
+    n_first = len(_split(first, sep)) if first is not None else len(fields)
+    return n_skip, fields, sep, n_first
+
+
+def _read_table(path: Path, sep: str | None, gene_column: str | None) -> tuple[pd.DataFrame, str]:
+    """Read the table with its header taken verbatim (pandas would rename duplicated names ``S1.1``)."""
+    n_skip, fields, sep, n_first = _scan(path, sep)
+    if n_first == len(fields) + 1:
+        # R's write.table: the row names have no header field
+        fields = ["", *fields]
+    gene_idx = 0 if gene_column is None else None
+    if gene_column is not None:
+        if gene_column not in fields:
+            raise KeyError(f"gene column {gene_column!r} not in the header of {path.name}; columns: {fields[:10]}")
+        gene_idx = fields.index(gene_column)
+    try:
+        table = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            skiprows=n_skip + 1,
+            names=list(range(len(fields))),
+            dtype={gene_idx: str},
+            low_memory=False,
+        )
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path.name}: cannot parse the table with separator {sep!r}: {err}") from err
+    table.columns = pd.Index(fields, dtype=object)
+    gene_name = fields[gene_idx]
+    genes = table.iloc[:, gene_idx]
+    if genes.isna().any():
+        rows = (np.flatnonzero(genes.isna().to_numpy()) + n_skip + 2)[:5].tolist()
+        raise ValueError(f"{path.name}: rows without a gene ID (file lines {rows})")
+    table = table.drop(columns=table.columns[gene_idx])
+    table.index = pd.Index(genes.astype(str).to_numpy(), dtype=object)
+    # a trailing separator gives a nameless, empty last column
+    empty = [i for i, c in enumerate(table.columns) if c == "" and table.iloc[:, i].isna().all()]
+    if empty:
+        table = table.iloc[:, [i for i in range(table.shape[1]) if i not in empty]]
+    return table, gene_name
+
+
+def _first_bad(mask: np.ndarray, genes: pd.Index, samples: pd.Index) -> str:
+    g, s = np.argwhere(mask)[0]
+    return f"{int(mask.sum())} value(s), e.g. gene {genes[g]!r} in sample {samples[s]!r}"
+
+
+def _check_count_table(table: pd.DataFrame, name: str) -> np.ndarray:
+    """Validate the sample columns as counts; return them as a genes x samples float array."""
+    non_numeric = [str(c) for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+    if non_numeric:
+        col = non_numeric[0]
+        values = table[col]
+        bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+        example = f" (e.g. {bad.iloc[0]!r} for gene {bad.index[0]!r})" if len(bad) else ""
+        raise ValueError(f"{name}: non-numeric values in sample column(s) {non_numeric}{example}")
+    values = table.to_numpy(dtype=np.float64)
+    genes, samples = table.index, table.columns
+    problems = (
+        (np.isnan(values), "missing (NaN or empty)"),
+        (np.isinf(values), "infinite"),
+        (np.isfinite(values) & (values != np.round(values)), "non-integer"),
+        (values < 0, "negative"),
+    )
+    for mask, what in problems:
+        if mask.any():
+            raise ValueError(
+                f"{name}: {what} counts: {_first_bad(mask, genes, samples)}; raw counts must be non-negative "
+                "integers (not normalised or transformed values)"
+            )
+    return values
 
 
 def _read_sample_sheet(sample_sheet: str | PathLike | pd.DataFrame) -> pd.DataFrame:
     if isinstance(sample_sheet, pd.DataFrame):
         return sample_sheet.copy()
     path = Path(sample_sheet)
-    sep = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
-    sheet = pd.read_csv(path, sep=sep, dtype=str)
-    return sheet.set_index(sheet.columns[0])
+    if not path.exists():
+        raise FileNotFoundError(f"sample sheet not found: {path}")
+    n_skip, fields, sep, _ = _scan(path, None)
+    sheet = pd.read_csv(path, sep=sep, skiprows=n_skip, dtype=str, keep_default_na=True)
+    if not sheet.columns.is_unique or len(set(fields)) != len(fields):
+        raise ValueError(f"sample sheet {path.name}: duplicated column names {fields}")
+    sheet = sheet.set_index(sheet.columns[0])
+    for col in sheet.columns:
+        numeric = pd.to_numeric(sheet[col], errors="coerce")
+        if sheet[col].notna().any() and numeric.notna().sum() == sheet[col].notna().sum():
+            sheet[col] = numeric
+    return sheet
 
 
 def join_sample_sheet(obs_names: pd.Index, sample_sheet: pd.DataFrame) -> pd.DataFrame:
     """Align a sample sheet to ``obs_names``; raise listing the samples it does not cover.
 
-    String columns become categoricals (levels in order of first appearance in the sheet).
+    String columns become categoricals (levels in order of first appearance in the sheet); numeric columns
+    stay numeric.
     """
     sheet = sample_sheet.copy()
     sheet.index = sheet.index.astype(str)
@@ -57,7 +181,8 @@ def join_sample_sheet(obs_names: pd.Index, sample_sheet: pd.DataFrame) -> pd.Dat
     for col in obs.columns:
         if obs[col].dtype == object or pd.api.types.is_string_dtype(obs[col]):
             levels = pd.unique(sheet[col].dropna().astype(str))
-            obs[col] = pd.Categorical(obs[col].astype(str), categories=levels)
+            obs[col] = pd.Categorical(obs[col].where(obs[col].isna(), obs[col].astype(str)), categories=levels)
+    obs.columns = [str(c) for c in obs.columns]
     obs.index.name = None
     return obs
 
@@ -71,27 +196,41 @@ def read_counts(
 ) -> AnnData:
     """Read a gene x sample count table into a samples x genes AnnData.
 
-    Understands plain tables (first column = gene IDs, one column per sample), featureCounts output
-    (``Geneid, Chr, Start, End, Strand, Length``, then samples; the ``#`` command line is skipped) and GEO
-    genewise tables (``EntrezGeneID, Length``, then samples). Files may be gzipped. Annotation columns are
-    dropped; a ``Length`` column is kept as ``var["length"]``.
+    Understands plain tables (first column = gene IDs, one column per sample; R's ``write.table`` layout with
+    a nameless row-name column too), featureCounts output (``Geneid, Chr, Start, End, Strand, Length``, then
+    one column per BAM file; the ``#`` command line is skipped and the BAM paths become sample names:
+    ``/data/S1.bam`` -> ``S1``) and GEO genewise tables (``EntrezGeneID, Length``, then samples). Files may be
+    compressed (``.gz``, ``.bz2``, ``.xz``). Annotation columns are dropped; a ``Length`` column is kept as
+    ``var["length"]``.
 
     Parameters
     ----------
     path
-        Path of the table (``.tsv``, ``.txt``, ``.csv``, optionally ``.gz``).
+        Path of the table (``.tsv``, ``.txt``, ``.csv``, optionally compressed).
     sample_sheet
         A table (path or DataFrame indexed by sample name; a file's first column holds the names) joined into
-        ``obs``. Its string columns become categoricals. Every sample of the count table must be listed.
+        ``obs``. Its string columns become categoricals (levels in order of appearance; use
+        ``adata.obs[col].cat.reorder_categories`` to choose the reference level), columns holding only numbers
+        stay numeric. Every sample of the count table must be listed; extra rows are ignored.
     sep
-        Field separator; guessed from the file name (``,`` for ``.csv``, else tab) when None.
+        Field separator; guessed from the file name (``,`` for ``.csv``, else tab, switched when the header only
+        holds the other one) when None.
     gene_column
-        Column with the gene IDs; the first column when None.
+        Header of the column with the gene IDs; the first column when None.
 
     Returns
     -------
-    AnnData with integer counts in ``X`` and in ``layers["counts"]``, gene IDs as ``var_names`` (str), the
-    sample sheet in ``obs`` and the source in ``uns["read_counts"]``.
+    AnnData with integer (``int64``) counts in ``X`` and in ``layers["counts"]``, gene IDs as ``var_names``
+    (str), ``var["length"]`` when the table has a ``Length`` column, the sample sheet in ``obs`` and the source
+    and detected layout in ``uns["read_counts"]`` (``{"path", "layout"}``).
+
+    Raises
+    ------
+    ValueError
+        The table is empty; sample or gene names are duplicated; a count is missing, infinite, negative,
+        non-integer or not a number; the sample sheet does not cover every sample (the error lists them).
+    KeyError
+        ``gene_column`` is not in the header.
 
     Examples
     --------
@@ -101,50 +240,48 @@ def read_counts(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"count table not found: {path}")
-    table = _read_table(path, sep)
-    gene_column = table.columns[0] if gene_column is None else gene_column
-    if gene_column not in table.columns:
-        raise KeyError(f"gene column {gene_column!r} not in the table; columns: {list(table.columns)[:10]}")
-    table[gene_column] = table[gene_column].astype(str)
-    table = table.set_index(gene_column)
-    table.index.name = None
+    table, gene_name = _read_table(path, sep, gene_column)
 
     layout = "table"
+    length = None
     if all(c in table.columns for c in FEATURECOUNTS_COLUMNS[1:]):
         layout = "featureCounts"
         length = table["Length"]
         table = table.drop(columns=list(FEATURECOUNTS_COLUMNS[1:]))
-        table.columns = [Path(c).name.removesuffix(".bam") if c.endswith(".bam") else c for c in table.columns]
+        table.columns = pd.Index(
+            [Path(c).name.removesuffix(".bam") if c.endswith(".bam") else c for c in table.columns], dtype=object
+        )
     else:
         length_cols = [c for c in _LENGTH_COLUMNS if c in table.columns]
-        length = table[length_cols[0]] if length_cols else None
         if length_cols:
-            layout = "GEO genewise" if gene_column == "EntrezGeneID" else "table with length"
+            length = table[length_cols[0]]
+            layout = "GEO genewise" if gene_name == "EntrezGeneID" else "table with length"
             table = table.drop(columns=length_cols)
-    non_numeric = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-    if non_numeric:
-        raise ValueError(f"non-numeric sample columns in {path.name}: {non_numeric}")
-    if table.shape[0] == 0 or table.shape[1] == 0:
-        raise ValueError(f"{path.name}: the count table is empty (shape {table.shape})")
-    if not table.index.is_unique:
-        dups = table.index[table.index.duplicated()].unique().tolist()
-        raise ValueError(f"duplicate gene IDs in {path.name}: {dups[:10]}")
+    if isinstance(length, pd.DataFrame):
+        raise ValueError(f"{path.name}: more than one 'Length' column")
+    if table.shape[1] == 0:
+        raise ValueError(f"{path.name}: the count table is empty: no sample columns")
+    if table.shape[0] == 0:
+        raise ValueError(f"{path.name}: the count table is empty: no gene rows (samples {list(table.columns)})")
     if not table.columns.is_unique:
         dups = table.columns[table.columns.duplicated()].unique().tolist()
-        raise ValueError(f"duplicate sample names in {path.name}: {dups}")
+        raise ValueError(f"{path.name}: duplicate sample names {dups}; sample names must be unique")
+    if not table.index.is_unique:
+        dups = table.index[table.index.duplicated()].unique().tolist()
+        more = " ..." if len(dups) > 10 else ""
+        raise ValueError(f"{path.name}: duplicate gene IDs {dups[:10]}{more} ({len(dups)} in all); make them unique")
 
-    values = table.to_numpy().T
-    check_counts(values, what=f"counts in {path.name}")
-    counts = np.ascontiguousarray(values.astype(np.int64))
-    obs_names = pd.Index(table.columns.astype(str))
+    values = _check_count_table(table, path.name)
+    counts = np.ascontiguousarray(values.T.astype(np.int64))
+    obs_names = pd.Index([str(c) for c in table.columns], dtype=object)
     obs = (
         pd.DataFrame(index=obs_names)
         if sample_sheet is None
         else join_sample_sheet(obs_names, _read_sample_sheet(sample_sheet))
     )
-    var = pd.DataFrame(index=table.index.astype(str))
+    var = pd.DataFrame(index=pd.Index(table.index.astype(str), dtype=object))
     if length is not None:
-        var["length"] = length.to_numpy()
+        var["length"] = pd.to_numeric(length, errors="coerce").to_numpy()
     adata = AnnData(X=counts, obs=obs, var=var)
     adata.layers["counts"] = counts.copy()
     adata.uns["read_counts"] = {"path": str(path), "layout": layout}

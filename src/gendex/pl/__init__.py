@@ -1,3 +1,32 @@
 """Plots: QC, DE, the NB-VAE and enrichment; each reads what ``pp``/``tl`` stored and returns the Axes."""
 
-__all__: list[str] = []
+from ._compare import lfc_scatter, na_genes
+from ._de import md, pvalue_hist, volcano
+from ._embedding import mds, pca
+from ._enrichment import enrichment, enrichment_compare
+from ._evaluate import fdr_curve, roc
+from ._heatmap import heatmap
+from ._nbvae import latent, latent_genes, training_curve
+from ._qc import density, library_sizes
+from ._voom import voom
+
+__all__ = [
+    "density",
+    "enrichment",
+    "enrichment_compare",
+    "fdr_curve",
+    "heatmap",
+    "latent",
+    "latent_genes",
+    "lfc_scatter",
+    "library_sizes",
+    "md",
+    "mds",
+    "na_genes",
+    "pca",
+    "pvalue_hist",
+    "roc",
+    "training_curve",
+    "volcano",
+    "voom",
+]

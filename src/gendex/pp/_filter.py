@@ -6,7 +6,7 @@ import numpy as np
 from anndata import AnnData
 from numpy.typing import NDArray
 
-from .._validation import check_obs_key, get_counts, get_matrix, to_dense
+from .._validation import check_no_empty_samples, check_obs_key, get_counts, get_matrix, to_dense
 
 
 def _apply(
@@ -127,10 +127,16 @@ def filter_by_expr(
     >>> gdx.pp.filter_by_expr(adata, group="condition")
     """
     counts = get_counts(adata, layer).astype(np.float64)
+    check_no_empty_samples(counts, adata.obs_names)
     if group is None:
         min_sample_size = float(adata.n_obs)
     else:
-        sizes = check_obs_key(adata, group).astype(str).value_counts()
+        labels = check_obs_key(adata, group)
+        if labels.isna().any():
+            raise ValueError(
+                f"`adata.obs[{group!r}]` has missing values for samples {adata.obs_names[labels.isna()].tolist()}"
+            )
+        sizes = labels.astype(str).value_counts()
         min_sample_size = float(sizes[sizes > 0].min())
     if min_sample_size > large_n:
         min_sample_size = large_n + (min_sample_size - large_n) * min_prop

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .._validation import check_obs_key, get_counts, get_matrix, to_dense
+from .._validation import check_no_empty_samples, check_positive_obs, get_counts, get_matrix, to_dense
 
 
 def log_cpm(
@@ -47,10 +47,13 @@ def log_cpm(
     >>> adata.layers["log_cpm"].shape
     (4, 50)
     """
+    if prior_count < 0:
+        raise ValueError(f"`prior_count` must be >= 0, got {prior_count}")
     counts = get_counts(adata, layer).astype(np.float64)
+    check_no_empty_samples(counts, adata.obs_names)
     lib = counts.sum(axis=1)
     if norm_factors_key is not None:
-        lib = lib * check_obs_key(adata, norm_factors_key).to_numpy(dtype=np.float64)
+        lib = lib * check_positive_obs(adata, norm_factors_key)
     if copy:
         adata = adata.copy()
     adata.layers[key_added] = np.log2((counts + prior_count) / (lib[:, None] + 2 * prior_count) * 1e6)
@@ -97,14 +100,17 @@ def log2_normalize(
     (60, 100)
     """
     x = to_dense(get_matrix(adata, layer), dtype=np.float64)
+    where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
     if np.isinf(x).any():
-        raise ValueError("the data contain infinite values")
+        raise ValueError(f"{where} contains infinite values")
     if (x[~np.isnan(x)] < 0).any():
-        raise ValueError("the data contain negative values; log2_normalize needs non-negative values")
+        raise ValueError(f"{where} contains negative values; log2_normalize needs non-negative values")
     if pseudocount <= 0 and (x[~np.isnan(x)] == 0).any():
-        raise ValueError("zeros in the data need a positive `pseudocount`")
+        raise ValueError(f"{where} contains zeros: they need a positive `pseudocount`")
+    if pseudocount < 0:
+        raise ValueError(f"`pseudocount` must be >= 0, got {pseudocount}")
     if size_factor_key is not None:
-        x = x / check_obs_key(adata, size_factor_key).to_numpy(dtype=np.float64)[:, None]
+        x = x / check_positive_obs(adata, size_factor_key)[:, None]
     if copy:
         adata = adata.copy()
     adata.layers[key_added] = np.log2(x + pseudocount)

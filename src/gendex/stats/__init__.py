@@ -1,7 +1,63 @@
-"""Pure array kernels (no AnnData): size factors, multiple testing, DESeq2 engine, limma/voom, NB helpers."""
+"""Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
 from ._ash import AshPosterior, ash, posterior_fdr
+from ._compare import compare_calls
+from ._embedding import classical_mds, leading_logfc_distances, pca
+from ._enrich import gsea_leading_edge, ora_test
+from ._limma import (
+    EBayesResult,
+    LinearFit,
+    VoomResult,
+    calc_norm_factors_tmm,
+    contrasts_fit,
+    ebayes,
+    fit_f_dist,
+    lm_fit,
+    lowess,
+    squeeze_var,
+    tmixture,
+    top_table,
+    trigamma_inverse,
+    voom,
+)
+from ._metrics import auroc, average_precision, confusion_rates, fdr_curve, precision_recall_curve, roc_curve
 from ._multitest import bh_adjust
 from ._size_factors import size_factors_poscounts, size_factors_ratio
+from ._ttest import TTestResult, ttest_ind
 
-__all__ = ["AshPosterior", "ash", "bh_adjust", "posterior_fdr", "size_factors_poscounts", "size_factors_ratio"]
+__all__ = [
+    "AshPosterior",
+    "EBayesResult",
+    "LinearFit",
+    "TTestResult",
+    "VoomResult",
+    "ash",
+    "auroc",
+    "average_precision",
+    "bh_adjust",
+    "calc_norm_factors_tmm",
+    "classical_mds",
+    "compare_calls",
+    "confusion_rates",
+    "contrasts_fit",
+    "ebayes",
+    "fdr_curve",
+    "fit_f_dist",
+    "gsea_leading_edge",
+    "leading_logfc_distances",
+    "lm_fit",
+    "lowess",
+    "ora_test",
+    "pca",
+    "posterior_fdr",
+    "precision_recall_curve",
+    "roc_curve",
+    "size_factors_poscounts",
+    "size_factors_ratio",
+    "squeeze_var",
+    "tmixture",
+    "top_table",
+    "trigamma_inverse",
+    "ttest_ind",
+    "voom",
+]

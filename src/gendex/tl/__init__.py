@@ -1,5 +1,24 @@
-"""Tools: differential expression (classical and generative), comparison, enrichment, evaluation."""
+"""Tools: sample embeddings, differential expression (classical and generative), comparison, enrichment."""
 
+from ._compare import compare_de
+from ._compare_enrichment import compare_enrichment
+from ._embedding import mds, pca
+from ._enrich import enrich
+from ._evaluate import evaluate_de
+from ._limma import limma_voom
 from ._nbvae import generative_de, latent_path, nbvae
+from ._ttest import ttest
 
-__all__: list[str] = ["generative_de", "latent_path", "nbvae"]
+__all__ = [
+    "compare_de",
+    "compare_enrichment",
+    "enrich",
+    "evaluate_de",
+    "generative_de",
+    "latent_path",
+    "limma_voom",
+    "mds",
+    "nbvae",
+    "pca",
+    "ttest",
+]

@@ -1,0 +1,85 @@
+"""Private look-ups shared by the DE, comparison and NB-VAE plots (read-only: nothing is written)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..get import de_keys
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+#: Default colours: up / down / not significant, and the comparison categories.
+DIRECTION_COLORS = {"up": "#d62728", "down": "#1f77b4", "ns": "#bdbdbd"}
+CATEGORY_COLORS = {
+    "both": "#6a3d9a",
+    "only1": "#1f77b4",
+    "only2": "#ff7f0e",
+    "neither": "#bdbdbd",
+    "untested": "#2ca02c",
+}
+
+
+def de_table(adata: AnnData, key: str, columns: Sequence[str]) -> pd.DataFrame:
+    """The DE table ``adata.varm[key]`` (not copied); KeyError naming the available results if absent."""
+    if key not in adata.varm:
+        raise KeyError(f"no DE result `adata.varm[{key!r}]`; available: {de_keys(adata)}")
+    table = adata.varm[key]
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"`adata.varm[{key!r}]` is not a DE table (a DataFrame) but a {type(table).__name__}")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise KeyError(f"`adata.varm[{key!r}]` lacks the columns {missing}; it has {list(table.columns)}")
+    return table
+
+
+def de_method(adata: AnnData, key: str) -> str:
+    """``adata.uns[key]["method"]`` (lower case), or ``""`` when no run record is stored."""
+    record = adata.uns.get(key)
+    return str(record.get("method", "")).lower() if isinstance(record, dict) else ""
+
+
+def numeric(table: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as a float array (NaN for missing)."""
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def gene_labels(adata: AnnData, gene_symbols: str | None) -> pd.Series:
+    """Gene labels indexed by ``var_names``: ``var[gene_symbols]`` where present and non-empty, else the name."""
+    names = pd.Series(adata.var_names.astype(str), index=adata.var_names)
+    if gene_symbols is None or gene_symbols not in adata.var.columns:
+        return names
+    sym = adata.var[gene_symbols]
+    ok = sym.notna().to_numpy() & ~sym.astype(str).str.strip().isin(["", "nan", "None", "NA"]).to_numpy()
+    return names.where(~ok, sym.astype(str))
+
+
+def _compare_keys(adata: AnnData) -> list[str]:
+    return [
+        str(k)
+        for k, v in adata.uns.items()
+        if isinstance(v, dict) and isinstance(v.get("table"), pd.DataFrame) and "summary" in v
+    ]
+
+
+def compare_record(adata: AnnData, key: str) -> dict[str, Any]:
+    """``adata.uns[key]`` written by :func:`gendex.tl.compare_de`; KeyError naming the available ones."""
+    record = adata.uns.get(key)
+    if not (isinstance(record, dict) and isinstance(record.get("table"), pd.DataFrame) and "summary" in record):
+        raise KeyError(
+            f"no comparison `adata.uns[{key!r}]` (run `gdx.tl.compare_de` first); available: {_compare_keys(adata)}"
+        )
+    return record
+
+
+def uns_record(adata: AnnData, key: str, field: str, producer: str) -> Any:
+    """``adata.uns[key][field]``; KeyError naming the function that writes it and the keys that hold it."""
+    record = adata.uns.get(key)
+    if not isinstance(record, dict) or field not in record:
+        have = [str(k) for k, v in adata.uns.items() if isinstance(v, dict) and field in v]
+        raise KeyError(f"no `adata.uns[{key!r}][{field!r}]` (written by `{producer}`); keys holding one: {have}")
+    return record[field]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gendex as gdx
+from gendex.pl._heatmap import _heatmap_data
+
+
+def test_heatmap_data_selects_half_up_half_down(de_adata):
+    data = _heatmap_data(de_adata, "deseq2", n_genes=11, layer="log_cpm")
+    stat = de_adata.varm["deseq2"]["stat"]
+    assert data.shape == (11, de_adata.n_obs)
+    up, down = stat.nlargest(6), stat.nsmallest(5)
+    assert list(data.index) == list(up.index) + list(down.index[::-1])
+    assert (stat[data.index].diff().dropna() <= 0).all()  # ordered by signed stat
+    # row z-scores of the layer, not recomputed statistics
+    x = de_adata[data.columns, data.index].layers["log_cpm"].T
+    expected = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, ddof=1, keepdims=True)
+    np.testing.assert_allclose(data.to_numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(data.mean(axis=1), 0, atol=1e-12)
+
+
+def test_heatmap_groups_samples(de_adata):
+    de_adata.obs["condition"] = de_adata.obs["condition"].cat.reorder_categories(["B", "A"])
+    data = _heatmap_data(de_adata, "deseq2", n_genes=4, groupby="condition")
+    groups = de_adata.obs.loc[data.columns, "condition"].astype(str).tolist()
+    assert groups == ["B"] * 4 + ["A"] * 4
+    # default: the factor of the stored contrast
+    default = _heatmap_data(de_adata, "deseq2", n_genes=4)
+    assert list(default.columns) == list(data.columns)
+    with pytest.raises(KeyError, match="available columns"):
+        _heatmap_data(de_adata, "deseq2", groupby="celltype")
+
+
+def test_heatmap_alpha_restricts_genes(de_adata):
+    padj = de_adata.varm["deseq2"]["padj"]
+    stat = de_adata.varm["deseq2"]["stat"]
+    data = _heatmap_data(de_adata, "deseq2", n_genes=200, alpha=0.05)
+    eligible = (padj < 0.05) & stat.notna() & (stat != 0)
+    assert set(data.index) == set(stat.index[eligible])
+
+
+def test_heatmap_artists(de_adata):
+    ax = gdx.pl.heatmap(de_adata, "deseq2", n_genes=6, groupby="condition")
+    data = _heatmap_data(de_adata, "deseq2", n_genes=6, groupby="condition")
+    image = ax.images[0]
+    np.testing.assert_allclose(image.get_array(), data.to_numpy())
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [f"Sym{int(g[-5:])}" for g in data.index]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(data.columns)
+    assert image.colorbar is not None and "log_cpm" in image.colorbar.ax.get_ylabel()
+    top = ax.child_axes[0]
+    assert [t.get_text() for t in top.get_xticklabels()] == ["A", "B"]
+
+
+def test_heatmap_missing_layer_names_the_pp_function(de_adata, unchanged):
+    check = unchanged(de_adata)
+    with pytest.raises(KeyError, match=r"gdx\.pp\.log2_normalize\(adata\)"):
+        gdx.pl.heatmap(de_adata, "deseq2", layer="log2")
+    with pytest.raises(KeyError, match=r"gdx\.pp\.log_cpm\(adata\).*available layers: \['counts', 'log_cpm'\]"):
+        gdx.pl.heatmap(de_adata, "deseq2", layer="my_layer")
+    with pytest.raises(KeyError, match="available"):
+        gdx.pl.heatmap(de_adata, "limma")
+    with pytest.raises(ValueError, match="n_genes"):
+        gdx.pl.heatmap(de_adata, "deseq2", n_genes=1)
+    check()
