@@ -1,5 +1,6 @@
 """Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
+from ._ash import AshPosterior, ash, posterior_fdr
 from ._compare import compare_calls
 from ._deseq2 import BatchedInference, DESeq2Fit, deseq2_fit, deseq2_lrt, deseq2_wald
 from ._embedding import classical_mds, leading_logfc_distances, pca
@@ -26,12 +27,14 @@ from ._size_factors import size_factors_poscounts, size_factors_ratio
 from ._ttest import TTestResult, ttest_ind
 
 __all__ = [
+    "AshPosterior",
     "BatchedInference",
     "DESeq2Fit",
     "EBayesResult",
     "LinearFit",
     "TTestResult",
     "VoomResult",
+    "ash",
     "auroc",
     "average_precision",
     "bh_adjust",
@@ -52,6 +55,7 @@ __all__ = [
     "lowess",
     "ora_test",
     "pca",
+    "posterior_fdr",
     "precision_recall_curve",
     "roc_curve",
     "size_factors_poscounts",

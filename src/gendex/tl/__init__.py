@@ -7,6 +7,7 @@ from ._embedding import mds, pca
 from ._enrich import enrich
 from ._evaluate import evaluate_de
 from ._limma import limma_voom
+from ._nbvae import generative_de, latent_path, nbvae
 from ._ttest import ttest
 
 __all__ = [
@@ -15,8 +16,11 @@ __all__ = [
     "deseq2",
     "enrich",
     "evaluate_de",
+    "generative_de",
+    "latent_path",
     "limma_voom",
     "mds",
+    "nbvae",
     "pca",
     "ttest",
 ]
