@@ -36,6 +36,7 @@ ENRICH_TABLES = ["enrich_ulm_deseq2.csv", "enrich_ulm_nbvae_de.csv"]
 FIGURES = QC_FIGURES + DE_FIGURES + NBVAE_FIGURES + TRUTH_FIGURES
 TABLES = QC_TABLES + DE_TABLES + NBVAE_TABLES + TRUTH_TABLES
 FAST = ["--epochs", "3"]  # a few NB-VAE epochs keep the tests quick
+lightning_log_interval = pytest.mark.filterwarnings("ignore:The number of training batches:UserWarning")
 
 
 def links(report):
@@ -57,6 +58,8 @@ def write_gene_sets(sim, tmp_path):
     return tmp_path / "sets.gmt", tmp_path / "symbols.tsv"
 
 
+@pytest.mark.slow  # trains the NB-VAE (a few epochs); ~15 s of it is importing scvi-tools
+@lightning_log_interval
 def test_demo_on_simulated_data(tmp_path, capsys):
     out = tmp_path / "demo"
     expected = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, seed=3)
@@ -138,12 +141,16 @@ def test_demo_on_user_files(tmp_path):
     sheet.to_csv(tmp_path / "samples.csv")
     out = tmp_path / "out"
     argv = ["demo", "--out", str(out), "--counts", str(tmp_path / "counts.tsv")]
-    argv += ["--samples", str(tmp_path / "samples.csv"), "--design", "~batch + treatment", *FAST]
+    argv += ["--samples", str(tmp_path / "samples.csv"), "--design", "~batch + treatment", "--no-nbvae"]
     assert cli.main(argv) == 0
     text = (out / "report.md").read_text()
     assert "counts.tsv" in text and "`~batch + treatment`" in text and "group='treatment'" in text
     assert "drug vs ctrl in `treatment`" in text
     assert "No known truth" in text and "enrichment skipped" in text and not (out / "evaluation.csv").exists()
+    assert "NB-VAE skipped (`--no-nbvae`)" in text and "generative DE skipped" in text
+    assert not (out / "nbvae_de_results.csv").exists() and (out / "deseq2_results.csv").exists()
+    linked = links(out / "report.md")
+    assert all((out / link).exists() for link in linked)
     qc = pd.read_csv(out / "qc_metrics.csv", index_col=0)
     assert list(qc["treatment"]) == list(sheet["treatment"])
 
@@ -153,7 +160,7 @@ def test_demo_on_gse60450_copy(tmp_path, shared_data_dir):
     lines = src.read_text().splitlines()
     (tmp_path / "counts_matrix.tsv").write_text("\n".join(lines[:3001]) + "\n")  # 3,000 genes keep it quick
     out = tmp_path / "out"
-    assert cli.main(["demo", "--out", str(out), "--gse60450", str(tmp_path), *FAST]) == 0
+    assert cli.main(["demo", "--out", str(out), "--gse60450", str(tmp_path), "--no-nbvae"]) == 0
     text = (out / "report.md").read_text()
     assert "GSE60450" in text and "12 samples x 3,000 genes" in text and "group='celltype'" in text
     assert "`~celltype + status`" in text and "luminal vs basal in `celltype`" in text
@@ -177,11 +184,13 @@ def test_adding_a_step_is_a_few_lines(tmp_path, monkeypatch):
 
 def test_options_parse(tmp_path):
     argv = ["demo", "--contrast", "status", "lactate", "virgin", "--gene-sets", "h.gmt", "--gene-symbols", "s.tsv"]
-    args = cli.build_parser().parse_args([*argv, "--epochs", "50", "--gse60450"])
+    args = cli.build_parser().parse_args([*argv, "--epochs", "50", "--no-nbvae", "--gse60450"])
     assert args.contrast == ["status", "lactate", "virgin"] and args.epochs == 50 and args.gse60450 == ""
+    assert args.no_nbvae
     assert args.gene_sets.name == "h.gmt" and args.gene_symbols.name == "s.tsv"
     defaults = cli.build_parser().parse_args(["demo"])
     assert defaults.contrast is None and defaults.epochs is None and defaults.gene_sets is None
+    assert not defaults.no_nbvae
     assert defaults.out == "gendex-demo" and defaults.gse60450 is None
 
 

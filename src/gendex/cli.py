@@ -115,10 +115,15 @@ class Demo:
 
 @dataclass(frozen=True)
 class Step:
-    """A titled step of the demo; ``run(demo)`` does the work and records figures/tables/notes."""
+    """A titled step of the demo; ``run(demo)`` does the work and records figures/tables/notes.
+
+    ``own_line``: the step writes output of its own (e.g. a training progress bar), so its progress line is
+    finished before it starts and repeated when it ends.
+    """
 
     title: str
     run: Callable[[Demo], None]
+    own_line: bool = False
 
 
 # --- the steps ------------------------------------------------------------------------------------
@@ -341,11 +346,25 @@ def step_compare_classical(demo: Demo) -> None:
 
 def step_nbvae(demo: Demo) -> None:
     """Train the NB-VAE on the raw counts (size factors as offsets); training curve and latent space."""
-    import gendex as gdx
+    import logging
+    import warnings
 
+    import numpy as np
+
+    import gendex as gdx
+    import gendex.model  # imports scvi-tools and Lightning, which set their loggers to INFO on import
+
+    for name in ("lightning.pytorch", "lightning.fabric"):  # keep the progress bar, drop the banner
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if demo.args.no_nbvae:
+        demo.note("NB-VAE skipped (`--no-nbvae`).")
+        return
     adata = demo.adata
     kwargs = {} if demo.args.epochs is None else {"max_epochs": demo.args.epochs}
-    demo.model = gdx.tl.nbvae(adata, **kwargs)
+    with warnings.catch_warnings():
+        # Lightning's own use of a deprecated torch pytree API, not ours to fix
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+        demo.model = gdx.tl.nbvae(adata, **kwargs)
     history = adata.uns["X_nbvae"]["history"]
     demo.note(
         f"`tl.nbvae`: {adata.obsm['X_nbvae'].shape[1]}-D latent space, {len(history)} training epochs, final "
@@ -353,12 +372,22 @@ def step_nbvae(demo: Demo) -> None:
     )
     demo.figure("nbvae_training", "NB-VAE training curve", gdx.pl.training_curve(adata, "X_nbvae"))
     demo.figure("nbvae_latent", "NB-VAE latent space", gdx.pl.latent(adata, basis="X_nbvae", color=demo.color))
+    labels = adata.obs[demo.color].astype(str).to_numpy()
+    sizes = np.unique(labels, return_counts=True)[1]
+    if 2 <= sizes.size < adata.n_obs and sizes.min() >= 2:
+        from sklearn.metrics import silhouette_score
+
+        score = silhouette_score(adata.obsm["X_nbvae"], labels)
+        demo.finding(f"NB-VAE latent space (learnt without labels): silhouette by `{demo.color}` {score:.2f}.")
 
 
 def step_generative_de(demo: Demo) -> None:
     """Generative DE from the NB-VAE posterior; DESeq2 vs NB-VAE; the genes DESeq2 leaves NA."""
     import gendex as gdx
 
+    if demo.model is None:
+        demo.note("No NB-VAE was trained: generative DE skipped.")
+        return
     adata = demo.adata
     factor, test, ref = demo.contrast
     gdx.tl.generative_de(adata, demo.model, groupby=factor, group1=test, group2=ref, fdr_target=ALPHA)
@@ -387,17 +416,18 @@ def step_latent_path(demo: Demo) -> None:
     """Decoded expression of the top generative DE genes along the latent path from reference to test group."""
     import gendex as gdx
 
+    if demo.model is None:
+        demo.note("No NB-VAE was trained: latent path skipped.")
+        return
     adata = demo.adata
     factor, test, ref = demo.contrast
     stat = adata.varm["nbvae_de"]["stat"].dropna().sort_values()
     genes = list(dict.fromkeys([*stat.index[::-1][:3], *stat.index[:3]]))
-    groups = adata.obs[factor].astype(str).to_numpy()
-    latent = adata.obsm["X_nbvae"]
-    start, end = latent[groups == ref].mean(axis=0), latent[groups == test].mean(axis=0)
-    gdx.tl.latent_path(adata, demo.model, start=start.tolist(), end=end.tolist(), genes=genes)
+    gdx.tl.latent_path(adata, demo.model, start=(factor, ref), end=(factor, test), genes=genes)
     demo.note(
-        f"The path runs in a straight line from the {ref} centroid to the {test} centroid of the latent space; "
-        "the curves are the decoded normalised expression of the three most up- and down-regulated genes."
+        f"A straight line in the latent space from the centroid of the {ref} samples to that of the {test} samples "
+        "(`tl.latent_path`); the curves are the decoded normalised expression of the three most up- and "
+        "down-regulated genes (largest |stat| of the generative DE)."
     )
     demo.figure("latent_path_genes", f"Decoded expression from {ref} to {test}", gdx.pl.latent_genes(adata, logy=True))
 
@@ -482,7 +512,7 @@ STEPS: list[Step] = [
     Step("DESeq2", step_deseq2),
     Step("limma-voom", step_limma),
     Step("DESeq2 vs limma-voom", step_compare_classical),
-    Step("NB-VAE", step_nbvae),
+    Step("NB-VAE", step_nbvae, own_line=True),
     Step("Generative differential expression", step_generative_de),
     Step("Latent path", step_latent_path),
     Step("Evaluation against the truth", step_evaluate),
@@ -500,17 +530,21 @@ class Progress:
         self.total = total
         self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
+        self._current: tuple[int, str, bool] = (0, "", False)
 
-    def step(self, i: int, title: str) -> float:
-        """Announce step ``i``; return its start time."""
-        self.stream.write(f"[{i}/{self.total}] {title} ...")
+    def step(self, i: int, title: str, *, own_line: bool = False) -> float:
+        """Announce step ``i`` (on a line of its own with ``own_line``); return its start time."""
+        self.stream.write(f"[{i}/{self.total}] {title} ..." + ("\n" if own_line else ""))
         self.stream.flush()
+        self._current = (i, title, own_line)
         return time.perf_counter()
 
     def done(self, started: float) -> float:
         """Finish the line of the step started at ``started``; return its duration in seconds."""
         seconds = time.perf_counter() - started
-        self.stream.write(f" done ({seconds:.1f} s)\n")
+        i, title, own_line = self._current
+        prefix = f"[{i}/{self.total}] {title} ..." if own_line else ""
+        self.stream.write(f"{prefix} done ({seconds:.1f} s)\n")
         self.stream.flush()
         return seconds
 
@@ -548,7 +582,7 @@ def run_demo(args: argparse.Namespace, argv: Sequence[str], *, stream: TextIO | 
     timings = []
     for i, step in enumerate(STEPS, start=1):
         demo.sections.append((step.title, []))
-        started = progress.step(i, step.title)
+        started = progress.step(i, step.title, own_line=step.own_line)
         step.run(demo)
         timings.append((step.title, progress.done(started)))
     started = progress.step(len(STEPS) + 1, "Saving results")
@@ -609,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--epochs", type=int, metavar="N", help="NB-VAE training epochs (default: the model's, with early stopping)"
     )
+    demo.add_argument("--no-nbvae", action="store_true", help="skip the NB-VAE and generative DE (the slowest steps)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated data (default: %(default)s)")
     demo.add_argument("--n-genes", type=int, default=5000, help=argparse.SUPPRESS)
     demo.add_argument("--n-samples", type=int, default=12, help=argparse.SUPPRESS)
