@@ -372,13 +372,14 @@ def step_nbvae(demo: Demo) -> None:
     )
     demo.figure("nbvae_training", "NB-VAE training curve", gdx.pl.training_curve(adata, "X_nbvae"))
     demo.figure("nbvae_latent", "NB-VAE latent space", gdx.pl.latent(adata, basis="X_nbvae", color=demo.color))
-    labels = adata.obs[demo.color].astype(str).to_numpy()
+    factor = demo.contrast[0]
+    labels = adata.obs[factor].astype(str).to_numpy()
     sizes = np.unique(labels, return_counts=True)[1]
     if 2 <= sizes.size < adata.n_obs and sizes.min() >= 2:
         from sklearn.metrics import silhouette_score
 
         score = silhouette_score(adata.obsm["X_nbvae"], labels)
-        demo.finding(f"NB-VAE latent space (learnt without labels): silhouette by `{demo.color}` {score:.2f}.")
+        demo.finding(f"NB-VAE latent space (learnt without labels): silhouette by `{factor}` {score:.2f}.")
 
 
 def step_generative_de(demo: Demo) -> None:
