@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -265,8 +267,8 @@ def _rough_disp(normed, ctx: _Ctx):
     return be.clip(est, 0.0, None)
 
 
-def _genewise(y, ctx: _Ctx) -> dict:
-    """R's ``estimateDispersionsGeneEst`` for the (non-all-zero) genes of ``y`` (G, n)."""
+def _disp_start_and_mu(y, ctx: _Ctx):
+    """Rough/moments starting dispersions and the (clamped) means used for the gene-wise dispersions."""
     be = ctx.be
     normed = y / ctx.sf
     bm = normed.mean(1)
@@ -279,7 +281,13 @@ def _genewise(y, ctx: _Ctx) -> dict:
         mu = ((normed @ ctx.q) @ ctx.qt) * ctx.sf
     else:
         mu = fit_glm(y, alpha0, ctx).mu
-    mu = be.clip(mu, ctx.min_mu, None)
+    return alpha0, be.clip(mu, ctx.min_mu, None)
+
+
+def _genewise(y, ctx: _Ctx) -> dict:
+    """R's ``estimateDispersionsGeneEst`` for the (non-all-zero) genes of ``y`` (G, n)."""
+    be = ctx.be
+    alpha0, mu = _disp_start_and_mu(y, ctx)
     res = K.fit_disp(
         ctx.ops, y, mu, be.log(alpha0), prior_mean=None, prior_var=1.0, min_log_alpha=math.log(ctx.min_disp / 10)
     )
@@ -339,6 +347,27 @@ def _wald_fit(y, disp, ctx: _Ctx) -> dict:
     }
 
 
+def _size_factors_lean(cnt: np.ndarray) -> np.ndarray:
+    """``size_factors_ratio`` computed in blocks, for large count matrices (same arithmetic, less memory)."""
+    n, g = cnt.shape
+    step = max(1, 4_000_000 // n)
+    loggeo = np.empty(g)
+    for sl in range(0, g, step):
+        with np.errstate(divide="ignore"):
+            loggeo[sl : sl + step] = np.log(cnt[:, sl : sl + step].astype(np.float64)).mean(0)
+    usable = np.flatnonzero(np.isfinite(loggeo))
+    if usable.size == 0:
+        raise ValueError(
+            "every gene has a zero count in at least one sample, so median-of-ratios size factors are undefined"
+        )
+    sf = np.empty(n)
+    rows = max(1, 4_000_000 // usable.size)
+    for start in range(0, n, rows):
+        block = np.log(cnt[start : start + rows][:, usable].astype(np.float64)) - loggeo[usable]
+        sf[start : start + rows] = np.exp(np.median(block, axis=1))
+    return sf
+
+
 def _chunks(idx: np.ndarray, size: int):
     for start in range(0, idx.size, size):
         yield idx[start : start + size]
@@ -391,6 +420,7 @@ def deseq2_fit(
     refit_cooks: bool = True,
     chunk_size: int | None = None,
     keep_matrices: bool | None = None,
+    n_threads: int | None = None,
     device: str = "cpu",
 ) -> DESeq2Fit:
     """Fit DESeq2's negative binomial GLM to every gene at once, following R DESeq2's ``DESeq()``.
@@ -422,9 +452,12 @@ def deseq2_fit(
     refit_cooks
         Whether to replace Cook's outliers and refit (when some cell has ``min_replicates`` samples).
     chunk_size
-        Genes per batch (default: about 4 million matrix entries per batch).
+        Genes per batch (default: about 150,000 matrix entries per batch, at least 64 genes).
     keep_matrices
         Keep the ``(n, G)`` matrices ``mu``, ``hat_diagonals`` and ``cooks`` (default: when ``n * G <= 5e7``).
+    n_threads
+        Gene batches processed in parallel threads (default: the CPUs available, at most 4; 1 on accelerators).
+        Results do not depend on it.
     device
         Torch device (``"cpu"``, ``"cuda"``, ...). All arithmetic is float64.
 
@@ -445,11 +478,17 @@ def deseq2_fit(
     cnt = np.asarray(counts)
     if cnt.ndim != 2:
         raise ValueError(f"`counts` must be a 2-D samples x genes array, got shape {cnt.shape}")
-    if not np.issubdtype(cnt.dtype, np.number) or np.any(~np.isfinite(cnt)):
-        raise ValueError("`counts` must be finite numbers")
-    if np.any(cnt < 0) or np.any(cnt != np.round(cnt)):
+    if not (np.issubdtype(cnt.dtype, np.number) or cnt.dtype == bool):
+        raise ValueError("`counts` must be numbers")
+    if not np.issubdtype(cnt.dtype, np.integer):
+        with np.errstate(invalid="ignore"):
+            if np.any(~np.isfinite(cnt)):
+                raise ValueError("`counts` must be finite numbers")
+            if np.any(cnt != np.round(cnt)):
+                raise ValueError("`counts` must be non-negative integers")
+    if np.any(cnt < 0):
         raise ValueError("`counts` must be non-negative integers")
-    cnt = cnt.astype(np.int64)
+    cnt = np.asarray(cnt, dtype=np.int64)
     x = np.asarray(design, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != cnt.shape[0]:
         raise ValueError(f"`design` must be a {cnt.shape[0]} x p matrix, got shape {x.shape}")
@@ -467,28 +506,48 @@ def deseq2_fit(
     if fit_type not in ("parametric", "local", "mean"):
         raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
     if size_factors is None:
-        sf = size_factors_ratio(cnt)
+        sf = size_factors_ratio(cnt) if cnt.size <= 20_000_000 else _size_factors_lean(cnt)
     else:
         sf = np.asarray(size_factors, dtype=np.float64)
         if sf.shape != (n,) or np.any(~np.isfinite(sf)) or np.any(sf <= 0):
             raise ValueError(f"`size_factors` must be {n} positive finite numbers")
     g_all = cnt.shape[1]
+    if n_threads is None:
+        n_threads = 1 if device != "cpu" else max(1, min(4, len(os.sched_getaffinity(0))))
     if chunk_size is None:
-        chunk_size = max(1, int(4_000_000 // n))
+        # ~1 MB per (genes x samples) array, so that the temporaries of each step stay in the CPU caches
+        chunk_size = max(64, int(150_000 // n))
+        if n_threads > 1:  # enough batches to keep the threads busy, but not so many that overhead dominates
+            chunk_size = max(min(chunk_size, -(-g_all // (2 * n_threads))), min(chunk_size, 2000))
     if keep_matrices is None:
         keep_matrices = n * g_all <= 50_000_000
 
     ctx = _Ctx(x, sf, min_mu=min_mu, min_disp=min_disp, max_disp=max_disp, beta_tol=beta_tol, device=device)
     with np.errstate(all="ignore"), single_threaded_blas():
-        return _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices)
+        return _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices, n_threads)
 
 
-def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices):
+def _parallel(fn, chunks, n_threads: int) -> None:
+    """Run ``fn`` on every chunk, in a thread pool when ``n_threads > 1`` (numpy releases the GIL)."""
+    chunks = list(chunks)
+    if n_threads <= 1 or len(chunks) <= 1:
+        for c in chunks:
+            fn(c)
+        return
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        for _ in pool.map(fn, chunks):
+            pass
+
+
+def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices, n_threads):
     n, p = x.shape
     g_all = cnt.shape[1]
-    normed_all = cnt / sf[:, None]
-    base_mean = normed_all.mean(0)
-    base_var = normed_all.var(0, ddof=1)
+    base_mean = np.empty(g_all)
+    base_var = np.empty(g_all)
+    for sl in range(0, g_all, max(1, 4_000_000 // n)):
+        normed = cnt[:, sl : sl + max(1, 4_000_000 // n)] / sf[:, None]
+        base_mean[sl : sl + normed.shape[1]] = normed.mean(0)
+        base_var[sl : sl + normed.shape[1]] = normed.var(0, ddof=1)
     all_zero = cnt.sum(0) == 0
     nz = np.flatnonzero(~all_zero)
 
@@ -497,13 +556,15 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
     mu_disp = np.full((n, g_all), np.nan) if keep_matrices else None
 
     # --- stage 1: gene-wise dispersions
-    for idx in _chunks(nz, chunk_size):
+    def stage1(idx):
         y = ctx.t(cnt[:, idx].T.astype(np.float64))
         res = _genewise(y, ctx)
         gene_disp[idx] = ctx.np(res["disp"])
         gene_iters[idx] = ctx.np(res["iters"])
         if keep_matrices:
             mu_disp[:, idx] = ctx.np(res["mu"]).T
+
+    _parallel(stage1, _chunks(nz, chunk_size), n_threads)
 
     # --- trend and prior
     trend, coeffs, used_type = _trend_function(fit_type, base_mean[nz], gene_disp[nz], ctx.min_disp)
@@ -524,10 +585,13 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
     out = _Stage2Out.empty(
         n, p, g_all, keep_matrices, samples_for_cooks=samples_for_cooks, replaceable=replaceable, cutoff=cutoff
     )
-    for idx in _chunks(nz, chunk_size):
+
+    def stage2(idx):
         y = ctx.t(cnt[:, idx].T.astype(np.float64))
-        mu = ctx.t(mu_disp[:, idx].T) if keep_matrices else _genewise(y, ctx)["mu"]
+        mu = ctx.t(mu_disp[:, idx].T) if keep_matrices else _disp_start_and_mu(y, ctx)[1]
         _stage2(y, mu, idx, ctx, gene_disp, fitted, prior_var, var_log, out)
+
+    _parallel(stage2, _chunks(nz, chunk_size), n_threads)
 
     # --- Cook's bookkeeping and outlier replacement
     cooks_all = out.cooks  # (n, G) or None
