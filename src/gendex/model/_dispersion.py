@@ -219,9 +219,7 @@ def fit_dispersions(
         out_t = torch.as_tensor(outlier, device=y.device)
 
         def var_chunk(s):
-            with_prior = log_dispersion_variance(
-                y[:, s], mu[:, s], moments, final[s], prior_mean=pm[s], prior_var=pvar
-            )
+            with_prior = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s], prior_mean=pm[s], prior_var=pvar)
             without = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s])
             return torch.where(out_t[s], without, with_prior)
 

@@ -15,6 +15,11 @@ from . import _dispersion
 DTYPE = torch.float64
 
 
+def init_rows(n_obs: int, max_samples: int = 1000) -> np.ndarray:
+    """Indices of the samples used for the initialisation: all, or ``max_samples`` evenly spaced ones."""
+    return np.arange(n_obs) if n_obs <= max_samples else np.linspace(0, n_obs - 1, max_samples).astype(int)
+
+
 def pca_projection(u: np.ndarray, n_latent: int, max_samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Centre of ``u`` and the ``(G, n_latent)`` projection onto principal scores.
 
@@ -22,8 +27,8 @@ def pca_projection(u: np.ndarray, n_latent: int, max_samples: int = 1000) -> tup
     geometry (the dominant axis of variation stays dominant). Uses at most ``max_samples`` evenly spaced samples
     (the Gram matrix is ``n x n``). Dimensions beyond the rank of the data get a zero projection.
     """
-    n, g = u.shape
-    sub = u[np.linspace(0, n - 1, max_samples).astype(int)] if n > max_samples else u
+    sub = u[init_rows(u.shape[0], max_samples)]
+    g = u.shape[1]
     centre = sub.mean(0)
     xc = sub - centre
     evals, evecs = np.linalg.eigh(xc @ xc.T)
@@ -71,18 +76,21 @@ def initial_parameters(
     cov_features: np.ndarray,
     n_latent: int,
     weight_prior_sd: float,
-    max_samples: int = 1000,
 ) -> dict[str, np.ndarray | float]:
     """All initial values of :class:`~gendex.model.NBVAEModule` (see the module docstring).
 
-    At most ``max_samples`` evenly spaced samples are used.
+    ``counts`` ``(n, G)``, ``size_factors`` ``(n,)`` and ``cov_features`` ``(n, f)`` of the samples chosen by
+    :func:`init_rows`.
     """
-    if counts.shape[0] > max_samples:
-        rows = np.linspace(0, counts.shape[0] - 1, max_samples).astype(int)
-        counts, size_factors, cov_features = counts[rows], size_factors[rows], cov_features[rows]
     norm = counts / size_factors[:, None]
     base_mean = norm.mean(0)
     u = np.log1p(norm)
+    f = cov_features.shape[1]
+    cov_effect = np.zeros((f, u.shape[1]))
+    if f:  # remove the covariates' least-squares effects: the codes describe what the covariates do not
+        xc = np.column_stack([np.ones(len(u)), cov_features])
+        cov_effect = np.linalg.lstsq(xc, u, rcond=None)[0][1:]
+        u = u - cov_features @ cov_effect
     centre, projection = pca_projection(u, n_latent)
     z0 = (u - centre) @ projection
     design_np = np.column_stack([np.ones(len(z0)), z0, cov_features])
@@ -106,6 +114,7 @@ def initial_parameters(
         "cov_coef": beta[:, 1 + n_latent :],
         "encoder_centre": centre,
         "encoder_projection": projection,
+        "encoder_cov_effect": cov_effect,
         "log_disp": disp.log_final,
         "log_disp_prior_mean": disp.log_trend,
         "disp_prior_var": disp.prior_var,

@@ -50,15 +50,15 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     n_hidden
         Width of the encoder's hidden layer.
     weight_prior_sd
-        Standard deviation of the normal prior on the decoder's loadings and covariate coefficients.
+        Standard deviation of the normal prior on the decoder's loadings and covariate coefficients (natural-log
+        expression per unit of the latent space); it keeps genes that are zero in one region of the latent space
+        (or one covariate level) finite.
     """
 
     _module_cls = NBVAEModule
 
-    def __init__(self, adata: AnnData, n_latent: int = 2, n_hidden: int = 128, weight_prior_sd: float = 10.0):
+    def __init__(self, adata: AnnData, n_latent: int = 2, n_hidden: int = 128, weight_prior_sd: float = 1.0):
         super().__init__(adata)
-        counts = to_dense(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), dtype=np.float64)
-        sf = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()
         mgr = self.adata_manager
         n_cats = (
             list(mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key)
@@ -66,8 +66,11 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             else []
         )
         n_cont = self.summary_stats.get("n_extra_continuous_covs", 0)
-        feats = _posterior.registered_covariates(mgr, n_cats, n_cont)
-        init = _init.initial_parameters(counts, sf, feats.numpy().astype(np.float64), n_latent, weight_prior_sd)
+        rows = _init.init_rows(self.adata.n_obs)  # at most 1,000 evenly spaced samples start the model
+        counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
+        sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
+        feats = _posterior.registered_covariates(mgr, n_cats, n_cont).numpy().astype(np.float64)[rows]
+        init = _init.initial_parameters(counts, sf, feats, n_latent, weight_prior_sd)
         self.module = self._module_cls(
             self.summary_stats.n_vars,
             init,
@@ -193,6 +196,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 )
             )
         trainer_kwargs.setdefault("enable_checkpointing", False)
+        trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, steps)))
         out = super().train(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -245,6 +249,16 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         )
         self.dispersion_trend_ = {"kind": fit.trend_kind, "coefs": fit.trend_coefs.tolist(), "prior_var": fit.prior_var}
         return self.dispersions_
+
+    @torch.inference_mode()
+    def get_decoded_means(self) -> np.ndarray:
+        """Decoded size-factor-normalised means of every sample at its latent posterior mean, ``(n_obs, n_genes)``.
+
+        Deterministic, unlike :meth:`get_normalized_expression`, which decodes a draw of each latent code.
+        """
+        z = torch.as_tensor(self.get_latent_representation(), device=self.device)
+        feats = _posterior.covariate_features(self) if self.module.n_cov_features else None
+        return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
 
     @torch.inference_mode()
     def decode_latent(self, latent: np.ndarray) -> np.ndarray:

@@ -34,8 +34,9 @@ def covariate_design(
 class BulkEncoder(nn.Module):
     """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA projection plus a learned MLP.
 
-    The posterior mean is ``(u - centre) P + head(h(u))`` with ``u = log1p(x / s)``: ``P`` (fixed) projects on the
-    principal axes of ``u`` scaled to unit-variance scores, and the learned head (layer-normalised hidden layer)
+    The posterior mean is ``(u - centre - c E) P + head(h(u))`` with ``u = log1p(x / s)``: ``E`` (fixed) removes
+    the covariates' least-squares effects, so the codes describe what the covariates do not, and ``P`` (fixed)
+    projects on the principal axes of the remainder, and the learned head (layer-normalised hidden layer)
     starts at zero, so training starts from the PCA embedding and learns corrections. (A learned linear map of
     thousands of genes moves the codes by orders of magnitude per Adam step, so it stays fixed.) The log variance
     comes from the MLP, starting small (bulk samples carry much information about their code). The heads' outputs
@@ -43,12 +44,26 @@ class BulkEncoder(nn.Module):
     codes by a small amount.
     """
 
-    def __init__(self, n_input: int, n_latent: int, n_hidden: int, centre: np.ndarray, projection: np.ndarray):
+    def __init__(
+        self,
+        n_input: int,
+        n_latent: int,
+        n_hidden: int,
+        centre: np.ndarray,
+        projection: np.ndarray,
+        cov_effect: np.ndarray,
+    ):
         super().__init__()
         self.register_buffer("centre", torch.as_tensor(np.asarray(centre), dtype=torch.float32).clone())
+        self.register_buffer("cov_effect", torch.as_tensor(np.asarray(cov_effect), dtype=torch.float32).clone())
         self.register_buffer("projection", torch.as_tensor(np.asarray(projection), dtype=torch.float32).clone())
         self.hidden = FCLayers(
-            n_input, n_hidden, n_layers=1, n_hidden=n_hidden, dropout_rate=0.0, use_batch_norm=False,
+            n_input,
+            n_hidden,
+            n_layers=1,
+            n_hidden=n_hidden,
+            dropout_rate=0.0,
+            use_batch_norm=False,
             use_layer_norm=True,
         )
         self.mean_head = nn.Linear(n_hidden, n_latent)
@@ -58,10 +73,13 @@ class BulkEncoder(nn.Module):
         nn.init.zeros_(self.var_head.weight)
         nn.init.zeros_(self.var_head.bias)
 
-    def forward(self, u: torch.Tensor) -> Normal:
-        """Posterior ``q(z | x)`` from the log-normalised counts ``u``."""
+    def forward(self, u: torch.Tensor, cov_features: torch.Tensor | None = None) -> Normal:
+        """Posterior ``q(z | x)`` from the log-normalised counts ``u`` (and the covariate features)."""
         h = self.hidden(u)
-        mean = (u - self.centre) @ self.projection + HEAD_SCALE * self.mean_head(h)
+        v = u - self.centre
+        if cov_features is not None and self.cov_effect.numel():
+            v = v - cov_features @ self.cov_effect
+        mean = v @ self.projection + HEAD_SCALE * self.mean_head(h)
         var = torch.exp(HEAD_SCALE * self.var_head(h) - 4.0) + 1e-4
         return Normal(mean, var.sqrt())
 
@@ -84,8 +102,8 @@ class NBVAEModule(BaseModuleClass):
     init
         Initial values (from :func:`gendex.model._init.initial_parameters`): ``intercept`` ``(G,)``, ``loadings``
         ``(G, n_latent)``, ``cov_coef`` ``(G, f)``, ``log_disp`` ``(G,)``, the dispersion prior
-        ``log_disp_prior_mean`` ``(G,)`` and ``disp_prior_var``, and the encoder's PCA ``encoder_centre`` ``(G,)``
-        and ``encoder_projection`` ``(G, n_latent)``.
+        ``log_disp_prior_mean`` ``(G,)`` and ``disp_prior_var``, and the encoder's ``encoder_centre`` ``(G,)``,
+        ``encoder_projection`` ``(G, n_latent)`` and ``encoder_cov_effect`` ``(f, G)``.
     n_latent
         Dimension of the latent space.
     n_hidden
@@ -107,7 +125,7 @@ class NBVAEModule(BaseModuleClass):
         n_hidden: int = 128,
         n_cats_per_cov: list[int] | tuple[int, ...] | None = None,
         n_continuous_cov: int = 0,
-        weight_prior_sd: float = 10.0,
+        weight_prior_sd: float = 1.0,
     ):
         super().__init__()
         self.n_input = n_input
@@ -120,7 +138,14 @@ class NBVAEModule(BaseModuleClass):
         def t(key):
             return torch.as_tensor(np.asarray(init[key]), dtype=torch.float32).clone()
 
-        self.z_encoder = BulkEncoder(n_input, n_latent, n_hidden, init["encoder_centre"], init["encoder_projection"])
+        self.z_encoder = BulkEncoder(
+            n_input,
+            n_latent,
+            n_hidden,
+            init["encoder_centre"],
+            init["encoder_projection"],
+            np.asarray(init["encoder_cov_effect"]).reshape(self.n_cov_features, n_input),
+        )
         self.intercept = nn.Parameter(t("intercept"))
         self.loadings = nn.Parameter(t("loadings").reshape(n_input, n_latent))
         self.cov_coef = nn.Parameter(t("cov_coef").reshape(n_input, self.n_cov_features))
@@ -144,7 +169,12 @@ class NBVAEModule(BaseModuleClass):
 
     # ------------------------------------------------------------------ scvi-tools module contract
     def _get_inference_input(self, tensors, **kwargs):
-        return {"x": tensors[REGISTRY_KEYS.X_KEY], "size_factor": tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY]}
+        return {
+            "x": tensors[REGISTRY_KEYS.X_KEY],
+            "size_factor": tensors[REGISTRY_KEYS.SIZE_FACTOR_KEY],
+            "cat_covs": tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
+            "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
+        }
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs):
         return {
@@ -155,9 +185,9 @@ class NBVAEModule(BaseModuleClass):
         }
 
     @auto_move_data
-    def inference(self, x, size_factor, n_samples: int = 1):
-        """Encode ``log1p(x / s)`` into the normal posterior ``q(z | x)`` and draw ``z``."""
-        qz = self.z_encoder(torch.log1p(x / size_factor))
+    def inference(self, x, size_factor, cat_covs=None, cont_covs=None, n_samples: int = 1):
+        """Encode ``log1p(x / s)`` (and the covariates) into the normal posterior ``q(z | x)`` and draw ``z``."""
+        qz = self.z_encoder(torch.log1p(x / size_factor), self.covariate_features(cat_covs, cont_covs))
         z = qz.rsample((n_samples,)) if n_samples > 1 else qz.rsample()
         return {"z": z, "qz": qz}
 

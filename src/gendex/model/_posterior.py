@@ -65,8 +65,9 @@ def covariate_features(model: NBVAE, indices: np.ndarray | None = None) -> torch
     return feats.to(model.device)
 
 
-def glm_state(model: NBVAE, *, indices: np.ndarray | None = None, max_samples: int | None = None,
-              random_state: int = 0) -> GLMState:
+def glm_state(
+    model: NBVAE, *, indices: np.ndarray | None = None, max_samples: int | None = None, random_state: int = 0
+) -> GLMState:
     """Collect counts, size factors, latent posteriors, features and fitted means of (a subset of) samples."""
     n = model.adata.n_obs
     if indices is None:
@@ -133,12 +134,11 @@ def lfc_draws(
 
     sel = np.asarray(group1) if counterfactual is not None else np.concatenate([group1, group2])
     n1 = len(group1)
-    zm, zv = state.z_mean[sel], state.z_var[sel]
-    if "z" in include:
-        eps = torch.randn(n_draws, len(sel), k, generator=gen, dtype=DTYPE).to(dev)
-        z = zm + eps * zv.sqrt()
+    if "z" in include:  # one draw for every sample of the state, then select: independent of group order
+        eps = torch.randn(n_draws, state.z_mean.shape[0], k, generator=gen, dtype=DTYPE).to(dev)
+        z = (state.z_mean + eps * state.z_var.sqrt())[:, torch.as_tensor(sel)]
     else:
-        z = zm.expand(n_draws, -1, -1)
+        z = state.z_mean[sel].expand(n_draws, -1, -1)
     ones = torch.ones(n_draws, len(sel), 1, dtype=DTYPE, device=dev)
     if counterfactual is None:
         feats = state.cov_features[sel].expand(n_draws, -1, -1)

@@ -46,12 +46,13 @@ class AshPosterior:
         comp = np.where(point, (x >= self.means).astype(float), ndtr(z))
         return (self.weights * comp).sum(1)
 
-    def prob_greater(self, x: float) -> NDArray[np.float64]:
+    def prob_greater(self, x: ArrayLike) -> NDArray[np.float64]:
         """``P(beta > x)`` per effect (strict, so the point mass at 0 is excluded for ``x = 0``)."""
         return 1.0 - self.cdf(x)
 
-    def prob_less(self, x: float) -> NDArray[np.float64]:
-        """``P(beta < x)`` per effect."""
+    def prob_less(self, x: ArrayLike) -> NDArray[np.float64]:
+        """``P(beta < x)`` per effect (``x`` scalar or ``(n,)``)."""
+        x = np.broadcast_to(np.asarray(x, dtype=np.float64), self.weights.shape[:1])[:, None]
         point = self.sds == 0
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (x - self.means) / np.where(point, 1.0, self.sds)
@@ -77,7 +78,7 @@ class AshPosterior:
 
 
 def _grid(betahat: NDArray, se: NDArray, mult: float = np.sqrt(2.0)) -> NDArray[np.float64]:
-    """ashr's default grid of prior sds: from ``min(se) / 10`` to ``2 sqrt(max(betahat^2 - se^2))``, plus 0."""
+    """Ashr's default grid of prior sds: from ``min(se) / 10`` to ``2 sqrt(max(betahat^2 - se^2))``, plus 0."""
     smin = float(np.min(se)) / 10.0
     excess = float(np.max(betahat**2 - se**2))
     smax = 2.0 * np.sqrt(excess) if excess > 0 else 8.0 * smin
@@ -170,4 +171,3 @@ def posterior_fdr(prob_null: ArrayLike) -> NDArray[np.float64]:
     res[order] = q
     out[ok] = res
     return out
-

@@ -163,7 +163,9 @@ def nbvae(
 def training_history(model: NBVAE) -> pd.DataFrame:
     """The logged ELBO terms of a trained model, one row per epoch (float columns, integer index from 0)."""
     hist = model.history or {}
-    cols = {c: pd.to_numeric(hist[c][c], errors="coerce").to_numpy(dtype=np.float64) for c in HISTORY_COLUMNS if c in hist}
+    cols = {
+        c: pd.to_numeric(hist[c][c], errors="coerce").to_numpy(dtype=np.float64) for c in HISTORY_COLUMNS if c in hist
+    }
     df = pd.DataFrame(cols)
     df.index = pd.RangeIndex(len(df), name="epoch")
     return df
@@ -227,7 +229,8 @@ def de_table(
     out["stat"] = out["log2FoldChange"] / out["lfcSE"].where(out["lfcSE"] > 0)
     out["pvalue"] = 1.0 - out["prob_de"]
     out["padj"] = out["qvalue"]
-    return out
+    order = ["log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "lfsr", "qvalue", "is_de", "stat"]
+    return out[[*order, "pvalue", "padj", "lfc_unshrunk", "lfc_unshrunk_se"]]
 
 
 def generative_de(
@@ -338,7 +341,7 @@ def generative_de(
         random_state=random_state,
     )
     table = de_table(draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
-    table.insert(0, "baseMean", _posterior.decoded_means(state).mean(0))
+    table.insert(0, "baseMean", model.get_decoded_means().mean(0))
     empty = state.counts.sum(0).cpu().numpy() == 0
     table.loc[empty, table.columns != "is_de"] = np.nan
     table.loc[empty, "is_de"] = False
