@@ -36,7 +36,6 @@ ENRICH_TABLES = ["enrich_ulm_deseq2.csv", "enrich_ulm_nbvae_de.csv"]
 FIGURES = QC_FIGURES + DE_FIGURES + NBVAE_FIGURES + TRUTH_FIGURES
 TABLES = QC_TABLES + DE_TABLES + NBVAE_TABLES + TRUTH_TABLES
 FAST = ["--epochs", "3"]  # a few NB-VAE epochs keep the tests quick
-lightning_log_interval = pytest.mark.filterwarnings("ignore:The number of training batches:UserWarning")
 
 
 def links(report):
@@ -59,7 +58,6 @@ def write_gene_sets(sim, tmp_path):
 
 
 @pytest.mark.slow  # trains the NB-VAE (a few epochs); ~15 s of it is importing scvi-tools
-@lightning_log_interval
 def test_demo_on_simulated_data(tmp_path, capsys):
     out = tmp_path / "demo"
     expected = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, seed=3)
