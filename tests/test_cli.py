@@ -119,6 +119,8 @@ def test_demo_on_simulated_data(tmp_path, capsys):
     assert "matched by gene symbol" in text and "Spearman" in summary
     assert {"X_mds", "X_pca", "X_nbvae"} <= set(result.obsm) and "filter_by_expr" in result.uns
     assert {"deseq2", "limma_voom", "nbvae_de"} <= set(result.varm) and "latent_path" in result.uns
+    path = result.uns["latent_path"]["params"]
+    assert (path["start_label"], path["end_label"]) == ("A", "B") and "silhouette by `condition`" in summary
     assert result.n_vars == expected.n_vars and result.var["symbol"].iloc[0] == "SYM0"
     # progress on stderr, one line per step
     err = capsys.readouterr().err
