@@ -1,3 +1,6 @@
 """The NB-VAE, a scvi-tools model for bulk counts (imports torch; loaded lazily by ``gendex``)."""
 
-__all__: list[str] = []
+from ._model import NBVAE
+from ._module import NBVAEModule
+
+__all__ = ["NBVAE", "NBVAEModule"]

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._ash import AshPosterior, ash, posterior_fdr
 from ._compare import compare_calls
 from ._deseq2 import DESeq2Fit, deseq2_fit, deseq2_lrt, deseq2_wald
 from ._embedding import classical_mds, leading_logfc_distances, pca
@@ -41,12 +42,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AshPosterior",
     "BatchedInference",
     "DESeq2Fit",
     "EBayesResult",
     "LinearFit",
     "TTestResult",
     "VoomResult",
+    "ash",
     "auroc",
     "average_precision",
     "bh_adjust",
@@ -67,6 +70,7 @@ __all__ = [
     "lowess",
     "ora_test",
     "pca",
+    "posterior_fdr",
     "precision_recall_curve",
     "roc_curve",
     "size_factors_poscounts",

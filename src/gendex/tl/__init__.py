@@ -7,6 +7,20 @@ from ._embedding import mds, pca
 from ._enrich import enrich
 from ._evaluate import evaluate_de
 from ._limma import limma_voom
+from ._nbvae import generative_de, latent_path, nbvae
 from ._ttest import ttest
 
-__all__ = ["compare_de", "compare_enrichment", "deseq2", "enrich", "evaluate_de", "limma_voom", "mds", "pca", "ttest"]
+__all__ = [
+    "compare_de",
+    "compare_enrichment",
+    "deseq2",
+    "enrich",
+    "evaluate_de",
+    "generative_de",
+    "latent_path",
+    "limma_voom",
+    "mds",
+    "nbvae",
+    "pca",
+    "ttest",
+]

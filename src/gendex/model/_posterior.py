@@ -1,0 +1,209 @@
+"""Posterior draws of the NB-VAE's per-gene parameters and of group log fold changes (torch; no AnnData writes).
+
+Given the latent posterior ``q(z_i) = N(m_i, diag v_i)``, the decoder of gene ``g`` is a negative-binomial GLM
+on the features ``x_i = [1, z_i, c_i]``. Its parameters ``beta_g = (b_g, W_g, B_g)`` get a Laplace posterior:
+``N(beta_hat_g, H_g(alpha)^-1)`` with ``H_g(alpha) = sum_i w_ig E_q[x_i x_i^T] + Lambda``, NB weights
+``w = mu / (1 + alpha mu)`` (the GLM information averaged over ``q(z)``, as the ELBO averages the likelihood) and
+the weight prior's precision ``Lambda``. The dispersion's own uncertainty enters by drawing ``log alpha_g`` from
+its posterior (normal, variance from :func:`~gendex.model._dispersion.fit_dispersions`) at equal-probability
+nodes, each with its own ``H_g(alpha)``. Latent codes are drawn from ``q(z)``. A draw of the log fold change
+between two groups of samples is ``log2 mean_{i in 1} exp(x_i beta) - log2 mean_{i in 2} exp(x_i beta)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from scvi import REGISTRY_KEYS
+
+from .._validation import to_dense
+from ._module import covariate_design
+
+if TYPE_CHECKING:
+    from ._model import NBVAE
+
+DTYPE = torch.float64
+
+
+@dataclass
+class GLMState:
+    """Data and point estimates of the per-gene GLMs at the latent posterior (float64 tensors)."""
+
+    indices: np.ndarray
+    counts: torch.Tensor  # (n, G)
+    size_factors: torch.Tensor  # (n,)
+    z_mean: torch.Tensor  # (n, k)
+    z_var: torch.Tensor  # (n, k)
+    cov_features: torch.Tensor  # (n, f)
+    beta: torch.Tensor  # (G, p): intercept, loadings, covariate coefficients
+    design: torch.Tensor  # (n, p) at the latent means
+    moments: torch.Tensor  # (n, p, p) = E_q[x x^T]
+    mu_hat: torch.Tensor  # (n, G)
+
+
+def registered_covariates(mgr, n_cats_per_cov: list[int], n_continuous_cov: int) -> torch.Tensor:
+    """Covariate features ``(n, f)`` (float32, CPU) of the samples registered in the AnnData manager ``mgr``."""
+    cat = cont = None
+    if REGISTRY_KEYS.CAT_COVS_KEY in mgr.data_registry:
+        cat = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CAT_COVS_KEY), dtype=np.int64))
+    if REGISTRY_KEYS.CONT_COVS_KEY in mgr.data_registry:
+        cont = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY), dtype=np.float32))
+    feats = covariate_design(cat, cont, n_cats_per_cov, n_continuous_cov)
+    return torch.zeros(mgr.adata.n_obs, 0) if feats is None else feats
+
+
+def covariate_features(model: NBVAE, indices: np.ndarray | None = None) -> torch.Tensor:
+    """The decoder's covariate features of the model's samples ``(n, f)`` (float32, on the model's device)."""
+    m = model.module
+    feats = registered_covariates(model.adata_manager, m.n_cats_per_cov, m.n_continuous_cov)
+    if indices is not None:
+        feats = feats[torch.as_tensor(indices)]
+    return feats.to(model.device)
+
+
+def glm_state(
+    model: NBVAE, *, indices: np.ndarray | None = None, max_samples: int | None = None, random_state: int = 0
+) -> GLMState:
+    """Collect counts, size factors, latent posteriors, features and fitted means of (a subset of) samples."""
+    n = model.adata.n_obs
+    if indices is None:
+        indices = np.arange(n)
+        if max_samples is not None and n > max_samples:
+            indices = np.sort(np.random.default_rng(random_state).choice(n, max_samples, replace=False))
+    indices = np.asarray(indices)
+    dev = model.device
+    mgr = model.adata_manager
+    counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[indices], dtype=np.float64)
+    sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[indices]
+    zm, zv = model.get_latent_representation(indices=indices, return_dist=True)
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=DTYPE, device=dev)  # noqa: E731
+    z_mean, z_var = t(zm), t(zv)
+    feats = covariate_features(model, indices).to(DTYPE)
+    m = model.module
+    beta = torch.cat([m.intercept.detach()[:, None], m.loadings.detach(), m.cov_coef.detach()], dim=1).to(DTYPE)
+    design = torch.cat([torch.ones(len(indices), 1, dtype=DTYPE, device=dev), z_mean, feats], dim=1)
+    moments = design[:, :, None] * design[:, None, :]
+    k = z_mean.shape[1]
+    moments[:, 1 : 1 + k, 1 : 1 + k] += torch.diag_embed(z_var)
+    sf_t = t(sf)
+    mu_hat = sf_t[:, None] * torch.exp(design @ beta.T)
+    return GLMState(indices, t(counts), sf_t, z_mean, z_var, feats, beta, design, moments, mu_hat)
+
+
+def _prior_precision(model: NBVAE, p: int) -> torch.Tensor:
+    prec = torch.full((p,), 1.0 / model.module.weight_prior_sd**2, dtype=DTYPE, device=model.device)
+    prec[0] = 1e-8
+    return torch.diag(prec)
+
+
+def lfc_draws(
+    model: NBVAE,
+    state: GLMState,
+    group1: np.ndarray,
+    group2: np.ndarray,
+    *,
+    counterfactual: tuple[torch.Tensor, torch.Tensor] | None = None,
+    n_draws: int = 400,
+    n_nodes: int = 8,
+    include: tuple[str, ...] = ("z", "decoder", "dispersion"),
+    random_state: int = 0,
+    gene_chunk: int = 1024,
+) -> np.ndarray:
+    """Posterior draws of the log2 fold change ``group1 / group2`` for every gene, shape ``(n_draws, G)``.
+
+    ``group1``/``group2`` are positions into ``state``'s samples. With ``counterfactual = (f1, f2)`` (covariate
+    features of every sample of the model, ``(n, f)`` each, from :func:`counterfactual_features`), every sample
+    of ``group1`` is decoded twice, with ``f1`` and with ``f2``, keeping its latent code (``group2`` is unused).
+    ``include`` selects the sources of uncertainty (for calibration studies).
+    """
+    gen = torch.Generator(device="cpu").manual_seed(int(random_state))
+    dev = state.beta.device
+    g_total, p = state.beta.shape
+    k = state.z_mean.shape[1]
+    lam = _prior_precision(model, p)
+    log_disp = model.module.log_disp.detach().to(DTYPE)
+    var_disp = torch.as_tensor(model.dispersions_["log_dispersion_var"].to_numpy(), dtype=DTYPE, device=dev)
+    nodes = torch.as_tensor(norm.ppf((np.arange(n_nodes) + 0.5) / n_nodes), dtype=DTYPE, device=dev)
+    if "dispersion" not in include:
+        nodes = torch.zeros(1, dtype=DTYPE, device=dev)
+    node_of_draw = torch.arange(n_draws) % len(nodes)
+
+    sel = np.asarray(group1) if counterfactual is not None else np.concatenate([group1, group2])
+    n1 = len(group1)
+    if "z" in include:  # one draw for every sample of the state, then select: independent of group order
+        eps = torch.randn(n_draws, state.z_mean.shape[0], k, generator=gen, dtype=DTYPE).to(dev)
+        z = (state.z_mean + eps * state.z_var.sqrt())[:, torch.as_tensor(sel)]
+    else:
+        z = state.z_mean[sel].expand(n_draws, -1, -1)
+    ones = torch.ones(n_draws, len(sel), 1, dtype=DTYPE, device=dev)
+    if counterfactual is None:
+        feats = state.cov_features[sel].expand(n_draws, -1, -1)
+        x1 = torch.cat([ones, z, feats], dim=2)[:, :n1]
+        x2 = torch.cat([ones, z, feats], dim=2)[:, n1:]
+    else:
+        f1, f2 = (f[torch.as_tensor(sel)].to(DTYPE).to(dev).expand(n_draws, -1, -1) for f in counterfactual)
+        x1 = torch.cat([ones, z, f1], dim=2)
+        x2 = torch.cat([ones, z, f2], dim=2)
+    log_n1, log_n2 = np.log(x1.shape[1]), np.log(x2.shape[1])
+
+    out = np.empty((n_draws, g_total), dtype=np.float32)
+    for a in range(0, g_total, gene_chunk):
+        s = slice(a, min(a + gene_chunk, g_total))
+        beta_hat = state.beta[s]
+        g = beta_hat.shape[0]
+        eps = torch.randn(n_draws, g, p, generator=gen, dtype=DTYPE).to(dev)
+        beta = beta_hat.expand(n_draws, -1, -1).clone()
+        if "decoder" in include:
+            mu = state.mu_hat[:, s]
+            for j, t in enumerate(nodes):
+                alpha = torch.exp(log_disp[s] + t * var_disp[s].sqrt())
+                w = mu / (1.0 + alpha * mu)
+                info = torch.einsum("ng,npq->gpq", w, state.moments) + lam
+                chol = torch.linalg.cholesky(info)  # info = L L^T, so L^-T eps has covariance info^-1
+                idx = (node_of_draw == j).nonzero().ravel().to(dev)
+                e = eps[idx].permute(1, 2, 0)  # (g, p, m)
+                delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
+                beta[idx] += delta.permute(2, 0, 1)
+        eta1 = torch.einsum("snp,sgp->sng", x1, beta)
+        eta2 = torch.einsum("snp,sgp->sng", x2, beta)
+        lfc = (torch.logsumexp(eta1, 1) - log_n1) - (torch.logsumexp(eta2, 1) - log_n2)
+        out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
+    return out
+
+
+def decoded_means(state: GLMState) -> np.ndarray:
+    """Decoded size-factor-normalised means at the latent posterior means, ``(n, G)``."""
+    return torch.exp(state.design @ state.beta.T).cpu().numpy()
+
+
+def counterfactual_features(model: NBVAE, key: str, level1: str, level2: str):
+    """Covariate features of every sample with categorical covariate ``key`` set to each level, or None.
+
+    None when ``key`` is not a categorical covariate of the model. Raises when a level is unknown to the model.
+    """
+    mgr = model.adata_manager
+    if REGISTRY_KEYS.CAT_COVS_KEY not in mgr.data_registry:
+        return None
+    state = mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
+    keys = list(state.field_keys)
+    if key not in keys:
+        return None
+    j = keys.index(key)
+    mapping = [str(c) for c in state.mappings[key]]
+    for level in (level1, level2):
+        if level not in mapping:
+            raise ValueError(f"level {level!r} of covariate {key!r} is unknown to the model; levels: {mapping}")
+    cat = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CAT_COVS_KEY), dtype=np.int64))
+    cont = None
+    if REGISTRY_KEYS.CONT_COVS_KEY in mgr.data_registry:
+        cont = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY), dtype=np.float32))
+    out = []
+    for level in (level1, level2):
+        c = cat.clone()
+        c[:, j] = mapping.index(level)
+        out.append(covariate_design(c, cont, model.module.n_cats_per_cov, model.module.n_continuous_cov))
+    return tuple(out)
