@@ -324,7 +324,8 @@ def bench_synthetic(
                         "wall_s": pres["wall"],
                         "cpu_s": np.nan,
                         "peak_mem_mb": pres["peak_rss_mb"],
-                        "note": f"main process peak RSS only (joblib workers not counted); {pres['n_sig']} genes padj<0.05",
+                        "note": "main process peak RSS only (joblib workers not counted); "
+                        f"{pres['n_sig']} genes padj<0.05",
                     }
                 )
                 print(rows[-1], flush=True)
