@@ -73,10 +73,21 @@ cat(sprintf('{"wall": %f, "cpu": %f, "n_sig": %d}\n', st[["elapsed"]], st[["user
 # ----------------------------------------------------------------------------------------------------------------
 # child processes: one analysis per fresh process, so that the peak RSS belongs to that analysis
 # ----------------------------------------------------------------------------------------------------------------
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` would include the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(args: argparse.Namespace) -> None:
     counts = np.load(args.counts)
     groups = np.load(args.groups, allow_pickle=False)
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_loaded = _peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     if args.child == "gendex":
         import gendex as gdx
@@ -102,7 +113,7 @@ def _child(args: argparse.Namespace) -> None:
     out = {
         "wall": time.perf_counter() - t0,
         "cpu": time.process_time() - c0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
         "rss_after_loading_mb": rss_loaded,
         "n_sig": n_sig,
     }
@@ -299,8 +310,8 @@ def bench_synthetic(
                     "wall_s": res["wall"],
                     "cpu_s": res["cpu"],
                     "peak_mem_mb": res["peak_rss_mb"],
-                    "note": f"peak RSS of the process incl. {res['rss_after_loading_mb']:.0f} MB after loading; "
-                    f"{res['n_sig']} genes padj<0.05",
+                    "note": f"peak RSS (VmHWM) of a fresh process: {res['rss_after_loading_mb']:.0f} MB after imports "
+                    f"and loading the counts; {res['n_sig']} genes padj<0.05",
                 }
             )
             print(rows[-1], flush=True)
@@ -313,7 +324,8 @@ def bench_synthetic(
                         "wall_s": pres["wall"],
                         "cpu_s": np.nan,
                         "peak_mem_mb": pres["peak_rss_mb"],
-                        "note": f"main process RSS only (joblib workers not counted); {pres['n_sig']} genes padj<0.05",
+                        "note": "main process peak RSS only (joblib workers not counted); "
+                        f"{pres['n_sig']} genes padj<0.05",
                     }
                 )
                 print(rows[-1], flush=True)
@@ -344,9 +356,18 @@ def bench_synthetic(
                 )
 
 
-def _write(rows: list[dict]) -> None:
+def _write(rows: list[dict], *, merge: bool = False) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame(rows, columns=["dataset", "method", "wall_s", "cpu_s", "peak_mem_mb", "note"])
+    cols = ["dataset", "method", "wall_s", "cpu_s", "peak_mem_mb", "note"]
+    df = pd.DataFrame(rows, columns=cols)
+    old_file = RESULTS / "deseq2_speed.csv"
+    if merge and old_file.exists():  # keep earlier rows that this run did not measure again
+        old = pd.read_csv(old_file)
+        key = set(zip(df["dataset"], df["method"], strict=True))
+        keep = [(d, m) not in key for d, m in zip(old["dataset"], old["method"], strict=True)]
+        df = pd.concat([old[keep], df], ignore_index=True)
+        order = {d: i for i, d in enumerate(dict.fromkeys(old["dataset"].tolist() + df["dataset"].tolist()))}
+        df = df.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     df.to_csv(RESULTS / "deseq2_speed.csv", index=False)
     lines = [
         "# DESeq2 speed: gendex batched engine vs PyDESeq2 vs R",
@@ -379,6 +400,8 @@ def main() -> None:
     parser.add_argument("--skip-pydeseq2", action="store_true")
     parser.add_argument("--skip-large", action="store_true", help="skip 10,000 samples x 20,000 genes")
     parser.add_argument("--skip-gse", action="store_true")
+    parser.add_argument("--skip-r", action="store_true", help="do not run R even when it is installed")
+    parser.add_argument("--merge", action="store_true", help="update rows of an earlier results file")
     parser.add_argument("--sizes", type=int, nargs="*", default=None, help="synthetic sample sizes (18,000 genes)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--child", choices=["gendex", "pydeseq2"], help=argparse.SUPPRESS)
@@ -394,13 +417,13 @@ def main() -> None:
     ]
     if not (args.skip_large or args.quick):
         sizes.append((10000, 20000))
-    use_r = _r_available()
+    use_r = not args.skip_r and _r_available()
     rows: list[dict] = []
     if not args.skip_gse:
         bench_gse60450(args.shared, args.repeats, skip_pydeseq2=skip_py, use_r=use_r, rows=rows)
-        _write(rows)
+        _write(rows, merge=args.merge)
     bench_synthetic(sizes, args.shared, skip_pydeseq2=skip_py, use_r=use_r, timeout=args.timeout, rows=rows)
-    _write(rows)
+    _write(rows, merge=args.merge)
 
 
 if __name__ == "__main__":
