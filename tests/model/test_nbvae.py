@@ -17,7 +17,10 @@ from gendex.model import NBVAE, NBVAEModule, _dispersion, _init, _posterior  # n
 
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
 # Lightning 2.6 warns about torch's pytree API on every first fit; not ours to fix (pyproject filter pending)
-pytestmark = pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\).*:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\).*:FutureWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def _data(n_samples=8, n_genes=200, seed=0, **kw):

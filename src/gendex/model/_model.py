@@ -141,6 +141,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         batch_size: int | None = None,
         early_stopping: bool = True,
         early_stopping_patience: int = 50,
+        early_stopping_tol: float = 0.005,
         n_epochs_kl_warmup: int | None = None,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
@@ -153,16 +154,19 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Maximum number of epochs; None means about 3,000 optimizer steps (at most 2,000 epochs).
+            Maximum number of epochs; None means about 3,000 optimizer steps (between 100 and 1,000 epochs).
         lr
             Adam learning rate (``eps=1e-8``).
         batch_size
             Minibatch size; None means the full data set up to 512 samples (one step per epoch), else 256.
         early_stopping
-            Stop when the training ELBO has not improved by 0.01% for ``early_stopping_patience`` epochs
-            (all samples are used for training; there is no validation split).
+            Stop when the training ELBO per sample has not improved by more than ``early_stopping_tol`` nats per
+            gene for ``early_stopping_patience`` epochs (all samples are used for training; there is no
+            validation split, see the notes of :func:`gendex.tl.nbvae`).
         early_stopping_patience
             Patience of early stopping, in epochs.
+        early_stopping_tol
+            Smallest improvement of the per-sample ELBO that counts, in nats per gene.
         n_epochs_kl_warmup
             Epochs of linear KL warm-up; None means a tenth of ``max_epochs``.
         accelerator, devices
@@ -180,7 +184,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             batch_size = n_obs if n_obs <= 512 else 256
         steps = int(np.ceil(n_obs / batch_size))
         if max_epochs is None:
-            max_epochs = int(min(2000, max(100, np.ceil(3000 / steps))))
+            max_epochs = int(min(1000, max(100, np.ceil(3000 / steps))))
         plan = {
             "lr": lr,
             "eps": 1e-8,
@@ -191,8 +195,11 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         callbacks = list(trainer_kwargs.pop("callbacks", []))
         if early_stopping:
             callbacks.append(
-                _RelativeEarlyStopping(
-                    monitor="elbo_train", patience=early_stopping_patience, check_on_train_epoch_end=True
+                EarlyStopping(
+                    monitor="elbo_train",
+                    min_delta=early_stopping_tol * self.summary_stats.n_vars,
+                    patience=early_stopping_patience,
+                    check_on_train_epoch_end=True,
                 )
             )
         trainer_kwargs.setdefault("enable_checkpointing", False)
@@ -269,14 +276,6 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         z = torch.as_tensor(np.asarray(latent, dtype=np.float32), device=self.device)
         feats = _posterior.covariate_features(self).mean(0, keepdim=True) if self.module.n_cov_features else None
         return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
-
-
-class _RelativeEarlyStopping(EarlyStopping):
-    """Early stopping with a relative tolerance (the ELBO of bulk data is large: 1e5 per sample)."""
-
-    def _evaluate_stopping_criteria(self, current):
-        self.min_delta = -1e-4 * abs(float(self.best_score)) if torch.isfinite(self.best_score) else 0.0
-        return super()._evaluate_stopping_criteria(current)
 
 
 def _as_list(keys: Sequence[str] | None) -> list[str] | None:
