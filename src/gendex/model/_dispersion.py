@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.special import polygamma
 
@@ -196,6 +197,21 @@ class DispersionFit:
     trend_kind: str
     trend_coefs: np.ndarray
     prior_var: float
+
+    def to_frame(self, base_mean: np.ndarray, index) -> pd.DataFrame:
+        """Genes x ``baseMean, genewise, trend, MAP, dispersion, outlier, log_dispersion_var``."""
+        return pd.DataFrame(
+            {
+                "baseMean": base_mean,
+                "genewise": np.exp(self.log_genewise),
+                "trend": np.exp(self.log_trend),
+                "MAP": np.exp(self.log_map),
+                "dispersion": np.exp(self.log_final),
+                "outlier": self.outlier,
+                "log_dispersion_var": self.log_final_var,
+            },
+            index=pd.Index(index).copy(),
+        )
 
 
 def fit_dispersions(

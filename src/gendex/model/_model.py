@@ -21,7 +21,7 @@ from scvi.data.fields import (
 )
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
-from .._validation import check_obs_key, get_counts, to_dense
+from .._validation import check_obs_key, get_counts
 from . import _dispersion, _init, _posterior
 from ._module import NBVAEModule
 
@@ -59,18 +59,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     def __init__(self, adata: AnnData, n_latent: int = 2, n_hidden: int = 128, weight_prior_sd: float = 1.0):
         super().__init__(adata)
-        mgr = self.adata_manager
-        n_cats = (
-            list(mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key)
-            if REGISTRY_KEYS.CAT_COVS_KEY in mgr.data_registry
-            else []
-        )
-        n_cont = self.summary_stats.get("n_extra_continuous_covs", 0)
-        rows = _init.init_rows(self.adata.n_obs)  # at most 1,000 evenly spaced samples start the model
-        counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
-        sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
-        feats = _posterior.registered_covariates(mgr, n_cats, n_cont).numpy().astype(np.float64)[rows]
-        init = _init.initial_parameters(counts, sf, feats, n_latent, weight_prior_sd)
+        init, n_cats, n_cont = _init.initial_parameters_from_manager(self.adata_manager, n_latent, weight_prior_sd)
         self.module = self._module_cls(
             self.summary_stats.n_vars,
             init,
@@ -116,7 +105,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Passed on by scvi-tools when loading (``source_registry``).
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        get_counts(adata, layer)  # raises a clear error for missing layers, floats, negatives, NaN
+        get_counts(adata, layer, dense=False)  # clear errors for missing layers, floats, negatives, NaN
         sf = check_obs_key(adata, size_factor_key).to_numpy(dtype=float)
         if not (np.all(np.isfinite(sf)) and np.all(sf > 0)):
             raise ValueError(f"`adata.obs[{size_factor_key!r}]` must hold finite positive size factors")
@@ -235,25 +224,10 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         outlier, log_dispersion_var``).
         """
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
-        y, mu, moments = state.counts, state.mu_hat, state.moments
         base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
-        fit = _dispersion.fit_dispersions(y, mu, moments, base_mean)
-        m = self.module
-        m.log_disp.data = torch.as_tensor(fit.log_final, dtype=m.log_disp.dtype, device=m.log_disp.device)
-        m.log_disp_prior_mean.copy_(torch.as_tensor(fit.log_trend, dtype=torch.float32))
-        m.disp_prior_var.fill_(fit.prior_var)
-        self.dispersions_ = pd.DataFrame(
-            {
-                "baseMean": base_mean,
-                "genewise": np.exp(fit.log_genewise),
-                "trend": np.exp(fit.log_trend),
-                "MAP": np.exp(fit.log_map),
-                "dispersion": np.exp(fit.log_final),
-                "outlier": fit.outlier,
-                "log_dispersion_var": fit.log_final_var,
-            },
-            index=self.adata.var_names.copy(),
-        )
+        fit = _dispersion.fit_dispersions(state.counts, state.mu_hat, state.moments, base_mean)
+        self.module.set_dispersions(fit.log_final, fit.log_trend, fit.prior_var)
+        self.dispersions_ = fit.to_frame(base_mean, self.adata.var_names)
         self.dispersion_trend_ = {"kind": fit.trend_kind, "coefs": fit.trend_coefs.tolist(), "prior_var": fit.prior_var}
         return self.dispersions_
 

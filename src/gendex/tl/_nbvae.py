@@ -92,8 +92,8 @@ def nbvae(
     (8, 2)
     """
     check_not_backed(adata)
-    counts = get_counts(adata, layer, dense=False)
-    check_no_empty_samples(get_counts(adata, layer), adata.obs_names)
+    counts = get_counts(adata, layer, dense=False)  # validated, not copied
+    check_no_empty_samples(counts, adata.obs_names)
     sf = check_obs_key(adata, size_factor_key)
     covs = [*_as_list(categorical_covariate_keys), *_as_list(continuous_covariate_keys)]
     for key in covs:
