@@ -225,7 +225,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         """
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
         base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
-        fit = _dispersion.fit_dispersions(state.counts, state.mu_hat, state.moments, base_mean)
+        fit = _dispersion.fit_dispersions(state.counts, state.mu(), state.moments, base_mean)
         self.module.set_dispersions(fit.log_final, fit.log_trend, fit.prior_var)
         self.dispersions_ = fit.to_frame(base_mean, self.adata.var_names)
         self.dispersion_trend_ = {"kind": fit.trend_kind, "coefs": fit.trend_coefs.tolist(), "prior_var": fit.prior_var}

@@ -324,7 +324,7 @@ def generative_de(
 
     from ..model import _posterior
 
-    state = _posterior.glm_state(model)
+    state = _posterior.glm_state(model, with_counts=False)
     idx1 = np.flatnonzero((col == str(group1)).to_numpy())
     idx2 = np.flatnonzero((col == str(group2)).to_numpy())
     counterfactual = _posterior.counterfactual_features(model, groupby, str(group1), str(group2))
@@ -341,8 +341,8 @@ def generative_de(
         random_state=random_state,
     )
     table = de_table(draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
-    table.insert(0, "baseMean", model.get_decoded_means().mean(0))
-    empty = state.counts.sum(0).cpu().numpy() == 0
+    table.insert(0, "baseMean", _posterior.mean_decoded(state))
+    empty = np.asarray(model.adata_manager.get_from_registry("X").sum(axis=0)).ravel() == 0
     table.loc[empty, table.columns != "is_de"] = np.nan
     table.loc[empty, "is_de"] = False
     table.index = adata.var_names.copy()
