@@ -58,3 +58,14 @@ def de_adata(adata):
 def de_factory():
     """`de_factory(adata, key=..., seed=..., extra={col: values})` stores a synthetic DE table and returns the net."""
     return make_de_adata
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """NB-VAE tests train tiny models: one torch thread avoids oversubscribing a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,7 +12,11 @@ pytest.importorskip("scvi")
 
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
 # Lightning 2.6 warns about torch's pytree API on every first fit; not ours to fix (pyproject filter pending)
-pytestmark = pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\).*:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\).*:FutureWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
+
 DE_COLUMNS = [
     "baseMean", "log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "lfsr", "qvalue", "is_de",
     "stat", "pvalue", "padj",
@@ -248,3 +252,50 @@ def test_latent_path_coordinates_and_errors(fitted, unchanged):
     with pytest.raises(ValueError, match="n_points"):
         gdx.tl.latent_path(adata, model, start=[0, 0], end=[1, 1], n_points=1)
     check()
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+
+
+def _calibration(n_samples, seed, n_genes=2000):
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    gdx.pp.size_factors(adata)
+    model = gdx.tl.nbvae(adata, random_state=seed, **TRAIN)
+    gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A")
+    t = adata.varm["nbvae_de"]
+    truth, de = adata.var["true_log2fc"].to_numpy(), adata.var["is_de"].to_numpy()
+    called = t["is_de"].to_numpy()
+    fdr = (called & ~de).sum() / max(called.sum(), 1)
+    tpr = (called & de).sum() / de.sum()
+    cover = ((t["lfc_lower"] <= truth) & (truth <= t["lfc_upper"])).mean()
+    return adata, fdr, tpr, cover
+
+
+@pytest.mark.parametrize(("n_samples", "seed", "min_tpr"), [(12, 11, 0.55), (6, 12, 0.35)])
+def test_calibration_on_simulated_counts(n_samples, seed, min_tpr):
+    # 6 vs 6 and 3 vs 3, 10% DE. DESeq2's TPR at padj < 0.05 on such data is about 0.73 and 0.53
+    # (benchmarks/nbvae_calibration.py); the slow test below compares with PyDESeq2 on the same data.
+    _, fdr, tpr, cover = _calibration(n_samples, seed)
+    assert fdr <= 0.10
+    assert cover >= 0.85
+    assert tpr >= min_tpr
+
+
+@pytest.mark.slow
+def test_calibration_power_against_pydeseq2_3_vs_3():
+    n_samples, seed = 6, 14
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    adata, fdr, tpr, cover = _calibration(n_samples, seed)
+    inference = DefaultInference(n_cpus=1)
+    fresh = ad.AnnData(X=np.asarray(adata.layers["counts"]), obs=adata.obs[["condition"]].copy())
+    dds = DeseqDataSet(adata=fresh, design="~condition", quiet=True, inference=inference)
+    dds.deseq2()
+    ds = DeseqStats(dds, contrast=["condition", "B", "A"], quiet=True, inference=inference)
+    ds.summary()
+    de = adata.var["is_de"].to_numpy()
+    deseq_tpr = ((ds.results_df["padj"] < 0.05).to_numpy() & de).sum() / de.sum()
+    assert fdr <= 0.10 and cover >= 0.85
+    assert tpr >= 0.8 * deseq_tpr

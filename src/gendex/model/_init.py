@@ -9,10 +9,35 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scvi import REGISTRY_KEYS
 
+from .._validation import to_dense
 from . import _dispersion
+from ._module import covariate_design
 
 DTYPE = torch.float64
+
+
+def initial_parameters_from_manager(mgr, n_latent: int, weight_prior_sd: float) -> tuple[dict, list[int], int]:
+    """Initial values from the data registered in an scvi-tools ``AnnDataManager``, plus the covariate shapes.
+
+    Returns ``(init, n_cats_per_cov, n_continuous_cov)``; see :func:`initial_parameters`.
+    """
+    reg = mgr.data_registry
+    cat = cont = None
+    n_cats: list[int] = []
+    if REGISTRY_KEYS.CAT_COVS_KEY in reg:
+        n_cats = list(mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key)
+        cat = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CAT_COVS_KEY), dtype=np.int64))
+    if REGISTRY_KEYS.CONT_COVS_KEY in reg:
+        cont = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY), dtype=np.float32))
+    n_cont = 0 if cont is None else cont.shape[1]
+    rows = init_rows(mgr.adata.n_obs)
+    feats = covariate_design(cat, cont, n_cats, n_cont)
+    feats = np.zeros((len(rows), 0)) if feats is None else feats.numpy().astype(np.float64)[rows]
+    counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
+    sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
+    return initial_parameters(counts, sf, feats, n_latent, weight_prior_sd), n_cats, n_cont
 
 
 def init_rows(n_obs: int, max_samples: int = 1000) -> np.ndarray:

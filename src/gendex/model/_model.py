@@ -21,7 +21,7 @@ from scvi.data.fields import (
 )
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
-from .._validation import check_obs_key, get_counts, to_dense
+from .._validation import check_obs_key, get_counts
 from . import _dispersion, _init, _posterior
 from ._module import NBVAEModule
 
@@ -59,18 +59,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     def __init__(self, adata: AnnData, n_latent: int = 2, n_hidden: int = 128, weight_prior_sd: float = 1.0):
         super().__init__(adata)
-        mgr = self.adata_manager
-        n_cats = (
-            list(mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key)
-            if REGISTRY_KEYS.CAT_COVS_KEY in mgr.data_registry
-            else []
-        )
-        n_cont = self.summary_stats.get("n_extra_continuous_covs", 0)
-        rows = _init.init_rows(self.adata.n_obs)  # at most 1,000 evenly spaced samples start the model
-        counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
-        sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
-        feats = _posterior.registered_covariates(mgr, n_cats, n_cont).numpy().astype(np.float64)[rows]
-        init = _init.initial_parameters(counts, sf, feats, n_latent, weight_prior_sd)
+        init, n_cats, n_cont = _init.initial_parameters_from_manager(self.adata_manager, n_latent, weight_prior_sd)
         self.module = self._module_cls(
             self.summary_stats.n_vars,
             init,
@@ -116,7 +105,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Passed on by scvi-tools when loading (``source_registry``).
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        get_counts(adata, layer)  # raises a clear error for missing layers, floats, negatives, NaN
+        get_counts(adata, layer, dense=False)  # clear errors for missing layers, floats, negatives, NaN
         sf = check_obs_key(adata, size_factor_key).to_numpy(dtype=float)
         if not (np.all(np.isfinite(sf)) and np.all(sf > 0)):
             raise ValueError(f"`adata.obs[{size_factor_key!r}]` must hold finite positive size factors")
@@ -141,6 +130,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         batch_size: int | None = None,
         early_stopping: bool = True,
         early_stopping_patience: int = 50,
+        early_stopping_tol: float = 0.005,
         n_epochs_kl_warmup: int | None = None,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
@@ -153,16 +143,19 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Maximum number of epochs; None means about 3,000 optimizer steps (at most 2,000 epochs).
+            Maximum number of epochs; None means about 3,000 optimizer steps (between 100 and 1,000 epochs).
         lr
             Adam learning rate (``eps=1e-8``).
         batch_size
             Minibatch size; None means the full data set up to 512 samples (one step per epoch), else 256.
         early_stopping
-            Stop when the training ELBO has not improved by 0.01% for ``early_stopping_patience`` epochs
-            (all samples are used for training; there is no validation split).
+            Stop when the training ELBO per sample has not improved by more than ``early_stopping_tol`` nats per
+            gene for ``early_stopping_patience`` epochs (all samples are used for training; there is no
+            validation split, see the notes of :func:`gendex.tl.nbvae`).
         early_stopping_patience
             Patience of early stopping, in epochs.
+        early_stopping_tol
+            Smallest improvement of the per-sample ELBO that counts, in nats per gene.
         n_epochs_kl_warmup
             Epochs of linear KL warm-up; None means a tenth of ``max_epochs``.
         accelerator, devices
@@ -180,7 +173,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             batch_size = n_obs if n_obs <= 512 else 256
         steps = int(np.ceil(n_obs / batch_size))
         if max_epochs is None:
-            max_epochs = int(min(2000, max(100, np.ceil(3000 / steps))))
+            max_epochs = int(min(1000, max(100, np.ceil(3000 / steps))))
         plan = {
             "lr": lr,
             "eps": 1e-8,
@@ -191,8 +184,11 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         callbacks = list(trainer_kwargs.pop("callbacks", []))
         if early_stopping:
             callbacks.append(
-                _RelativeEarlyStopping(
-                    monitor="elbo_train", patience=early_stopping_patience, check_on_train_epoch_end=True
+                EarlyStopping(
+                    monitor="elbo_train",
+                    min_delta=early_stopping_tol * self.summary_stats.n_vars,
+                    patience=early_stopping_patience,
+                    check_on_train_epoch_end=True,
                 )
             )
         trainer_kwargs.setdefault("enable_checkpointing", False)
@@ -228,25 +224,10 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         outlier, log_dispersion_var``).
         """
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
-        y, mu, moments = state.counts, state.mu_hat, state.moments
         base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
-        fit = _dispersion.fit_dispersions(y, mu, moments, base_mean)
-        m = self.module
-        m.log_disp.data = torch.as_tensor(fit.log_final, dtype=m.log_disp.dtype, device=m.log_disp.device)
-        m.log_disp_prior_mean.copy_(torch.as_tensor(fit.log_trend, dtype=torch.float32))
-        m.disp_prior_var.fill_(fit.prior_var)
-        self.dispersions_ = pd.DataFrame(
-            {
-                "baseMean": base_mean,
-                "genewise": np.exp(fit.log_genewise),
-                "trend": np.exp(fit.log_trend),
-                "MAP": np.exp(fit.log_map),
-                "dispersion": np.exp(fit.log_final),
-                "outlier": fit.outlier,
-                "log_dispersion_var": fit.log_final_var,
-            },
-            index=self.adata.var_names.copy(),
-        )
+        fit = _dispersion.fit_dispersions(state.counts, state.mu(), state.moments, base_mean)
+        self.module.set_dispersions(fit.log_final, fit.log_trend, fit.prior_var)
+        self.dispersions_ = fit.to_frame(base_mean, self.adata.var_names)
         self.dispersion_trend_ = {"kind": fit.trend_kind, "coefs": fit.trend_coefs.tolist(), "prior_var": fit.prior_var}
         return self.dispersions_
 
@@ -269,14 +250,6 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         z = torch.as_tensor(np.asarray(latent, dtype=np.float32), device=self.device)
         feats = _posterior.covariate_features(self).mean(0, keepdim=True) if self.module.n_cov_features else None
         return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
-
-
-class _RelativeEarlyStopping(EarlyStopping):
-    """Early stopping with a relative tolerance (the ELBO of bulk data is large: 1e5 per sample)."""
-
-    def _evaluate_stopping_criteria(self, current):
-        self.min_delta = -1e-4 * abs(float(self.best_score)) if torch.isfinite(self.best_score) else 0.0
-        return super()._evaluate_stopping_criteria(current)
 
 
 def _as_list(keys: Sequence[str] | None) -> list[str] | None:

@@ -209,6 +209,13 @@ class NBVAEModule(BaseModuleClass):
             "pz": Normal(torch.zeros_like(z), torch.ones_like(z)),
         }
 
+    @torch.no_grad()
+    def set_dispersions(self, log_disp: np.ndarray, log_prior_mean: np.ndarray, prior_var: float) -> None:
+        """Set the log dispersions and their empirical-Bayes prior (centre per gene and variance)."""
+        self.log_disp.copy_(torch.as_tensor(log_disp, dtype=self.log_disp.dtype))
+        self.log_disp_prior_mean.copy_(torch.as_tensor(log_prior_mean, dtype=self.log_disp_prior_mean.dtype))
+        self.disp_prior_var.fill_(float(prior_var))
+
     def global_prior(self) -> torch.Tensor:
         """Negative log prior of the global parameters (dispersion prior + weight prior), up to constants."""
         disp = 0.5 * ((self.log_disp - self.log_disp_prior_mean) ** 2).sum() / self.disp_prior_var

@@ -34,7 +34,7 @@ class GLMState:
     """Data and point estimates of the per-gene GLMs at the latent posterior (float64 tensors)."""
 
     indices: np.ndarray
-    counts: torch.Tensor  # (n, G)
+    counts: torch.Tensor | None  # (n, G), when asked for
     size_factors: torch.Tensor  # (n,)
     z_mean: torch.Tensor  # (n, k)
     z_var: torch.Tensor  # (n, k)
@@ -42,7 +42,10 @@ class GLMState:
     beta: torch.Tensor  # (G, p): intercept, loadings, covariate coefficients
     design: torch.Tensor  # (n, p) at the latent means
     moments: torch.Tensor  # (n, p, p) = E_q[x x^T]
-    mu_hat: torch.Tensor  # (n, G)
+
+    def mu(self, genes: slice = slice(None)) -> torch.Tensor:
+        """Fitted NB means ``s_i exp(x_i beta_g)`` at the latent means, ``(n, genes)``."""
+        return self.size_factors[:, None] * torch.exp(self.design @ self.beta[genes].T)
 
 
 def registered_covariates(mgr, n_cats_per_cov: list[int], n_continuous_cov: int) -> torch.Tensor:
@@ -66,9 +69,14 @@ def covariate_features(model: NBVAE, indices: np.ndarray | None = None) -> torch
 
 
 def glm_state(
-    model: NBVAE, *, indices: np.ndarray | None = None, max_samples: int | None = None, random_state: int = 0
+    model: NBVAE,
+    *,
+    indices: np.ndarray | None = None,
+    max_samples: int | None = None,
+    random_state: int = 0,
+    with_counts: bool = True,
 ) -> GLMState:
-    """Collect counts, size factors, latent posteriors, features and fitted means of (a subset of) samples."""
+    """Collect (counts,) size factors, latent posteriors and design features of (a subset of) samples."""
     n = model.adata.n_obs
     if indices is None:
         indices = np.arange(n)
@@ -77,7 +85,7 @@ def glm_state(
     indices = np.asarray(indices)
     dev = model.device
     mgr = model.adata_manager
-    counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[indices], dtype=np.float64)
+    counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[indices], dtype=np.float64) if with_counts else None
     sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[indices]
     zm, zv = model.get_latent_representation(indices=indices, return_dist=True)
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=DTYPE, device=dev)  # noqa: E731
@@ -89,9 +97,7 @@ def glm_state(
     moments = design[:, :, None] * design[:, None, :]
     k = z_mean.shape[1]
     moments[:, 1 : 1 + k, 1 : 1 + k] += torch.diag_embed(z_var)
-    sf_t = t(sf)
-    mu_hat = sf_t[:, None] * torch.exp(design @ beta.T)
-    return GLMState(indices, t(counts), sf_t, z_mean, z_var, feats, beta, design, moments, mu_hat)
+    return GLMState(indices, None if counts is None else t(counts), t(sf), z_mean, z_var, feats, beta, design, moments)
 
 
 def _prior_precision(model: NBVAE, p: int) -> torch.Tensor:
@@ -158,7 +164,7 @@ def lfc_draws(
         eps = torch.randn(n_draws, g, p, generator=gen, dtype=DTYPE).to(dev)
         beta = beta_hat.expand(n_draws, -1, -1).clone()
         if "decoder" in include:
-            mu = state.mu_hat[:, s]
+            mu = state.mu(s)
             for j, t in enumerate(nodes):
                 alpha = torch.exp(log_disp[s] + t * var_disp[s].sqrt())
                 w = mu / (1.0 + alpha * mu)
@@ -175,9 +181,11 @@ def lfc_draws(
     return out
 
 
-def decoded_means(state: GLMState) -> np.ndarray:
-    """Decoded size-factor-normalised means at the latent posterior means, ``(n, G)``."""
-    return torch.exp(state.design @ state.beta.T).cpu().numpy()
+def mean_decoded(state: GLMState, chunk: int = 1024) -> np.ndarray:
+    """Mean over the state's samples of the decoded normalised means at the latent posterior means, ``(G,)``."""
+    g = state.beta.shape[0]
+    parts = [torch.exp(state.design @ state.beta[a : a + chunk].T).mean(0) for a in range(0, g, chunk)]
+    return torch.cat(parts).cpu().numpy()
 
 
 def counterfactual_features(model: NBVAE, key: str, level1: str, level2: str):

@@ -80,7 +80,21 @@ def nbvae(
     Returns
     -------
     The trained model. Sets ``adata.obsm[key_added]`` (samples x ``n_latent`` latent means) and
-    ``adata.uns[key_added] = {"params": {...}, "history": DataFrame}`` (ELBO terms per epoch, indexed from 0).
+    ``adata.uns[key_added] = {"params": {...}, "history": DataFrame, "versions": {...}}`` (ELBO terms per epoch,
+    indexed from 0).
+
+    Notes
+    -----
+    The model (:class:`gendex.model.NBVAE`): counts ``x_ig ~ NB(s_i exp(b_g + z_i W_g + c_i B_g), alpha_g)`` with
+    the DESeq2 size factors ``s_i`` as fixed offsets, a normal latent code ``z_i`` per sample encoded from
+    ``log1p(x_i / s_i)``, and a per-gene log-linear decoder (a negative-binomial GLM on shared latent features).
+    Training starts from the data: the encoder at the PCA of the log-normalised counts, every gene's decoder at
+    its NB GLM fit on those codes, and the dispersions at DESeq2's empirical-Bayes estimates given those fits;
+    Adam (full batch up to 512 samples, else minibatches of 256) then maximises the ELBO plus the log priors
+    (the dispersion prior around the mean-dispersion trend and a normal prior on the loadings). All samples are
+    used for training: early stopping watches the training ELBO, since a held-out sample of a dozen cannot
+    monitor anything. After training, DESeq2's dispersion procedure (gene-wise Cox-Reid estimates, parametric
+    trend, prior variance, MAP, dispersion outliers) runs again on the decoded means.
 
     Examples
     --------
@@ -92,8 +106,8 @@ def nbvae(
     (8, 2)
     """
     check_not_backed(adata)
-    counts = get_counts(adata, layer, dense=False)
-    check_no_empty_samples(get_counts(adata, layer), adata.obs_names)
+    counts = get_counts(adata, layer, dense=False)  # validated, not copied
+    check_no_empty_samples(counts, adata.obs_names)
     sf = check_obs_key(adata, size_factor_key)
     covs = [*_as_list(categorical_covariate_keys), *_as_list(continuous_covariate_keys)]
     for key in covs:
@@ -294,6 +308,15 @@ def generative_de(
     ``padj = qvalue``; genes without counts get NaN) and ``adata.uns[key_added]`` (method, params, versions,
     design, contrast).
 
+    Notes
+    -----
+    ``prob_de`` is ``P(|LFC| > delta)``, ``lfsr`` the local false sign rate ``min(P(LFC >= 0), P(LFC <= 0))``
+    (near 1 for genes whose posterior sits on zero), ``qvalue`` the mean of ``1 - prob_de`` over this gene and
+    every gene with a larger ``prob_de``. Latent draws alone (what scvi-tools' ``differential_expression``
+    uses) give intervals that hold the true log fold change for a few percent of genes on simulated 6 vs 6
+    data; with the decoder's and the dispersions' posteriors about 90%; the adaptive prior brings the observed
+    FDR of ``is_de`` under the target (``benchmarks/nbvae_calibration.py``).
+
     Examples
     --------
     >>> import gendex as gdx
@@ -324,7 +347,7 @@ def generative_de(
 
     from ..model import _posterior
 
-    state = _posterior.glm_state(model)
+    state = _posterior.glm_state(model, with_counts=False)
     idx1 = np.flatnonzero((col == str(group1)).to_numpy())
     idx2 = np.flatnonzero((col == str(group2)).to_numpy())
     counterfactual = _posterior.counterfactual_features(model, groupby, str(group1), str(group2))
@@ -341,8 +364,8 @@ def generative_de(
         random_state=random_state,
     )
     table = de_table(draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
-    table.insert(0, "baseMean", model.get_decoded_means().mean(0))
-    empty = state.counts.sum(0).cpu().numpy() == 0
+    table.insert(0, "baseMean", _posterior.mean_decoded(state))
+    empty = np.asarray(model.adata_manager.get_from_registry("X").sum(axis=0)).ravel() == 0
     table.loc[empty, table.columns != "is_de"] = np.nan
     table.loc[empty, "is_de"] = False
     table.index = adata.var_names.copy()
