@@ -16,6 +16,8 @@ from . import _dispersion
 from ._module import covariate_design
 
 DTYPE = torch.float64
+#: At most this many samples enter the dispersion fits (their cost grows with samples x genes x grid points).
+DISPERSION_SAMPLES = 500
 
 
 def initial_parameters_from_manager(mgr, n_latent: int, weight_prior_sd: float) -> tuple[dict, list[int], int]:
@@ -130,7 +132,8 @@ def initial_parameters(
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(log_trend0), beta0, prec)
     mu = sf[:, None] * torch.exp(torch.clamp(design @ beta.T, max=40.0))
     moments = design[:, :, None] * design[:, None, :]
-    disp = _dispersion.fit_dispersions(y, mu, moments, base_mean)
+    d = torch.as_tensor(init_rows(len(y), DISPERSION_SAMPLES))  # dispersions are precise long before 500
+    disp = _dispersion.fit_dispersions(y[d], mu[d], moments[d], base_mean)
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(disp.log_final), beta, prec, n_iter=5)
     beta = beta.numpy()
     return {

@@ -210,13 +210,13 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return out
 
     @torch.inference_mode()
-    def fit_dispersions(self, *, max_samples: int = 2000, random_state: int = 0) -> pd.DataFrame:
+    def fit_dispersions(self, *, max_samples: int = 500, random_state: int = 0) -> pd.DataFrame:
         """DESeq2's dispersion procedure on the decoded means; sets the module's dispersions and prior.
 
         Gene-wise Cox-Reid adjusted estimates given the fitted means at the latent posterior means, the
         parametric trend, the prior variance, the MAP dispersions (gene-wise kept for outliers more than two prior
         standard deviations above the trend) and the posterior variance of each log dispersion.
-        At most ``max_samples`` random samples are used.
+        At most ``max_samples`` random samples are used (the posterior variances are then scaled to all samples).
 
         Returns
         -------
@@ -226,6 +226,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
         base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
         fit = _dispersion.fit_dispersions(state.counts, state.mu(), state.moments, base_mean)
+        fit.log_final_var = fit.log_final_var * len(state.indices) / self.adata.n_obs
         self.module.set_dispersions(fit.log_final, fit.log_trend, fit.prior_var)
         self.dispersions_ = fit.to_frame(base_mean, self.adata.var_names)
         self.dispersion_trend_ = {"kind": fit.trend_kind, "coefs": fit.trend_coefs.tolist(), "prior_var": fit.prior_var}

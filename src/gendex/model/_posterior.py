@@ -117,14 +117,15 @@ def lfc_draws(
     n_nodes: int = 8,
     include: tuple[str, ...] = ("z", "decoder", "dispersion"),
     random_state: int = 0,
-    gene_chunk: int = 1024,
+    max_elements: int = 25_000_000,
 ) -> np.ndarray:
     """Posterior draws of the log2 fold change ``group1 / group2`` for every gene, shape ``(n_draws, G)``.
 
     ``group1``/``group2`` are positions into ``state``'s samples. With ``counterfactual = (f1, f2)`` (covariate
     features of every sample of the model, ``(n, f)`` each, from :func:`counterfactual_features`), every sample
     of ``group1`` is decoded twice, with ``f1`` and with ``f2``, keeping its latent code (``group2`` is unused).
-    ``include`` selects the sources of uncertainty (for calibration studies).
+    ``include`` selects the sources of uncertainty (for calibration studies). Genes are processed in chunks
+    of at most ``max_elements / (n_draws x samples)`` genes, which bounds the memory for any number of samples.
     """
     gen = torch.Generator(device="cpu").manual_seed(int(random_state))
     dev = state.beta.device
@@ -157,6 +158,7 @@ def lfc_draws(
     log_n1, log_n2 = np.log(x1.shape[1]), np.log(x2.shape[1])
 
     out = np.empty((n_draws, g_total), dtype=np.float32)
+    gene_chunk = max(1, min(g_total, max_elements // (n_draws * (x1.shape[1] + x2.shape[1]))))
     for a in range(0, g_total, gene_chunk):
         s = slice(a, min(a + gene_chunk, g_total))
         beta_hat = state.beta[s]
