@@ -50,3 +50,20 @@ def test_gse60450_agreement_latent_and_na_genes(gse60450, reference_dir):
     ref_st = _read(reference_dir, "deseq2_design_status_lactate_vs_virgin.csv")
     ok = ref_st.index[ref_st["padj"].notna()]
     assert np.corrcoef(adata.varm["st"].loc[ok, "log2FoldChange"], ref_st.loc[ok, "log2FoldChange"])[0, 1] > 0.7
+
+    # pathway level: the generative result points to the same biology as DESeq2 (issue 3 item 5)
+    net = gdx.io.read_gmt(reference_dir.parents[1] / "data" / "genesets" / "mh.all.v2022.1.Mm.entrez.derived.gmt")
+    gdx.tl.deseq2(adata, "~celltype + status", contrast=["celltype", "luminal", "basal"])
+    for key in ("deseq2", "nbvae_de"):
+        gdx.tl.enrich(adata, key=key, net=net, method="ulm", key_added=f"hallmark_{key}")
+        res = adata.uns[f"hallmark_{key}"]["results"].sort_values("score", kind="stable")
+        assert res["source"].iloc[0] == "HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION", res.head()
+        assert "HALLMARK_OXIDATIVE_PHOSPHORYLATION" in set(res["source"].iloc[::-1].head(5)), res.tail()
+        print(f"\n{key} most basal-enriched:", res.head(5)[["source", "score"]].to_string(index=False))
+        print(f"{key} most luminal-enriched:", res.iloc[::-1].head(5)[["source", "score"]].to_string(index=False))
+    gdx.tl.compare_enrichment(adata, "hallmark_deseq2", "hallmark_nbvae_de", key_added="hallmark_cmp")
+    rho = adata.uns["hallmark_cmp"]["summary"]["spearman"]
+    print("hallmark score rank correlation, DESeq2 vs NB-VAE:", rho)
+    assert rho > 0.8
+    lfc = gdx.tl.compare_de(adata, "deseq2", "nbvae_de") or adata.uns["compare_deseq2_vs_nbvae_de"]["summary"]
+    print("DESeq2 vs NB-VAE log2FC:", {k: lfc[k] for k in ("pearson", "spearman", "slope", "agreement")})
