@@ -1,7 +1,10 @@
 """Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._ash import AshPosterior, ash, posterior_fdr
 from ._compare import compare_calls
+from ._deseq2 import DESeq2Fit, deseq2_fit, deseq2_lrt, deseq2_wald
 from ._embedding import classical_mds, leading_logfc_distances, pca
 from ._enrich import gsea_leading_edge, ora_test
 from ._limma import (
@@ -25,8 +28,23 @@ from ._multitest import bh_adjust
 from ._size_factors import size_factors_poscounts, size_factors_ratio
 from ._ttest import TTestResult, ttest_ind
 
+if TYPE_CHECKING:
+    from ._deseq2 import BatchedInference
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: BatchedInference imports pydeseq2, which `import gendex` should not pay for
+    if name == "BatchedInference":
+        from ._deseq2 import BatchedInference
+
+        return BatchedInference
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AshPosterior",
+    "BatchedInference",
+    "DESeq2Fit",
     "EBayesResult",
     "LinearFit",
     "TTestResult",
@@ -40,6 +58,9 @@ __all__ = [
     "compare_calls",
     "confusion_rates",
     "contrasts_fit",
+    "deseq2_fit",
+    "deseq2_lrt",
+    "deseq2_wald",
     "ebayes",
     "fdr_curve",
     "fit_f_dist",

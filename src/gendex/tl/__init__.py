@@ -2,6 +2,7 @@
 
 from ._compare import compare_de
 from ._compare_enrichment import compare_enrichment
+from ._deseq2 import deseq2
 from ._embedding import mds, pca
 from ._enrich import enrich
 from ._evaluate import evaluate_de
@@ -12,6 +13,7 @@ from ._ttest import ttest
 __all__ = [
     "compare_de",
     "compare_enrichment",
+    "deseq2",
     "enrich",
     "evaluate_de",
     "generative_de",

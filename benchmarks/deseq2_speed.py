@@ -1,0 +1,430 @@
+"""Speed and memory of gendex's batched DESeq2 engine against PyDESeq2's default inference and R DESeq2.
+
+Usage::
+
+    python benchmarks/deseq2_speed.py                 # everything (PyDESeq2 runs take minutes)
+    python benchmarks/deseq2_speed.py --quick         # GSE60450 + 48/200 samples, no PyDESeq2, no 10k x 20k
+    python benchmarks/deseq2_speed.py --skip-pydeseq2 --skip-large
+
+Rows:
+
+* GSE60450, ``~celltype + status`` on the 18,418 genes with ``rowSums >= 10``: a full run (size factors,
+  dispersions, GLM, Cook's, ``results()`` for luminal vs basal). gendex is timed as the engine
+  (``stats.deseq2_fit`` + ``stats.deseq2_wald``) and, when the ``tl.deseq2`` wrapper is present, through it.
+  PyDESeq2 0.5.4 with its default inference (``DeseqDataSet.deseq2()`` + ``DeseqStats.summary()``).
+* synthetic cohorts of 18,000 genes from ``gdx.datasets.simulate_counts`` (two groups) at 48, 200 and 1,000
+  samples, and 20,000 genes at 10,000 samples (gendex only): wall and CPU seconds and the peak resident memory
+  of a fresh process that loads the counts and runs the analysis.
+* R DESeq2 ``DESeq()`` + ``results()``: run when ``Rscript`` with DESeq2 is installed; otherwise the script
+  quotes R's *reference* figures from ``../shared/reference/gse60450/timings_gse60450.csv`` and
+  ``scaling_results.csv`` (CPU seconds and peak memory measured by the reference runs, on a busy 2-core machine)
+  and labels them as such.
+
+The table is printed and written to ``benchmarks/results/deseq2_speed.md`` and ``.csv``. Timings depend on the
+load of the machine: run it on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+R_GSE_SCRIPT = r"""
+suppressPackageStartupMessages(library(DESeq2))
+args <- commandArgs(trailingOnly = TRUE)
+cts <- as.matrix(read.delim(args[1], header = FALSE))
+smp <- read.delim(args[2], header = FALSE, col.names = c("celltype", "status"))
+smp$celltype <- factor(smp$celltype, levels = c("basal", "luminal"))
+smp$status <- factor(smp$status, levels = c("virgin", "pregnant", "lactate"))
+dds <- DESeqDataSetFromMatrix(t(cts), smp, design = ~ celltype + status)
+st <- system.time({dds <- DESeq(dds, quiet = TRUE); res <- results(dds, contrast = c("celltype", "luminal", "basal"))})
+cat(sprintf('{"wall": %f, "cpu": %f, "n_sig": %d}\n', st[["elapsed"]], st[["user.self"]] + st[["sys.self"]],
+            sum(res$padj < 0.05, na.rm = TRUE)))
+"""
+
+R_SCRIPT = r"""
+suppressPackageStartupMessages(library(DESeq2))
+args <- commandArgs(trailingOnly = TRUE)
+cts <- as.matrix(read.delim(args[1], header = FALSE))
+grp <- factor(readLines(args[2]))
+dds <- DESeqDataSetFromMatrix(t(cts), data.frame(g = grp), design = ~g)
+st <- system.time({dds <- DESeq(dds, quiet = TRUE); res <- results(dds)})
+cat(sprintf('{"wall": %f, "cpu": %f, "n_sig": %d}\n', st[["elapsed"]], st[["user.self"]] + st[["sys.self"]],
+            sum(res$padj < 0.05, na.rm = TRUE)))
+"""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# child processes: one analysis per fresh process, so that the peak RSS belongs to that analysis
+# ----------------------------------------------------------------------------------------------------------------
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` would include the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(args: argparse.Namespace) -> None:
+    counts = np.load(args.counts)
+    groups = np.load(args.groups, allow_pickle=False)
+    rss_loaded = _peak_rss_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if args.child == "gendex":
+        import gendex as gdx
+
+        design = np.column_stack([np.ones(groups.size), (groups == "B").astype(float)])
+        fit = gdx.stats.deseq2_fit(counts, design, coef_names=["Intercept", "condition[T.B]"])
+        res = gdx.stats.deseq2_wald(fit, "condition[T.B]", alpha=0.1)
+        n_sig = int((res["padj"] < 0.05).sum())
+    else:
+        from pydeseq2.dds import DeseqDataSet
+        from pydeseq2.default_inference import DefaultInference
+        from pydeseq2.ds import DeseqStats
+
+        inference = DefaultInference(n_cpus=os.cpu_count())
+        cdf = pd.DataFrame(counts, index=[f"s{i}" for i in range(counts.shape[0])])
+        cdf.columns = [f"g{j}" for j in range(counts.shape[1])]
+        meta = pd.DataFrame({"condition": pd.Categorical(groups, categories=["A", "B"])}, index=cdf.index)
+        dds = DeseqDataSet(counts=cdf, metadata=meta, design="~condition", inference=inference, quiet=True)
+        dds.deseq2()
+        ds = DeseqStats(dds, contrast=["condition", "B", "A"], inference=inference, quiet=True)
+        ds.summary()
+        n_sig = int((ds.results_df["padj"] < 0.05).sum())
+    out = {
+        "wall": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_after_loading_mb": rss_loaded,
+        "n_sig": n_sig,
+    }
+    print("RESULT " + json.dumps(out))
+
+
+def _run_child(kind: str, counts_path: Path, groups_path: Path, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--counts", str(counts_path), "--groups", str(groups_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{kind} child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+def _r_available() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    proc = subprocess.run(
+        ["Rscript", "-e", "suppressPackageStartupMessages(library(DESeq2))"], capture_output=True, check=False
+    )
+    return proc.returncode == 0
+
+
+def _rscript(args: list[str]) -> dict:
+    """Run ``Rscript args``; parse its JSON line; add the peak RSS (MB) when ``/usr/bin/time`` exists."""
+    timer = ["/usr/bin/time", "-f", "MAXRSS_KB %M"] if Path("/usr/bin/time").exists() else []
+    proc = subprocess.run([*timer, "Rscript", *args], capture_output=True, text=True, check=False)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"R failed: {proc.stderr[-2000:]}")
+    out = json.loads(line[-1])
+    peak = [ln for ln in proc.stderr.splitlines() if ln.startswith("MAXRSS_KB")]
+    out["peak_rss_mb"] = float(peak[-1].split()[1]) / 1024 if peak else np.nan
+    return out
+
+
+def _run_r(counts: np.ndarray, groups: np.ndarray, tmp: Path) -> dict:
+    cpath, gpath, spath = tmp / "counts.tsv", tmp / "groups.txt", tmp / "run.R"
+    np.savetxt(cpath, counts, fmt="%d", delimiter="\t")
+    gpath.write_text("\n".join(groups) + "\n")
+    spath.write_text(R_SCRIPT)
+    return _rscript([str(spath), str(cpath), str(gpath)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GSE60450
+# ----------------------------------------------------------------------------------------------------------------
+def bench_gse60450(shared: Path, repeats: int, *, skip_pydeseq2: bool, use_r: bool, rows: list[dict]) -> None:
+    import gendex as gdx
+    from gendex._design import design_matrix
+
+    adata = gdx.datasets.gse60450(shared / "data" / "gse60450")
+    gdx.pp.filter_genes(adata, min_total_count=10)
+    obs = adata.obs.copy()
+    obs["celltype"] = pd.Categorical(obs["celltype"], ["basal", "luminal"])
+    obs["status"] = pd.Categorical(obs["status"], ["virgin", "pregnant", "lactate"])
+    adata.obs = obs
+    counts = np.asarray(adata.layers["counts"])
+    dm = design_matrix(obs, "~celltype + status")
+    label = f"GSE60450 ~celltype+status ({adata.n_obs} x {adata.n_vars})"
+
+    def engine() -> None:
+        fit = gdx.stats.deseq2_fit(counts, dm.to_numpy(), coef_names=list(dm.columns))
+        gdx.stats.deseq2_wald(fit, "celltype[T.luminal]", alpha=0.1)
+
+    engine()  # warm-up: imports, caches
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        engine()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    ours = statistics.median(walls)
+    rows.append(
+        {
+            "dataset": label,
+            "method": "gendex engine (deseq2_fit + deseq2_wald)",
+            "wall_s": ours,
+            "cpu_s": statistics.median(cpus),
+            "peak_mem_mb": np.nan,
+            "note": f"median of {repeats}, min {min(walls):.3f} s",
+        }
+    )
+    if hasattr(gdx.tl, "deseq2"):
+        walls = []
+        for _ in range(repeats):
+            work = adata.copy()
+            t0 = time.perf_counter()
+            gdx.tl.deseq2(work, design="~celltype + status", contrast=["celltype", "luminal", "basal"])
+            walls.append(time.perf_counter() - t0)
+        ours = statistics.median(walls)
+        rows.append(
+            {
+                "dataset": label,
+                "method": "gendex tl.deseq2 (inference='batched')",
+                "wall_s": ours,
+                "cpu_s": np.nan,
+                "peak_mem_mb": np.nan,
+                "note": f"median of {repeats}, min {min(walls):.3f} s",
+            }
+        )
+    if not skip_pydeseq2:
+        from pydeseq2.dds import DeseqDataSet
+        from pydeseq2.default_inference import DefaultInference
+        from pydeseq2.ds import DeseqStats
+
+        inference = DefaultInference(n_cpus=os.cpu_count())
+        cdf = pd.DataFrame(counts, index=adata.obs_names, columns=adata.var_names)
+        t0, c0 = time.perf_counter(), time.process_time()
+        dds = DeseqDataSet(
+            counts=cdf,
+            metadata=obs[["celltype", "status"]],
+            design="~celltype + status",
+            inference=inference,
+            quiet=True,
+        )
+        dds.deseq2()
+        ds = DeseqStats(dds, contrast=["celltype", "luminal", "basal"], inference=inference, quiet=True)
+        ds.summary()
+        wall = time.perf_counter() - t0
+        rows.append(
+            {
+                "dataset": label,
+                "method": f"PyDESeq2 default inference (n_cpus={os.cpu_count()})",
+                "wall_s": wall,
+                "cpu_s": np.nan,
+                "peak_mem_mb": np.nan,
+                "note": f"gendex is {wall / ours:.0f}x faster (CPU time of joblib workers not counted)",
+            }
+        )
+    if use_r:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            np.savetxt(tmp / "counts.tsv", counts, fmt="%d", delimiter="\t")
+            obs[["celltype", "status"]].astype(str).to_csv(tmp / "samples.tsv", sep="\t", header=False, index=False)
+            (tmp / "run.R").write_text(R_GSE_SCRIPT)
+            rres = _rscript([str(tmp / "run.R"), str(tmp / "counts.tsv"), str(tmp / "samples.tsv")])
+            rows.append(
+                {
+                    "dataset": label,
+                    "method": "R DESeq2 DESeq() + results() (run here)",
+                    "wall_s": rres["wall"],
+                    "cpu_s": rres["cpu"],
+                    "peak_mem_mb": rres["peak_rss_mb"],
+                    "note": f"gendex is {rres['wall'] / ours:.1f}x faster; {rres['n_sig']} genes padj<0.05 "
+                    "(R's peak is the whole Rscript process)",
+                }
+            )
+    timings = pd.read_csv(shared / "reference" / "gse60450" / "timings_gse60450.csv").set_index("step")
+    r_step = timings.loc["correct_design_DESeq"]
+    rows.append(
+        {
+            "dataset": label,
+            "method": "R DESeq2 1.38 DESeq() [REFERENCE figure, not run here]",
+            "wall_s": float(r_step["elapsed_s"]),
+            "cpu_s": float(r_step["user_s"] + r_step["system_s"]),
+            "peak_mem_mb": np.nan,
+            "note": "timings_gse60450.csv (busy 2-core machine; quiet: 7.7-8.5 s); "
+            f"gendex is {float(r_step['user_s']) / ours:.0f}x faster than its CPU time",
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# synthetic cohorts
+# ----------------------------------------------------------------------------------------------------------------
+def bench_synthetic(
+    sizes: list[tuple[int, int]], shared: Path, *, skip_pydeseq2: bool, use_r: bool, timeout: float, rows: list[dict]
+) -> None:
+    import gendex as gdx
+
+    scaling = None
+    ref_file = shared / "reference" / "gse60450" / "scaling_results.csv"
+    if ref_file.exists():
+        scaling = pd.read_csv(ref_file)
+        scaling = scaling[scaling["method"] == "deseq2"].set_index("N")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        for n, g in sizes:
+            ad = gdx.datasets.simulate_counts(n_samples=n, n_genes=g, seed=0)
+            counts = np.asarray(ad.layers["counts"], dtype=np.int64)
+            groups = ad.obs["condition"].astype(str).to_numpy()
+            del ad
+            cpath, gpath = tmp / "counts.npy", tmp / "groups.npy"
+            np.save(cpath, counts)
+            np.save(gpath, groups.astype("U1"))
+            label = f"simulate_counts {n} x {g}"
+            res = _run_child("gendex", cpath, gpath, timeout)
+            rows.append(
+                {
+                    "dataset": label,
+                    "method": "gendex engine (deseq2_fit + deseq2_wald)",
+                    "wall_s": res["wall"],
+                    "cpu_s": res["cpu"],
+                    "peak_mem_mb": res["peak_rss_mb"],
+                    "note": f"peak RSS (VmHWM) of a fresh process: {res['rss_after_loading_mb']:.0f} MB after imports "
+                    f"and loading the counts; {res['n_sig']} genes padj<0.05",
+                }
+            )
+            print(rows[-1], flush=True)
+            if not skip_pydeseq2 and n <= 1000:
+                pres = _run_child("pydeseq2", cpath, gpath, timeout)
+                rows.append(
+                    {
+                        "dataset": label,
+                        "method": f"PyDESeq2 default inference (n_cpus={os.cpu_count()})",
+                        "wall_s": pres["wall"],
+                        "cpu_s": np.nan,
+                        "peak_mem_mb": pres["peak_rss_mb"],
+                        "note": "main process peak RSS only (joblib workers not counted); "
+                        f"{pres['n_sig']} genes padj<0.05",
+                    }
+                )
+                print(rows[-1], flush=True)
+            if use_r and n <= 1000:
+                rres = _run_r(counts, groups, tmp)
+                rows.append(
+                    {
+                        "dataset": label,
+                        "method": "R DESeq2 DESeq() + results() (run here)",
+                        "wall_s": rres["wall"],
+                        "cpu_s": rres["cpu"],
+                        "peak_mem_mb": rres["peak_rss_mb"],
+                        "note": f"{rres['n_sig']} genes padj<0.05 (peak of the whole Rscript process)",
+                    }
+                )
+            elif scaling is not None and n in scaling.index:
+                ref = scaling.loc[n]
+                rows.append(
+                    {
+                        "dataset": label,
+                        "method": "R DESeq2 [REFERENCE figure, not run here]",
+                        "wall_s": float(ref["core_elapsed_s"]),
+                        "cpu_s": float(ref["core_user_s"]),
+                        "peak_mem_mb": float(ref["peak_rss_MiB"]),
+                        "note": "scaling_results.csv: NB draws around GSE60450 means (not the same data), "
+                        "busy machine: compare CPU seconds",
+                    }
+                )
+
+
+def _write(rows: list[dict], *, merge: bool = False) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cols = ["dataset", "method", "wall_s", "cpu_s", "peak_mem_mb", "note"]
+    df = pd.DataFrame(rows, columns=cols)
+    old_file = RESULTS / "deseq2_speed.csv"
+    if merge and old_file.exists():  # keep earlier rows that this run did not measure again
+        old = pd.read_csv(old_file)
+        key = set(zip(df["dataset"], df["method"], strict=True))
+        keep = [(d, m) not in key for d, m in zip(old["dataset"], old["method"], strict=True)]
+        df = pd.concat([old[keep], df], ignore_index=True)
+        order = {d: i for i, d in enumerate(dict.fromkeys(old["dataset"].tolist() + df["dataset"].tolist()))}
+        df = df.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    df.to_csv(RESULTS / "deseq2_speed.csv", index=False)
+    lines = [
+        "# DESeq2 speed: gendex batched engine vs PyDESeq2 vs R",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"written {time.strftime('%Y-%m-%d %H:%M')}.",
+        "Rows marked REFERENCE quote R's figures from ../shared/reference/gse60450 (not measured in this run).",
+        "",
+        "| dataset | method | wall s | CPU s | peak memory MB | note |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+
+    def fmt(v, digits=2):
+        return "" if pd.isna(v) else f"{v:.{digits}f}"
+
+    for r in df.itertuples():
+        lines.append(
+            f"| {r.dataset} | {r.method} | {fmt(r.wall_s)} | {fmt(r.cpu_s)} | {fmt(r.peak_mem_mb, 0)} | {r.note} |"
+        )
+    (RESULTS / "deseq2_speed.md").write_text("\n".join(lines) + "\n")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 70):
+        print(df.to_string(index=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="GSE60450 + 48/200 samples; no PyDESeq2, no 10k")
+    parser.add_argument("--skip-pydeseq2", action="store_true")
+    parser.add_argument("--skip-large", action="store_true", help="skip 10,000 samples x 20,000 genes")
+    parser.add_argument("--skip-gse", action="store_true")
+    parser.add_argument("--skip-r", action="store_true", help="do not run R even when it is installed")
+    parser.add_argument("--merge", action="store_true", help="update rows of an earlier results file")
+    parser.add_argument("--sizes", type=int, nargs="*", default=None, help="synthetic sample sizes (18,000 genes)")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--child", choices=["gendex", "pydeseq2"], help=argparse.SUPPRESS)
+    parser.add_argument("--counts", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--groups", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return
+    skip_py = args.skip_pydeseq2 or args.quick
+    sizes = [
+        (n, 18000) for n in (args.sizes if args.sizes is not None else ([48, 200] if args.quick else [48, 200, 1000]))
+    ]
+    if not (args.skip_large or args.quick):
+        sizes.append((10000, 20000))
+    use_r = not args.skip_r and _r_available()
+    rows: list[dict] = []
+    if not args.skip_gse:
+        bench_gse60450(args.shared, args.repeats, skip_pydeseq2=skip_py, use_r=use_r, rows=rows)
+        _write(rows, merge=args.merge)
+    bench_synthetic(sizes, args.shared, skip_pydeseq2=skip_py, use_r=use_r, timeout=args.timeout, rows=rows)
+    _write(rows, merge=args.merge)
+
+
+if __name__ == "__main__":
+    main()
