@@ -16,8 +16,9 @@ from . import _dispersion
 from ._module import covariate_design
 
 DTYPE = torch.float64
-#: At most this many samples enter the dispersion fits (their cost grows with samples x genes x grid points).
-DISPERSION_SAMPLES = 500
+#: At most this many samples enter the initial GLM and dispersion fits (PCA uses up to 1,000): per-gene fits
+#: of a few coefficients are precise long before, and their cost grows with samples x genes x grid points.
+FIT_SAMPLES = 200
 
 
 def initial_parameters_from_manager(mgr, n_latent: int, weight_prior_sd: float) -> tuple[dict, list[int], int]:
@@ -120,9 +121,10 @@ def initial_parameters(
         u = u - cov_features @ cov_effect
     centre, projection = pca_projection(u, n_latent)
     z0 = (u - centre) @ projection
-    design_np = np.column_stack([np.ones(len(z0)), z0, cov_features])
-    y = torch.as_tensor(counts, dtype=DTYPE)
-    sf = torch.as_tensor(size_factors, dtype=DTYPE)
+    r = init_rows(len(z0), FIT_SAMPLES)
+    design_np = np.column_stack([np.ones(len(r)), z0[r], cov_features[r]])
+    y = torch.as_tensor(counts[r], dtype=DTYPE)
+    sf = torch.as_tensor(size_factors[r], dtype=DTYPE)
     design = torch.as_tensor(design_np, dtype=DTYPE)
     p = design.shape[1]
     prec = torch.diag(torch.as_tensor([1e-8] + [1.0 / weight_prior_sd**2] * (p - 1), dtype=DTYPE))
@@ -132,8 +134,7 @@ def initial_parameters(
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(log_trend0), beta0, prec)
     mu = sf[:, None] * torch.exp(torch.clamp(design @ beta.T, max=40.0))
     moments = design[:, :, None] * design[:, None, :]
-    d = torch.as_tensor(init_rows(len(y), DISPERSION_SAMPLES))  # dispersions are precise long before 500
-    disp = _dispersion.fit_dispersions(y[d], mu[d], moments[d], base_mean)
+    disp = _dispersion.fit_dispersions(y, mu, moments, base_mean)
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(disp.log_final), beta, prec, n_iter=5)
     beta = beta.numpy()
     return {

@@ -210,7 +210,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return out
 
     @torch.inference_mode()
-    def fit_dispersions(self, *, max_samples: int = 500, random_state: int = 0) -> pd.DataFrame:
+    def fit_dispersions(self, *, max_samples: int = 200, random_state: int = 0) -> pd.DataFrame:
         """DESeq2's dispersion procedure on the decoded means; sets the module's dispersions and prior.
 
         Gene-wise Cox-Reid adjusted estimates given the fitted means at the latent posterior means, the
