@@ -271,31 +271,14 @@ def _calibration(n_samples, seed, n_genes=2000):
     return adata, fdr, tpr, cover
 
 
-@pytest.mark.parametrize(("n_samples", "seed", "min_tpr"), [(12, 11, 0.55), (6, 12, 0.35)])
-def test_calibration_on_simulated_counts(n_samples, seed, min_tpr):
-    # 6 vs 6 and 3 vs 3, 10% DE. DESeq2's TPR at padj < 0.05 on such data is about 0.73 and 0.53
-    # (benchmarks/nbvae_calibration.py); the slow test below compares with PyDESeq2 on the same data.
-    _, fdr, tpr, cover = _calibration(n_samples, seed)
+@pytest.mark.parametrize(("n_samples", "seed"), [(12, 11), (12, 21), (6, 12), (6, 22)])
+def test_calibration_on_simulated_counts(n_samples, seed):
+    # 6 vs 6 and 3 vs 3, 10% DE: observed FDR, interval coverage, and power against DESeq2 on the same data
+    adata, fdr, tpr, cover = _calibration(n_samples, seed)
     assert fdr <= 0.10
     assert cover >= 0.85
-    assert tpr >= min_tpr
-
-
-@pytest.mark.slow
-def test_calibration_power_against_pydeseq2_3_vs_3():
-    n_samples, seed = 6, 14
-    from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
-    from pydeseq2.ds import DeseqStats
-
-    adata, fdr, tpr, cover = _calibration(n_samples, seed)
-    inference = DefaultInference(n_cpus=1)
-    fresh = ad.AnnData(X=np.asarray(adata.layers["counts"]), obs=adata.obs[["condition"]].copy())
-    dds = DeseqDataSet(adata=fresh, design="~condition", quiet=True, inference=inference)
-    dds.deseq2()
-    ds = DeseqStats(dds, contrast=["condition", "B", "A"], quiet=True, inference=inference)
-    ds.summary()
+    ref = adata.copy()
+    gdx.tl.deseq2(ref, "~condition", contrast=["condition", "B", "A"])
     de = adata.var["is_de"].to_numpy()
-    deseq_tpr = ((ds.results_df["padj"] < 0.05).to_numpy() & de).sum() / de.sum()
-    assert fdr <= 0.10 and cover >= 0.85
-    assert tpr >= 0.8 * deseq_tpr
+    deseq2_tpr = ((ref.varm["deseq2"]["padj"] < 0.05).to_numpy() & de).sum() / de.sum()
+    assert tpr >= 0.8 * deseq2_tpr
