@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 from ._fit import DESeq2Fit, deseq2_fit
-from ._results import deseq2_lrt, deseq2_wald, independent_filtering, lowess
+from ._results import deseq2_lrt, deseq2_wald, independent_filtering
 
 __all__ = [
     "BatchedInference",
@@ -12,7 +12,6 @@ __all__ = [
     "deseq2_lrt",
     "deseq2_wald",
     "independent_filtering",
-    "lowess",
 ]
 
 if TYPE_CHECKING:

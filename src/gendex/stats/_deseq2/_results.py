@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from .._limma import lowess
 from .._multitest import bh_adjust
 from ._backend import single_threaded_blas
 from ._fit import DESeq2Fit, _Ctx, fit_glm
@@ -19,101 +20,8 @@ RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# lowess (R's clowess) and independent filtering (R's pvalueAdjustment + genefilter::filtered_p)
+# independent filtering (R's pvalueAdjustment + genefilter::filtered_p)
 # ----------------------------------------------------------------------------------------------------------------
-def _lowest(x, y, n, xs, nleft, nright, w, userw, rw):
-    rng = x[n - 1] - x[0]
-    h = max(xs - x[nleft], x[nright] - xs)
-    h9, h1 = 0.999 * h, 0.001 * h
-    a = 0.0
-    j = nleft
-    while j < n:
-        w[j] = 0.0
-        r = abs(x[j] - xs)
-        if r <= h9:
-            w[j] = 1.0 if r <= h1 else (1.0 - (r / h) ** 3) ** 3
-            if userw:
-                w[j] *= rw[j]
-            a += w[j]
-        elif x[j] > xs:
-            break
-        j += 1
-    nrt = j - 1
-    if a <= 0.0:
-        return None
-    w[nleft : nrt + 1] /= a
-    if h > 0.0:
-        a = float(np.sum(w[nleft : nrt + 1] * x[nleft : nrt + 1]))
-        b = xs - a
-        c = float(np.sum(w[nleft : nrt + 1] * (x[nleft : nrt + 1] - a) ** 2))
-        if math.sqrt(c) > 0.001 * rng:
-            b /= c
-            w[nleft : nrt + 1] *= b * (x[nleft : nrt + 1] - a) + 1.0
-    return float(np.sum(w[nleft : nrt + 1] * y[nleft : nrt + 1]))
-
-
-def lowess(x: ArrayLike, y: ArrayLike, f: float = 2 / 3, iters: int = 3) -> np.ndarray:
-    """R's ``lowess(x, y, f, iter)`` (a port of ``clowess``); returns fitted values in the order of sorted x."""
-    order = np.argsort(x, kind="stable")
-    x = np.asarray(x, dtype=np.float64)[order]
-    y = np.asarray(y, dtype=np.float64)[order]
-    n = x.size
-    if n < 2:
-        return y.copy()
-    delta = 0.01 * (x[-1] - x[0])
-    ns = max(2, min(n, int(f * n + 1e-7)))
-    ys = np.zeros(n)
-    rw = np.ones(n)
-    res = np.zeros(n)
-    w = np.zeros(n)
-    it = 1
-    while it <= iters + 1:
-        nleft, nright, last, i = 0, ns - 1, -1, 0
-        while True:
-            if nright < n - 1:
-                d1 = x[i] - x[nleft]
-                d2 = x[nright + 1] - x[i]
-                if d1 > d2:
-                    nleft += 1
-                    nright += 1
-                    continue
-            val = _lowest(x, y, n, x[i], nleft, nright, w, it > 1, rw)
-            ys[i] = y[i] if val is None else val
-            if last < i - 1:
-                denom = x[i] - x[last]
-                for j in range(last + 1, i):
-                    alpha = (x[j] - x[last]) / denom
-                    ys[j] = alpha * ys[i] + (1.0 - alpha) * ys[last]
-            last = i
-            cut = x[last] + delta
-            i = last + 1
-            while i < n:
-                if x[i] > cut:
-                    break
-                if x[i] == x[last]:
-                    ys[i] = ys[last]
-                    last = i
-                i += 1
-            i = max(last + 1, i - 1)
-            if last >= n - 1:
-                break
-        res = y - ys
-        sc = np.sum(np.abs(res)) / n
-        if it > iters:
-            break
-        rw = np.abs(res)
-        m1 = n // 2
-        part = np.sort(rw)
-        cmad = 3.0 * (part[m1] + part[n - m1 - 1]) if n % 2 == 0 else 6.0 * part[m1]
-        if cmad < 1e-7 * sc:
-            break
-        c9, c1 = 0.999 * cmad, 0.001 * cmad
-        r = np.abs(res)
-        rw = np.where(r <= c1, 1.0, np.where(r <= c9, (1.0 - (r / cmad) ** 2) ** 2, 0.0))
-        it += 1
-    return ys
-
-
 def independent_filtering(
     base_mean: np.ndarray, pvalue: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, float, float, pd.DataFrame]:
@@ -133,7 +41,8 @@ def independent_filtering(
             padj_mat[use, i] = bh_adjust(pvalue[use])
     with np.errstate(invalid="ignore"):
         num_rej = np.sum(padj_mat < alpha, axis=0)
-    fit = lowess(theta, num_rej.astype(np.float64), f=1 / 5)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a flat number of rejections has zero MAD
+        _, fit = lowess(theta, num_rej.astype(np.float64), f=1 / 5)
     if num_rej.max() <= 10:
         j = 0
     else:
