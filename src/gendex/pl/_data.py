@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..get import de_keys
+from ..get._de import lookup_de_table
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -26,15 +26,7 @@ CATEGORY_COLORS = {
 
 def de_table(adata: AnnData, key: str, columns: Sequence[str]) -> pd.DataFrame:
     """The DE table ``adata.varm[key]`` (not copied); KeyError naming the available results if absent."""
-    if key not in adata.varm:
-        raise KeyError(f"no DE result `adata.varm[{key!r}]`; available: {de_keys(adata)}")
-    table = adata.varm[key]
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"`adata.varm[{key!r}]` is not a DE table (a DataFrame) but a {type(table).__name__}")
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise KeyError(f"`adata.varm[{key!r}]` lacks the columns {missing}; it has {list(table.columns)}")
-    return table
+    return lookup_de_table(adata, key, columns)
 
 
 def de_method(adata: AnnData, key: str) -> str:

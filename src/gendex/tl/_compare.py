@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import h5ad_safe
-from ..get import de_keys
+from ..get._de import lookup_de_table
 from ..stats import compare_calls
 
 if TYPE_CHECKING:
@@ -19,20 +19,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _NEEDED = ("log2FoldChange", "padj")
-
-
-def _de_table(adata: AnnData, key: str, name: str) -> pd.DataFrame:
-    if not isinstance(key, str):
-        raise TypeError(f"`{name}` must be a str naming a `varm` DE result, got {type(key).__name__}")
-    if key not in adata.varm:
-        raise KeyError(f"`{name}`: no DE result `adata.varm[{key!r}]`; available: {de_keys(adata)}")
-    table = adata.varm[key]
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"`adata.varm[{key!r}]` is not a DE table (a DataFrame) but a {type(table).__name__}")
-    missing = [c for c in _NEEDED if c not in table.columns]
-    if missing:
-        raise KeyError(f"`adata.varm[{key!r}]` lacks the columns {missing}; available DE results: {de_keys(adata)}")
-    return table
 
 
 def _method(adata: AnnData, key: str) -> str:
@@ -91,8 +77,8 @@ def compare_de(
     >>> gdx.tl.compare_de(adata, "deseq2", "nbvae_de")  # doctest: +SKIP
     >>> adata.uns["compare_deseq2_vs_nbvae_de"]["summary"]["pearson"]  # doctest: +SKIP
     """
-    t1 = _de_table(adata, key1, "key1")
-    t2 = _de_table(adata, key2, "key2")
+    t1 = lookup_de_table(adata, key1, _NEEDED, arg="key1")
+    t2 = lookup_de_table(adata, key2, _NEEDED, arg="key2")
     if key1 == key2:
         raise ValueError(f"`key1` and `key2` are both {key1!r}; compare two different results")
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:

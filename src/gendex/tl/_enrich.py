@@ -14,6 +14,7 @@ from scipy import sparse
 
 from .._utils import h5ad_safe, package_versions
 from .._validation import check_not_backed
+from ..get._de import lookup_de_table
 from ..io import read_gmt
 from ..stats import bh_adjust, gsea_leading_edge, ora_test
 
@@ -30,18 +31,6 @@ GENE_SEP = ";"
 
 
 # --------------------------------------------------------------------------------------------------- validation
-def get_de_table(adata: AnnData, key: str) -> pd.DataFrame:
-    """``adata.varm[key]`` as a DataFrame, or a KeyError/TypeError naming what is there."""
-    if not isinstance(key, str):
-        raise TypeError(f"`key` must be the str key of a DE result in `adata.varm`, got {type(key).__name__}")
-    if key not in adata.varm:
-        raise KeyError(f"no DE result `adata.varm[{key!r}]`; available: {list(adata.varm)}")
-    table = adata.varm[key]
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"`adata.varm[{key!r}]` is a {type(table).__name__}, not a DE table (a DataFrame)")
-    return table
-
-
 def _numeric_column(table: pd.DataFrame, key: str, col: str, what: str) -> pd.Series:
     if col not in table.columns:
         raise KeyError(f"{what} column {col!r} not in `adata.varm[{key!r}]`; columns: {list(table.columns)}")
@@ -395,7 +384,7 @@ def enrich(
     check_not_backed(adata)
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}, got {method!r}")
-    de = get_de_table(adata, key)
+    de = lookup_de_table(adata, key)
     if not isinstance(tmin, int | np.integer) or isinstance(tmin, bool) or tmin < 1:
         raise ValueError(f"`tmin` must be an integer >= 1, got {tmin!r}")
     if gene_symbols is not None and gene_symbols not in adata.var.columns:
