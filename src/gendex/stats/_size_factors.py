@@ -5,33 +5,68 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from ._threads import default_threads, parallel_for
 
-def size_factors_ratio(counts: NDArray) -> NDArray[np.float64]:
+#: entries per block of work
+_BLOCK = 4_000_000
+
+
+def size_factors_ratio(counts: NDArray, *, n_threads: int | None = None) -> NDArray[np.float64]:
     """DESeq2's median-of-ratios size factors (``estimateSizeFactors``, type ``"ratio"``).
 
     The geometric mean of each gene is taken over samples; genes with a zero in any sample are left out.
-    The result is not renormalised, exactly as in R.
+    The result is not renormalised, exactly as in R. The work is done in blocks of about 4 million entries
+    (so memory stays bounded for large cohorts), in parallel threads for large matrices.
 
     Parameters
     ----------
     counts
         Samples x genes non-negative counts.
+    n_threads
+        Threads for the blocks (default: the CPUs available, at most 4, for at least 2 million counts).
 
     Returns
     -------
     One size factor per sample.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        log_counts = np.log(counts)
-    log_geomeans = log_counts.mean(axis=0)
-    usable = np.isfinite(log_geomeans)
-    if not usable.any():
+    counts = np.asarray(counts)
+    n, g = counts.shape
+    threads = default_threads(counts.size) if n_threads is None else int(n_threads)
+    usable = np.flatnonzero((counts > 0).all(axis=0))  # a zero anywhere makes the geometric mean zero
+    if usable.size == 0:
         raise ValueError(
             "every gene has a zero count in at least one sample, so median-of-ratios size factors are undefined; "
             "use method='poscounts'"
         )
-    return np.exp(np.median(log_counts[:, usable] - log_geomeans[usable], axis=1))
+    log_geomeans = np.empty(usable.size)
+    step = max(1, _BLOCK // n)
+
+    def gene_block(start: int) -> None:
+        cols = usable[start : start + step]
+        log_geomeans[start : start + cols.size] = np.log(counts[:, cols].astype(np.float64)).mean(axis=0)
+
+    parallel_for(gene_block, range(0, usable.size, step), threads)
+    sf = np.empty(n)
+    rows = max(1, _BLOCK // usable.size)
+
+    def sample_block(start: int) -> None:
+        block = np.log(counts[start : start + rows][:, usable].astype(np.float64))
+        block -= log_geomeans
+        sf[start : start + block.shape[0]] = np.exp(_row_medians(block))
+
+    parallel_for(sample_block, range(0, n, rows), threads)
+    return sf
+
+
+def _row_medians(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.median(a, axis=1)`` for finite values (partitioned in place, no NaN check)."""
+    m = a.shape[1]
+    k = m // 2
+    if m % 2:
+        a.partition(k, axis=1)
+        return a[:, k].copy()
+    a.partition([k - 1, k], axis=1)
+    return (a[:, k - 1] + a[:, k]) / 2.0
 
 
 def size_factors_poscounts(counts: NDArray) -> NDArray[np.float64]:

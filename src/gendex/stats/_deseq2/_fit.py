@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +13,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from .._size_factors import size_factors_ratio
+from .._threads import default_threads, parallel_for
 from . import _kernels as K
 from ._backend import get_backend, single_threaded_blas
 from ._optim import nb_logpmf_np, optim_row
@@ -219,7 +218,7 @@ def fit_glm(y, alpha, ctx: _Ctx, *, maxit: int = 100, use_optim: bool = True) ->
     conv = bf.iters < maxit
     stable = ~be.isnan(beta).any(1)
     varpos = be.stack([bf.cov[k] > 0 for k in ops.diag_k], 1).all(1)
-    ll = K.nb_loglik(be, y, mu, alpha)
+    ll = bf.loglik_const + K.nb_loglik_mu(be, y, mu, alpha)
     cov = bf.cov
     bad = (~conv | ~stable | ~varpos) if use_optim else (~stable | ~varpos)
     rows = ctx.np(be.flatnonzero(bad))
@@ -351,27 +350,6 @@ def _wald_fit(y, disp, ctx: _Ctx) -> dict:
     }
 
 
-def _size_factors_lean(cnt: np.ndarray) -> np.ndarray:
-    """``size_factors_ratio`` computed in blocks, for large count matrices (same arithmetic, less memory)."""
-    n, g = cnt.shape
-    step = max(1, 4_000_000 // n)
-    loggeo = np.empty(g)
-    for sl in range(0, g, step):
-        with np.errstate(divide="ignore"):
-            loggeo[sl : sl + step] = np.log(cnt[:, sl : sl + step].astype(np.float64)).mean(0)
-    usable = np.flatnonzero(np.isfinite(loggeo))
-    if usable.size == 0:
-        raise ValueError(
-            "every gene has a zero count in at least one sample, so median-of-ratios size factors are undefined"
-        )
-    sf = np.empty(n)
-    rows = max(1, 4_000_000 // usable.size)
-    for start in range(0, n, rows):
-        block = np.log(cnt[start : start + rows][:, usable].astype(np.float64)) - loggeo[usable]
-        sf[start : start + rows] = np.exp(np.median(block, axis=1))
-    return sf
-
-
 def _chunks(idx: np.ndarray, size: int):
     for start in range(0, idx.size, size):
         yield idx[start : start + size]
@@ -456,7 +434,7 @@ def deseq2_fit(
     refit_cooks
         Whether to replace Cook's outliers and refit (when some cell has ``min_replicates`` samples).
     chunk_size
-        Genes per batch (default: about 150,000 matrix entries per batch, at least 64 genes).
+        Genes per batch (default: about 250,000 matrix entries per batch, at least 64 genes).
     keep_matrices
         Keep the ``(n, G)`` matrices ``mu``, ``hat_diagonals`` and ``cooks`` (default: when ``n * G <= 5e7``).
     n_threads
@@ -510,18 +488,17 @@ def deseq2_fit(
     if fit_type not in ("parametric", "local", "mean"):
         raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
     if size_factors is None:
-        sf = size_factors_ratio(cnt) if cnt.size <= 20_000_000 else _size_factors_lean(cnt)
+        sf = size_factors_ratio(cnt, n_threads=n_threads)
     else:
         sf = np.asarray(size_factors, dtype=np.float64)
         if sf.shape != (n,) or np.any(~np.isfinite(sf)) or np.any(sf <= 0):
             raise ValueError(f"`size_factors` must be {n} positive finite numbers")
     g_all = cnt.shape[1]
     if n_threads is None:  # threads pay off only for large problems
-        big = n * g_all >= 2_000_000
-        n_threads = max(1, min(4, len(os.sched_getaffinity(0)))) if (device == "cpu" and big) else 1
+        n_threads = default_threads(cnt.size) if device == "cpu" else 1
     if chunk_size is None:
-        # ~1 MB per (genes x samples) array, so that the temporaries of each step stay in the CPU caches
-        chunk_size = max(64, int(150_000 // n))
+        # ~2 MB per (genes x samples) array, so that the temporaries of each step stay in the CPU caches
+        chunk_size = max(64, int(250_000 // n))
         if n_threads > 1:  # enough batches to keep the threads busy, but not so many that overhead dominates
             chunk_size = max(min(chunk_size, -(-g_all // (2 * n_threads))), min(chunk_size, 2000))
     if keep_matrices is None:
@@ -532,33 +509,25 @@ def deseq2_fit(
         return _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices, n_threads)
 
 
-def _parallel(fn, chunks, n_threads: int) -> None:
-    """Run ``fn`` on every chunk, in a thread pool when ``n_threads > 1`` (numpy releases the GIL)."""
-    chunks = list(chunks)
-    if n_threads <= 1 or len(chunks) <= 1:
-        for c in chunks:
-            fn(c)
-        return
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        for _ in pool.map(fn, chunks):
-            pass
-
-
 def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_size, keep_matrices, n_threads):
     n, p = x.shape
     g_all = cnt.shape[1]
     base_mean = np.empty(g_all)
     base_var = np.empty(g_all)
-    for sl in range(0, g_all, max(1, 4_000_000 // n)):
-        normed = cnt[:, sl : sl + max(1, 4_000_000 // n)] / sf[:, None]
+    step = max(1, 4_000_000 // n)
+
+    def moments(sl):
+        normed = cnt[:, sl : sl + step] / sf[:, None]
         base_mean[sl : sl + normed.shape[1]] = normed.mean(0)
         base_var[sl : sl + normed.shape[1]] = normed.var(0, ddof=1)
-    all_zero = cnt.sum(0) == 0
+
+    parallel_for(moments, range(0, g_all, step), n_threads)
+    all_zero = base_mean == 0
     nz = np.flatnonzero(~all_zero)
 
     nanv = np.full(g_all, np.nan)
     gene_disp, gene_iters = nanv.copy(), np.zeros(g_all, dtype=np.int64)
-    mu_disp = np.full((n, g_all), np.nan) if keep_matrices else None
+    mu_disp = np.empty((g_all, n)) if keep_matrices else None  # (G, n): rows are written and read per batch
 
     # --- stage 1: gene-wise dispersions
     def stage1(idx):
@@ -567,9 +536,9 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
         gene_disp[idx] = ctx.np(res["disp"])
         gene_iters[idx] = ctx.np(res["iters"])
         if keep_matrices:
-            mu_disp[:, idx] = ctx.np(res["mu"]).T
+            mu_disp[idx] = ctx.np(res["mu"])
 
-    _parallel(stage1, _chunks(nz, chunk_size), n_threads)
+    parallel_for(stage1, _chunks(nz, chunk_size), n_threads)
 
     # --- trend and prior
     trend, coeffs, used_type = _trend_function(fit_type, base_mean[nz], gene_disp[nz], ctx.min_disp)
@@ -588,15 +557,21 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
     replaceable = n_or_more_in_cell(x, min_replicates)
     cutoff = stats.f.ppf(0.99, p, n - p)
     out = _Stage2Out.empty(
-        n, p, g_all, keep_matrices, samples_for_cooks=samples_for_cooks, replaceable=replaceable, cutoff=cutoff
+        n,
+        p,
+        all_zero,
+        keep_matrices,
+        samples_for_cooks=samples_for_cooks,
+        replaceable=replaceable,
+        cutoff=cutoff,
     )
 
     def stage2(idx):
         y = ctx.t(cnt[:, idx].T.astype(np.float64))
-        mu = ctx.t(mu_disp[:, idx].T) if keep_matrices else _disp_start_and_mu(y, ctx)[1]
+        mu = ctx.t(mu_disp[idx]) if keep_matrices else _disp_start_and_mu(y, ctx)[1]
         _stage2(y, mu, idx, ctx, gene_disp, fitted, prior_var, var_log, out)
 
-    _parallel(stage2, _chunks(nz, chunk_size), n_threads)
+    parallel_for(stage2, _chunks(nz, chunk_size), n_threads)
 
     # --- Cook's bookkeeping and outlier replacement
     cooks_all = out.cooks  # (n, G) or None
@@ -690,12 +665,20 @@ def _run(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chunk_si
     return result
 
 
+def _nan_columns(n: int, nan_cols: np.ndarray) -> np.ndarray:
+    """An uninitialised ``(n, G)`` matrix whose columns ``nan_cols`` (boolean) are NaN."""
+    out = np.empty((n, nan_cols.size))
+    out[:, nan_cols] = np.nan
+    return out
+
+
 class _Stage2Out:
     """Accumulates per-gene outputs of the MAP + GLM + Cook's stage."""
 
     @classmethod
-    def empty(cls, n, p, g, keep, *, samples_for_cooks, replaceable, cutoff):
+    def empty(cls, n, p, all_zero, keep, *, samples_for_cooks, replaceable, cutoff):
         self = cls()
+        g = all_zero.size
         nanv = np.full(g, np.nan)
         self.n, self.keep = n, keep
         self.samples_for_cooks, self.replaceable, self.cutoff = samples_for_cooks, replaceable, cutoff
@@ -708,9 +691,8 @@ class _Stage2Out:
         self.conv = np.zeros(g, dtype=bool)
         self.iters = np.zeros(g, dtype=np.int64)
         self.loglik = nanv.copy()
-        self.mu = np.full((n, g), np.nan) if keep else None
-        self.hat = np.full((n, g), np.nan) if keep else None
-        self.cooks = np.full((n, g), np.nan) if keep else None
+        # every gene that is not all zero is written by the fit; filling the matrices first would cost a pass
+        self.mu, self.hat, self.cooks = (_nan_columns(n, all_zero) if keep else None for _ in range(3))
         self.max_cooks_all = nanv.copy()  # over samples in cells with >= 3 replicates
         self.max_cooks_any = nanv.copy()  # over all samples
         self.max_cooks_nonrepl = nanv.copy()  # R's value after refitting (replaceable samples zeroed)

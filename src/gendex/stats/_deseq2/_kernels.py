@@ -163,7 +163,14 @@ def nb_loglik(be, y: Array, mu: Array, alpha: Array) -> Array:
 
 
 def nb_loglik_const(be, y: Array, alpha: Array) -> Array:
-    """The part of the per-gene NB log-likelihood that does not depend on ``mu``."""
+    """The part of the per-gene NB log-likelihood that does not depend on ``mu``.
+
+    ``sum_j lgamma(y_j + r) - lgamma(r) - lgamma(y_j + 1)``; the first difference is summed over the distinct
+    counts of each gene (:class:`CountSums`) where that saves work.
+    """
+    sums = count_sums(be, y)
+    if sums is not None:
+        return sums.sum_diff(be.lgamma, 1.0 / alpha, be.arange(y.shape[0])) - lgamma_int(be, y).sum(1)
     r = (1.0 / alpha)[:, None]
     return (be.lgamma(y + r) - be.lgamma(r) - lgamma_int(be, y)).sum(1)
 
@@ -196,6 +203,7 @@ class BetaFit:
     cov: Array  # (P, G) sandwich covariance (X'WX + R)^-1 X'WX (X'WX + R)^-1
     hat: Array  # (G, n)
     iters: Array  # (G,) int
+    loglik_const: Array  # (G,) the mu-free part of the log-likelihood (:func:`nb_loglik_const`)
 
 
 def fit_beta(
@@ -251,7 +259,7 @@ def fit_beta(
     info = ops.xtwx(w)
     ainv = ops.inv_from_chol(ops.chol(ops.add_diag(info, ridge)))
     hat = w * ops.quad(ainv)
-    return BetaFit(beta=beta, cov=ops.sandwich(ainv, info), hat=hat, iters=iters)
+    return BetaFit(beta=beta, cov=ops.sandwich(ainv, info), hat=hat, iters=iters, loglik_const=ll_const)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -280,6 +288,17 @@ class CountSums:
         self.vals, self.mult, self.gene = vals[pos], mult[pos], gene[pos]
         self.g = g
         self.worth_it = starts.size < 0.6 * g * n
+
+    def subset(self, rows: np.ndarray) -> CountSums:
+        """The sums of the genes ``rows`` (sorted) only, renumbered ``0 .. len(rows) - 1``."""
+        where = np.full(self.g, -1)
+        where[rows] = np.arange(rows.shape[0])
+        local = where[self.gene]
+        m = local >= 0
+        out = object.__new__(CountSums)
+        out.vals, out.mult, out.gene = self.vals[m], self.mult[m], local[m]
+        out.g, out.worth_it = rows.shape[0], self.worth_it
+        return out
 
     def sum_diff(self, fun, r: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``sum_j fun(y_j + r) - fun(r)`` per gene of ``rows`` (``r`` aligned with ``rows``)."""
@@ -445,6 +464,8 @@ def fit_disp(
         if active.shape[0] < 0.7 * wpos.shape[0]:
             wy, wmu = y[active], mu[active]
             wpm = None if prior_mean is None else prior_mean[active]
+            if sums is not None:  # renumbered to the working set: ``rows`` below are then positions in it
+                sums = sums.subset(_locate(be, wpos, active))
             wpos = active
             loc = be.arange(active.shape[0])
         else:
@@ -458,7 +479,7 @@ def fit_disp(
         anew = aa + ka * da
         kept: dict = {}
         lpnew = log_posterior(
-            ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr, sums=sums, rows=active, keep=kept
+            ops, anew, wy[loc], wmu[loc], pm, prior_var, use_cr=use_cr, sums=sums, rows=loc, keep=kept
         )
         accept = -lpnew <= -la - ka * eps * da**2
         change = lpnew - la
@@ -480,7 +501,7 @@ def fit_disp(
             low = kept["low"][:, cont] if use_cr else None
             wc = kept["w"][cont] if use_cr else None
             dlp[ci] = dlog_posterior(
-                ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr, sums=sums, rows=ci, low=low, w=wc
+                ops, a[ci], wy[lc], wmu[lc], pmc, prior_var, use_cr=use_cr, sums=sums, rows=lc, low=low, w=wc
             )
         active = active[~(small | gone)]
     return DispFit(log_alpha=a, iters=iters, initial_lp=initial_lp, last_lp=lp)
