@@ -53,6 +53,10 @@ def test_enrichment_plot_draws_the_data(two, kind, tmp_path):
         offsets = ax.collections[0].get_offsets()
         assert len(offsets) == 4
         np.testing.assert_allclose(np.sort(offsets[:, 0]), np.sort(-np.log10([1e-6, 1e-3, 1e-5, 0.2])))
+        # the size legend sits outside the axes, where it cannot cover a dot
+        ax.figure.canvas.draw()
+        renderer = ax.figure.canvas.get_renderer()
+        assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
     else:
         widths = sorted(p.get_width() for p in ax.patches)
         np.testing.assert_allclose(widths, sorted([5.0, 3.0, -4.0, -1.0]))

@@ -52,6 +52,16 @@ def test_heatmap_artists(de_adata):
     assert image.colorbar is not None and "log_cpm" in image.colorbar.ax.get_ylabel()
     top = ax.child_axes[0]
     assert [t.get_text() for t in top.get_xticklabels()] == ["A", "B"]
+    assert all(t.get_rotation() == 0 for t in top.get_xticklabels())  # short labels stay horizontal
+
+
+def test_heatmap_long_group_labels_are_turned_upright(de_adata):
+    # four groups of two samples with long names: horizontal labels would run into each other
+    de_adata.obs["group"] = [f"a_rather_long_group_name_{i // 2}" for i in range(de_adata.n_obs)]
+    ax = gdx.pl.heatmap(de_adata, "deseq2", n_genes=6, groupby="group")
+    top = ax.child_axes[0]
+    assert len(top.get_xticklabels()) == 4
+    assert all(t.get_rotation() == 90 for t in top.get_xticklabels())
 
 
 def test_heatmap_missing_layer_names_the_pp_function(de_adata, unchanged):

@@ -141,7 +141,8 @@ def enrichment(
     data = _enrichment_data(adata, key, n_sets=n_sets, direction=direction)
     import matplotlib as mpl
 
-    ax = get_ax(ax, figsize=(6.0, max(2.5, 0.35 * len(data) + 1.0)))
+    height = max(2.5, 0.35 * len(data) + 1.0) + (1.0 if kind == "dot" else 0.0)  # dot: colour bar below
+    ax = get_ax(ax, figsize=(6.0, height))
     y = np.arange(len(data))[::-1]
     norm = _score_norm(data["score"].to_numpy())
     colormap = mpl.colormaps[cmap]
@@ -167,14 +168,26 @@ def enrichment(
                 func=lambda s: (s - _SIZE_RANGE[0]) / (_SIZE_RANGE[1] - _SIZE_RANGE[0]) * vmax,
                 color="0.5",
             )
-            ax.legend(handles, labels, title="genes", loc="lower right", fontsize="small", frameon=False)
-        mappable = sc
+            # outside the axes, so that it never covers a dot; the colour bar goes below to make room
+            ax.legend(
+                handles,
+                labels,
+                title="genes",
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1.0),
+                fontsize="small",
+                frameon=False,
+            )
+        fig_h = ax.figure.get_figheight()  # pad and thickness of about 0.8 and 0.15 inches
+        ax.figure.colorbar(
+            sc, ax=ax, label="score", shrink=0.6, location="bottom", pad=0.8 / fig_h, fraction=0.15 / fig_h
+        )
+        ax.set_ylim(-0.7, len(data) - 0.3)  # room for the largest dots at the ends
     else:
         ax.barh(y, data["score"], color=colormap(norm(data["score"].to_numpy())), **kwargs)
         ax.axvline(0, color="0.3", linewidth=0.8)
         ax.set_xlabel("enrichment score")
-        mappable = mpl.cm.ScalarMappable(norm=norm, cmap=colormap)
-    ax.figure.colorbar(mappable, ax=ax, label="score", shrink=0.6)
+        ax.figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=colormap), ax=ax, label="score", shrink=0.6)
     ax.set_yticks(np.arange(len(data)))
     ax.set_yticklabels(data["label"].to_numpy()[::-1])
     record = adata.uns[key]

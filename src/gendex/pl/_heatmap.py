@@ -203,10 +203,23 @@ def heatmap(
         for s in starts[1:]:
             ax.axvline(s - 0.5, color="black", linewidth=1.0)
         top = ax.secondary_xaxis("top")
-        top.set_xticks((starts + ends - 1) / 2.0, labels=groups[starts].tolist(), fontsize="small")
+        names = groups[starts].tolist()
+        top.set_xticks((starts + ends - 1) / 2.0, labels=names, fontsize="small")
+        if _labels_overlap(ax, names, ends - starts, n_cols, "small"):
+            top.tick_params(axis="x", labelrotation=90)
         top.tick_params(length=0)
         top.set_xlabel(groupby)
     ax.set_xlabel("sample")
     ax.set_title(f"{key}: top {n_rows} genes by stat")
     finish(ax, show=show, save=save)
     return ax
+
+
+def _labels_overlap(ax, labels: list[str], spans: np.ndarray, n_cols: int, fontsize: str) -> bool:
+    """Whether horizontal labels, centred on groups of ``spans`` columns, are wider than their groups."""
+    from matplotlib.font_manager import FontProperties
+
+    points = FontProperties(size=fontsize).get_size_in_points()
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    need = np.array([len(lab) for lab in labels]) * 0.6 * points / 72.0  # average glyph ~0.6 em
+    return bool(np.any(need > 0.95 * spans * width_in / n_cols))
