@@ -77,6 +77,19 @@ def _sizes(values: np.ndarray, vmax: float) -> np.ndarray:
     return lo + (hi - lo) * np.clip(np.nan_to_num(values) / vmax, 0, 1) if vmax > 0 else np.full(values.shape, lo)
 
 
+def _size_legend(ax, sc, vmax: float, title: str) -> None:
+    """A legend of dot sizes (values up to ``vmax``) to the right of the axes, where it covers no dot."""
+    if not vmax > 0:
+        return
+    handles, texts = sc.legend_elements(
+        prop="sizes",
+        num=3,
+        func=lambda s: (s - _SIZE_RANGE[0]) / (_SIZE_RANGE[1] - _SIZE_RANGE[0]) * vmax,
+        color="0.5",
+    )
+    ax.legend(handles, texts, title=title, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+
+
 def _score_norm(scores: np.ndarray):
     from matplotlib.colors import Normalize
 
@@ -161,23 +174,7 @@ def enrichment(
         )
         ax.axvline(-np.log10(alpha), color="0.6", linestyle="--", linewidth=0.8)
         ax.set_xlabel("-log10 adjusted p-value")
-        if vmax > 0:
-            handles, labels = sc.legend_elements(
-                prop="sizes",
-                num=3,
-                func=lambda s: (s - _SIZE_RANGE[0]) / (_SIZE_RANGE[1] - _SIZE_RANGE[0]) * vmax,
-                color="0.5",
-            )
-            # outside the axes, so that it never covers a dot; the colour bar goes below to make room
-            ax.legend(
-                handles,
-                labels,
-                title="genes",
-                loc="upper left",
-                bbox_to_anchor=(1.02, 1.0),
-                fontsize="small",
-                frameon=False,
-            )
+        _size_legend(ax, sc, vmax, "genes")  # outside the axes: the colour bar goes below to make room
         fig_h = ax.figure.get_figheight()  # pad and thickness of about 0.8 and 0.15 inches
         ax.figure.colorbar(
             sc, ax=ax, label="score", shrink=0.6, location="bottom", pad=0.8 / fig_h, fraction=0.15 / fig_h
@@ -327,22 +324,7 @@ def enrichment_compare(
             linewidths=np.where(data["sig"], 1.0, 0.5),
             **kwargs,
         )
-        if vmax > 0:
-            handles, texts = sc.legend_elements(
-                prop="sizes",
-                num=3,
-                func=lambda s: (s - _SIZE_RANGE[0]) / (_SIZE_RANGE[1] - _SIZE_RANGE[0]) * vmax,
-                color="0.5",
-            )
-            ax.legend(
-                handles,
-                texts,
-                title="-log10 padj",
-                loc="upper left",
-                bbox_to_anchor=(1.02, 1.0),
-                fontsize="small",
-                frameon=False,
-            )
+        _size_legend(ax, sc, vmax, "-log10 padj")
         ax.figure.colorbar(
             sc, ax=ax, label="score / max |score| of the result", shrink=0.5, location="bottom", pad=0.22
         )
