@@ -11,7 +11,9 @@ def default_threads(n_entries: int, *, min_entries: int = 2_000_000, max_threads
     """Threads worth using for an array of ``n_entries``: the CPUs available (at most ``max_threads``), else 1."""
     if n_entries < min_entries:
         return 1
-    return max(1, min(max_threads, len(os.sched_getaffinity(0))))
+    # the CPUs this process may run on (Linux); all CPUs where the platform cannot tell
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(max_threads, cpus))
 
 
 def parallel_for(fn: Callable[[object], None], items: Iterable, n_threads: int) -> None:

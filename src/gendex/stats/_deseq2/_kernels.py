@@ -302,14 +302,8 @@ class CountSums:
 
     def sum_diff(self, fun, r: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``sum_j fun(y_j + r) - fun(r)`` per gene of ``rows`` (``r`` aligned with ``rows``)."""
-        if rows.shape[0] == self.g:
-            vals, mult, local = self.vals, self.mult, self.gene
-        else:
-            where = np.full(self.g, -1)
-            where[rows] = np.arange(rows.shape[0])
-            local = where[self.gene]
-            m = local >= 0
-            vals, mult, local = self.vals[m], self.mult[m], local[m]
+        part = self if rows.shape[0] == self.g else self.subset(rows)
+        vals, mult, local = part.vals, part.mult, part.gene
         out = fun(vals + r[local])
         out -= fun(r)[local]
         out *= mult
