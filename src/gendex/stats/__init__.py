@@ -11,20 +11,20 @@ from ._limma import (
     EBayesResult,
     LinearFit,
     VoomResult,
-    calc_norm_factors_tmm,
     contrasts_fit,
     ebayes,
     fit_f_dist,
     lm_fit,
-    lowess,
     squeeze_var,
     tmixture,
     top_table,
     trigamma_inverse,
     voom,
 )
+from ._lowess import lowess
 from ._metrics import auroc, average_precision, confusion_rates, fdr_curve, precision_recall_curve, roc_curve
 from ._multitest import bh_adjust
+from ._norm_factors import calc_norm_factors_tmm
 from ._size_factors import size_factors_poscounts, size_factors_ratio
 from ._ttest import TTestResult, ttest_ind
 

@@ -10,7 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from .._limma import lowess
+from .._lowess import lowess
 from .._multitest import bh_adjust
 from ._backend import single_threaded_blas
 from ._fit import DESeq2Fit, _Ctx, fit_glm
