@@ -606,7 +606,7 @@ def _pydeseq2_lrt(req: _Request, dds: Any, all_zero: NDArray[np.bool_]) -> tuple
 def _glm_loglik(counts: NDArray, design: NDArray, size_factors: NDArray, dispersions: NDArray) -> NDArray:
     """Log-likelihood of the NB GLM of each gene at fixed dispersions, fitted by the batched engine."""
     from ..stats._deseq2._backend import single_threaded_blas
-    from ..stats._deseq2._fit import _Ctx, fit_glm
+    from ..stats._deseq2._glm import _Ctx, fit_glm
 
     n, g = counts.shape
     out = np.full(g, np.nan)

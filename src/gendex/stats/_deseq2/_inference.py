@@ -17,7 +17,7 @@ from scipy import stats
 
 from . import _kernels as K
 from ._backend import single_threaded_blas
-from ._fit import _Ctx, fit_glm
+from ._glm import _Ctx, fit_glm
 from ._trend import TrendFitError, _gamma_identity_glm
 
 

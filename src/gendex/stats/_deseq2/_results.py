@@ -13,7 +13,8 @@ from scipy import stats
 from .._lowess import lowess
 from .._multitest import bh_adjust
 from ._backend import single_threaded_blas
-from ._fit import DESeq2Fit, _Ctx, fit_glm
+from ._fit import DESeq2Fit
+from ._glm import _Ctx, fit_glm
 
 LOG2E = 1.0 / math.log(2.0)
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "na_reason"]
