@@ -340,8 +340,18 @@ def test_distinct_count_sums_match_dense_sums(monkeypatch):
     a = deseq2_fit(counts, design)
     monkeypatch.setattr(_kernels, "count_sums", lambda be, y: None)
     b = deseq2_fit(counts, design)
-    np.testing.assert_allclose(a.genewise_dispersions, b.genewise_dispersions, rtol=1e-8)
-    np.testing.assert_allclose(a.dispersions, b.dispersions, rtol=1e-8)
-    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
-    assert np.mean(a.genewise_iters == b.genewise_iters) > 0.99
+    # The two orders of summation differ by rounding (~1e-13 relative, more or less with the BLAS kernels the
+    # machine picks). Where both line searches take the same steps, the estimates agree to that rounding times the
+    # iterations (rtol 1e-8). Where a rounding-level difference flips a stopping test (log-posterior change < 1e-6
+    # per accepted step), the searches stop one step apart: both are then converged estimates, which differ by
+    # much less than a step (4e-8 relative seen with OPENBLAS_CORETYPE=Prescott); 1e-5 in log(alpha) bounds it.
+    same = (a.genewise_iters == b.genewise_iters) & (a.map_iters == b.map_iters)
+    assert same.mean() > 0.99
+    np.testing.assert_allclose(a.genewise_dispersions[same], b.genewise_dispersions[same], rtol=1e-8)
+    np.testing.assert_allclose(a.dispersions[same], b.dispersions[same], rtol=1e-8)
+    np.testing.assert_allclose(a.beta[same], b.beta[same], rtol=1e-8, atol=1e-10)
+    for name in ("genewise_dispersions", "dispersions"):
+        la, lb = np.log(getattr(a, name)), np.log(getattr(b, name))
+        np.testing.assert_allclose(la, lb, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-9)
