@@ -246,7 +246,7 @@ def step_mds(demo: Demo) -> None:
     import gendex as gdx
 
     adata = demo.adata
-    gdx.tl.mds(adata, top=500)
+    gdx.tl.mds(adata, n_top_genes=500)
     labels = "name" if "name" in adata.obs.columns else adata.n_obs <= 24
     demo.figure("mds", "MDS (leading log-fold-changes)", gdx.pl.mds(adata, color=demo.color, labels=labels))
     ratio = adata.uns["mds"]["variance_ratio"]
@@ -282,7 +282,7 @@ def step_deseq2(demo: Demo) -> None:
     import gendex as gdx
 
     adata = demo.adata
-    gdx.tl.deseq2(adata, demo.design, contrast=demo.contrast, alpha=ALPHA)
+    gdx.tl.deseq2(adata, design=demo.design, contrast=demo.contrast, alpha=ALPHA)
     res = gdx.get.de_results(adata, "deseq2")
     demo.table("deseq2_results", "DESeq2 results", res)
     n, up, down = _n_called(res)

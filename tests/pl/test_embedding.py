@@ -9,7 +9,7 @@ from gendex.pl._embedding import _mds_data, _pca_data
 @pytest.fixture
 def emb(adata):
     gdx.pp.log_cpm(adata)
-    gdx.tl.mds(adata, n_components=3)
+    gdx.tl.mds(adata, n_comps=3)
     gdx.tl.pca(adata, n_comps=4)
     return adata
 

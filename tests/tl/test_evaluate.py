@@ -124,3 +124,10 @@ def test_evaluate_needs_both_classes(sim, unchanged):
     with pytest.raises(ValueError, match="both true and false"):
         gdx.tl.evaluate_de(sim, key="limma_voom", truth_key="all_true")
     check()
+
+
+def test_evaluate_takes_key_second_and_copy(sim):
+    metrics = gdx.tl.evaluate_de(sim, "limma_voom", key_added="eval_pos")
+    out = gdx.tl.evaluate_de(sim, "limma_voom", key_added="eval_copy", copy=True)
+    assert "eval_copy" not in sim.uns and "eval_copy" in out.uns
+    pd.testing.assert_frame_equal(out.uns["eval_copy"]["metrics"], metrics)

@@ -8,6 +8,7 @@ import numpy as np
 from anndata import AnnData
 from numpy.typing import NDArray
 
+from .._contrast import deprecated_argument
 from .._utils import h5ad_safe
 from .._validation import get_matrix, to_dense
 from ..stats import classical_mds, leading_logfc_distances
@@ -42,14 +43,16 @@ def mds(
     adata: AnnData,
     *,
     layer: str | None = "log_cpm",
-    top: int = 500,
-    n_components: int = 2,
+    n_top_genes: int = 500,
+    n_comps: int = 2,
     key_added: str = "X_mds",
     copy: bool = False,
+    top: int | None = None,
+    n_components: int | None = None,
 ) -> AnnData | None:
     """Multidimensional scaling of the samples on leading log-fold-changes (limma's ``plotMDS``).
 
-    The distance between two samples is the root-mean-square of the ``top`` largest absolute log-fold-changes
+    The distance between two samples is the root-mean-square of the ``n_top_genes`` largest absolute log-fold-changes
     between them (each pair chooses its own genes: limma's ``gene.selection="pairwise"``); the distance
     matrix is embedded by classical MDS (R's ``cmdscale``), and each dimension's share of the positive
     eigenvalues is its proportion of variance explained, as limma prints on the axes.
@@ -60,18 +63,20 @@ def mds(
         Samples x genes AnnData with log-expression values, e.g. from :func:`gendex.pp.log_cpm`.
     layer
         Layer with the log-expression values; None means ``X``. Genes with a non-finite value are left out.
-    top
-        Number of leading genes per pair of samples (capped at the number of genes).
-    n_components
+    n_top_genes
+        Number of leading genes per pair of samples (capped at the number of genes); limma's ``top``.
+    n_comps
         Number of dimensions to keep; at most ``n_samples - 1``.
     key_added
         ``obsm`` key of the coordinates; the other slots use it without its ``X_`` prefix (``"mds"``).
     copy
         Work on a copy of ``adata`` and return it.
+    top, n_components
+        Deprecated names of ``n_top_genes`` and ``n_comps`` (they work in 0.1, with a :class:`FutureWarning`).
 
     Returns
     -------
-    Sets ``adata.obsm[key_added]`` (samples x ``n_components`` coordinates),
+    Sets ``adata.obsm[key_added]`` (samples x ``n_comps`` coordinates),
     ``adata.obsp["<key>_distances"]`` (the leading log-fold-change distances) and ``adata.uns["<key>"]``:
     ``{"params": {...}, "eigenvalues", "variance_ratio", "axis_label": "Leading logFC dim"}``, where
     ``<key>`` is ``key_added`` without ``X_``. Returns None, or the modified copy when ``copy=True``.
@@ -92,16 +97,22 @@ def mds(
     >>> adata.obsm["X_mds"].shape
     (6, 2)
     """
-    if not isinstance(top, int | np.integer) or top < 1:
-        raise ValueError(f"`top` must be a positive integer, got {top!r}")
-    if not isinstance(n_components, int | np.integer) or not 1 <= n_components <= adata.n_obs - 1:
+    if top is not None:
+        deprecated_argument("top", "n_top_genes=", "gendex.tl.mds")
+        n_top_genes = top
+    if n_components is not None:
+        deprecated_argument("n_components", "n_comps=", "gendex.tl.mds")
+        n_comps = n_components
+    if not isinstance(n_top_genes, int | np.integer) or n_top_genes < 1:
+        raise ValueError(f"`n_top_genes` must be a positive integer, got {n_top_genes!r}")
+    if not isinstance(n_comps, int | np.integer) or not 1 <= n_comps <= adata.n_obs - 1:
         raise ValueError(
-            f"`n_components` must lie in [1, n_samples - 1 = {adata.n_obs - 1}], got {n_components!r} "
+            f"`n_comps` must lie in [1, n_samples - 1 = {adata.n_obs - 1}], got {n_comps!r} "
             "(MDS of n samples has at most n - 1 dimensions)"
         )
     x, finite = _log_values(adata, layer, finite_genes=True)
-    distances = leading_logfc_distances(x, top=top)
-    coords, eigenvalues = classical_mds(distances, n_components=n_components)
+    distances = leading_logfc_distances(x, top=n_top_genes)
+    coords, eigenvalues = classical_mds(distances, n_components=n_comps)
     if eigenvalues.sum() <= 0:
         raise ValueError("all samples are identical over the leading genes: MDS is undefined")
     ratio = eigenvalues / eigenvalues.sum()
@@ -114,13 +125,13 @@ def mds(
         {
             "params": {
                 "layer": "X" if layer is None else layer,
-                "top": int(min(top, x.shape[1])),
-                "n_components": int(n_components),
+                "n_top_genes": int(min(n_top_genes, x.shape[1])),
+                "n_comps": int(n_comps),
                 "gene_selection": "pairwise",
                 "n_genes": int(finite.sum()),
             },
-            "eigenvalues": eigenvalues[:n_components],
-            "variance_ratio": ratio[:n_components],
+            "eigenvalues": eigenvalues[:n_comps],
+            "variance_ratio": ratio[:n_comps],
             "axis_label": "Leading logFC dim",
         }
     )

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._results import lookup_de_table
 from .._utils import h5ad_safe
 from ..stats._metrics import (
     auroc,
@@ -50,14 +51,15 @@ def _score(table: pd.DataFrame, key: str, score: str | None) -> tuple[np.ndarray
 
 def evaluate_de(
     adata: AnnData,
-    *,
     key: str,
+    *,
     truth_key: str = "is_de",
     alpha: float = 0.05,
     score: str | None = None,
     alphas: Sequence[float] | None = None,
     key_added: str | None = None,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> pd.DataFrame | AnnData:
     """Compare a DE result with the true DE status: error rates of the calls and quality of the ranking.
 
     Calls are ``padj < alpha`` (NaN ``padj`` is not called). The ranking score orders genes for the ROC and
@@ -82,6 +84,8 @@ def evaluate_de(
         Grid of nominal levels for the FDR curve; by default 50 levels from 0.005 to 0.25.
     key_added
         Key in ``uns``; by default ``f"eval_{key}"``.
+    copy
+        Work on a copy of ``adata`` and return that copy (with ``uns[key_added]`` set) instead of the metrics.
 
     Returns
     -------
@@ -96,14 +100,10 @@ def evaluate_de(
     >>> import gendex as gdx
     >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, seed=0)
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
-    >>> gdx.tl.evaluate_de(adata, key="limma_voom")[["TPR", "FDR", "AUROC"]].shape
+    >>> gdx.tl.evaluate_de(adata, "limma_voom")[["TPR", "FDR", "AUROC"]].shape
     (1, 3)
     """
-    if key not in adata.varm:
-        raise KeyError(f"no DE result `adata.varm[{key!r}]`; available: {list(adata.varm)}")
-    table = adata.varm[key]
-    if not isinstance(table, pd.DataFrame) or "padj" not in table.columns:
-        raise ValueError(f"`adata.varm[{key!r}]` is not a DE table with a `padj` column")
+    table = lookup_de_table(adata, key, ["padj"])
     if truth_key not in adata.var.columns:
         raise KeyError(f"`adata.var[{truth_key!r}]` not found; available columns: {list(adata.var.columns)}")
     truth_col = adata.var[truth_key]
@@ -147,6 +147,8 @@ def evaluate_de(
         },
         index=pd.Index([key], name="key"),
     )
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "params": h5ad_safe({"key": key, "truth_key": truth_key, "alpha": alpha, "score": score_col}),
         "metrics": metrics,
@@ -154,4 +156,4 @@ def evaluate_de(
         "pr": pd.DataFrame({"recall": recall, "precision": precision}),
         "fdr": pd.DataFrame(fdr),
     }
-    return metrics.copy()
+    return adata if copy else metrics.copy()
