@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._validation import check_string_names
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -74,6 +76,7 @@ def store_de_results(
     columns of :data:`DE_COLUMNS` are required. Extra keyword arguments (``design``, ``contrast``, ...)
     are stored beside ``method``/``params``/``versions`` in ``uns``.
     """
+    check_string_names(adata)
     missing = [c for c in DE_COLUMNS if c not in results.columns]
     if missing:
         raise ValueError(f"DE results for {key_added!r} lack the columns {missing}")
