@@ -179,3 +179,48 @@ def test_annotation_only_table_names_the_columns_it_saw(tmp_path):
     path.write_text("EntrezGeneID\tLength\n1\t10\n2\t20\n")
     with pytest.raises(ValueError, match=r"no sample columns \(the header holds only \['EntrezGeneID', 'Length'\]"):
         gdx.io.read_counts(path)
+
+
+# --- arguments ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"sep": ""}, ValueError, r"`sep` must be one separator character.*got ''"),
+        ({"sep": "ab"}, ValueError, r"`sep` must be one separator character.*got 'ab'"),
+        ({"sep": 5}, ValueError, r"`sep` must be one separator character.*got 5"),
+        ({"sep": "\n"}, ValueError, r"`sep` must be one separator character"),
+        ({"sample_sheet": 5}, TypeError, r"`sample_sheet` must be a path or a DataFrame, got int"),
+        ({"gene_column": "nope"}, KeyError, r"gene column 'nope' not in the header of counts\.tsv"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, kwargs, err, match):
+    path = tmp_path / "counts.tsv"
+    path.write_text(table_text())
+    with pytest.raises(err, match=match):
+        gdx.io.read_counts(path, **kwargs)
+
+
+def test_bad_paths_are_named(tmp_path):
+    with pytest.raises(TypeError, match=r"`path` must be a file path \(str or Path\), got int"):
+        gdx.io.read_counts(5)
+    with pytest.raises(ValueError, match="is a folder, not a count table"):
+        gdx.io.read_counts(tmp_path)
+
+
+def test_sample_sheet_dataframe_with_duplicated_columns(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "counts.tsv"
+    path.write_text(table_text())
+    sheet = pd.DataFrame([["a", "b"]] * 3, index=["S1", "S2", "S3"], columns=["group", "group"])
+    with pytest.raises(ValueError, match=r"the sample sheet has duplicated column names \['group'\]"):
+        gdx.io.read_counts(path, sample_sheet=sheet)
+
+
+def test_unsplittable_header_names_the_file(tmp_path):
+    path = tmp_path / "counts.tsv"
+    path.write_bytes(b"gene\tS1\rX\tS2\ng1\t1\t2\n")  # a lone carriage return inside a field
+    with pytest.raises(ValueError, match=r"^counts\.tsv: "):
+        gdx.io.read_counts(path)

@@ -28,9 +28,23 @@ _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", " ": "space"}
 
 
 def _split(line: str, sep: str) -> list[str]:
-    if sep == " ":  # runs of spaces (aligned columns, R's write.table) separate one field
-        return next(csv.reader([line.strip()], delimiter=" ", skipinitialspace=True), [])
-    return next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
+    try:
+        if sep == " ":  # runs of spaces (aligned columns, R's write.table) separate one field
+            return next(csv.reader([line.strip()], delimiter=" ", skipinitialspace=True), [])
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
+    except csv.Error as err:
+        reason = str(err).split(" - ")[0]  # drop csv's advice about universal-newline mode
+        raise ValueError(
+            f"cannot split the line {line[:60]!r} on {sep!r}: {reason} (a stray carriage return or quote?)"
+        ) from None
+
+
+def _n_fields(line: str, sep: str) -> int:
+    """Number of fields of ``line`` split on ``sep``; -1 when it does not split (a stray quote)."""
+    try:
+        return len(_split(line, sep))
+    except ValueError:
+        return -1
 
 
 def _head(lines: list[str]) -> tuple[int, str | None, str | None]:
@@ -61,12 +75,12 @@ def _guess_sep(path: Path, header: str, first: str | None) -> str:
     preferred = "," if name.endswith(".csv") else "\t"
     candidates = (preferred, *[s for s in _SEPARATORS if s != preferred])
     for sep in candidates:
-        n_header = len(_split(header, sep))
-        n_first = len(_split(first, sep)) if first is not None else n_header
+        n_header = _n_fields(header, sep)
+        n_first = _n_fields(first, sep) if first is not None else n_header
         if n_header > 1 and n_first in (n_header, n_header + 1):
             return sep
     for sep in candidates:  # ragged rows: keep the first separator the header holds; parsing will say more
-        if len(_split(header, sep)) > 1:
+        if _n_fields(header, sep) > 1:
             return sep
     return preferred
 
@@ -83,8 +97,11 @@ def _scan(path: Path, text: str, sep: str | None) -> tuple[int, list[str], str, 
         raise ValueError(f"{path.name}: the file is empty (no header line)")
     if sep is None:
         sep = _guess_sep(path, header, first)
-    fields = _split(header, sep)
-    n_first = len(_split(first, sep)) if first is not None else len(fields)
+    try:
+        fields = _split(header, sep)
+        n_first = len(_split(first, sep)) if first is not None else len(fields)
+    except ValueError as err:
+        raise ValueError(f"{path.name}: {err}") from None
     return n_skip, fields, sep, n_first
 
 
@@ -200,6 +217,9 @@ def join_sample_sheet(obs_names: pd.Index, sample_sheet: pd.DataFrame) -> pd.Dat
     stay numeric.
     """
     sheet = sample_sheet.copy()
+    if not sheet.columns.is_unique:
+        dups = sheet.columns[sheet.columns.duplicated()].unique().tolist()
+        raise ValueError(f"the sample sheet has duplicated column names {dups}; rename them")
     sheet.index = sheet.index.astype(str)
     if not sheet.index.is_unique:
         dups = sheet.index[sheet.index.duplicated()].unique().tolist()
@@ -274,9 +294,18 @@ def read_counts(
     >>> import gendex as gdx
     >>> adata = gdx.io.read_counts("counts.tsv", sample_sheet="samples.tsv")  # doctest: +SKIP
     """
+    if not isinstance(path, str | PathLike):
+        raise TypeError(f"`path` must be a file path (str or Path), got {type(path).__name__}")
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\r\n\"'"):
+        raise ValueError(f"`sep` must be one separator character such as '\\t' or ',', got {sep!r}")
+    if sample_sheet is not None and not isinstance(sample_sheet, str | PathLike | pd.DataFrame):
+        raise TypeError(f"`sample_sheet` must be a path or a DataFrame, got {type(sample_sheet).__name__}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"count table not found: {path}")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise ValueError(f"{path} is {what}, not a count table; pass the path of the table file itself")
     table, gene_name = _read_table(path, sep, gene_column)
     original = [gene_name, *table.columns]
 
