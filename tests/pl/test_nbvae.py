@@ -8,7 +8,8 @@ import pytest
 from matplotlib.colors import to_rgba
 
 import gendex as gdx
-from gendex.pl._nbvae import _latent_data, _latent_genes_data, _training_curve_data
+from gendex.pl._embedding import _embedding_data
+from gendex.pl._nbvae import _latent_genes_data, _training_curve_data
 
 
 @pytest.fixture
@@ -43,26 +44,45 @@ def nbvae_adata():
     return adata
 
 
-def test_latent_categorical(nbvae_adata):
-    data = _latent_data(nbvae_adata, basis="X_nbvae", color="celltype", components=(0, 2))
+def test_latent_categorical(nbvae_adata, check_texts):
+    data, _ = _embedding_data(nbvae_adata, "X_nbvae", color="celltype", components=(1, 3))
     np.testing.assert_array_equal(data[["x", "y"]].to_numpy(), nbvae_adata.obsm["X_nbvae"][:, [0, 2]])
     nbvae_adata.uns["celltype_colors"] = ["#111111", "#222222", "#333333"]
-    ax = gdx.pl.latent(nbvae_adata, basis="nbvae", color="celltype", annotate=True)
+    ax = gdx.pl.latent(nbvae_adata, "nbvae", color="celltype", labels=True)
     assert [c.get_label() for c in ax.collections] == ["basal", "luminal", "stromal"]
     assert [len(c.get_offsets()) for c in ax.collections] == [3, 3, 3]
     np.testing.assert_allclose(ax.collections[1].get_facecolor()[0], to_rgba("#222222"))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["basal", "luminal", "stromal"]
     assert sorted(t.get_text() for t in ax.texts) == sorted(nbvae_adata.obs_names)
     assert ax.get_xlabel() == "nbvae latent dimension 1"
+    assert ax.get_title() == "NB-VAE latent space"
+    check_texts(ax)  # labels inside the axes: never over the legend beside it
+
+
+def test_latent_old_call_forms(nbvae_adata):
+    with pytest.warns(FutureWarning, match="1-based"):
+        ax = gdx.pl.latent(nbvae_adata, components=(0, 2))
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), nbvae_adata.obsm["X_nbvae"][:, [0, 2]])
+    with pytest.warns(FutureWarning, match="annotate"):
+        ax = gdx.pl.latent(nbvae_adata, annotate=True)
+    assert len(ax.texts) == nbvae_adata.n_obs
+    ax = gdx.pl.latent(nbvae_adata)  # no data-set-specific default colour
+    assert len(ax.collections) == 1 and ax.get_legend() is None
+
+
+def test_latent_palette(nbvae_adata):
+    ax = gdx.pl.latent(nbvae_adata, color="celltype", palette={"basal": "red", "luminal": "blue", "stromal": "k"})
+    np.testing.assert_allclose(ax.collections[0].get_facecolor()[0], to_rgba("red"))
+    with pytest.raises(ValueError, match="no colour for"):
+        gdx.pl.latent(nbvae_adata, color="celltype", palette={"basal": "red"})
 
 
 def test_latent_numeric_colorbar(nbvae_adata):
     _fig, ax = plt.subplots()
     out = gdx.pl.latent(nbvae_adata, color="depth", ax=ax)
     assert out is ax
-    points = ax.collections[0]
-    np.testing.assert_allclose(points.get_array(), nbvae_adata.obs["depth"])
-    assert points.colorbar is not None and points.colorbar.ax.get_ylabel() == "depth"
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), nbvae_adata.obsm["X_nbvae"][:, :2])
+    assert len(ax.figure.axes) == 2 and ax.figure.axes[1].get_ylabel() == "depth"
 
 
 def test_latent_bad_input(nbvae_adata):
@@ -71,7 +91,7 @@ def test_latent_bad_input(nbvae_adata):
     with pytest.raises(KeyError, match="available columns"):
         gdx.pl.latent(nbvae_adata, color="tissue")
     with pytest.raises(ValueError, match="components"):
-        gdx.pl.latent(nbvae_adata, components=(0, 3))
+        gdx.pl.latent(nbvae_adata, components=(1, 4))
 
 
 def test_training_curve(nbvae_adata, tmp_path):

@@ -11,7 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._validation import get_matrix, to_dense
-from ._colors import palette, sample_colors
+from ._colors import distinct_colors, sample_colors
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -264,7 +264,7 @@ def density(
     # one colour per sample, the same in both panels
     names = list(dict.fromkeys(name for a in panels for name in a.obs_names))
     if color is None:
-        by_sample = dict(zip(names, palette(len(names)), strict=True))
+        by_sample = dict(zip(names, distinct_colors(len(names)), strict=True))
         spec = None
     else:
         spec = sample_colors(panels[-1], color)
