@@ -215,13 +215,8 @@ def pca(
     basis: str = "X_pca",
     *,
     components: Sequence[int] = (1, 2),
-    color: str | None = None,
-    labels: bool | str | None = False,
     key: str | None = None,
     dims: Sequence[int] | None = None,
-    ax: Axes | None = None,
-    show: bool | None = None,
-    save: str | PathLike | None = None,
     **kwargs: Any,
 ) -> Axes:
     """PCA plot of the samples from :func:`gendex.tl.pca`: :func:`embedding` with ``basis="X_pca"``.
@@ -234,22 +229,13 @@ def pca(
         ``obsm`` key of the scores (``"X_" + key_added`` of :func:`gendex.tl.pca`).
     components
         The two components to plot, 1-based.
-    color
-        ``obs`` column to colour the samples by.
-    labels
-        Label the points: True with short sample names, a string with that ``obs`` column.
     key
         Deprecated: use ``basis``.
     dims
         Deprecated: use ``components``.
-    ax
-        Axes to draw into; a new figure when None.
-    show
-        Call ``plt.show()`` when True; None leaves display to Jupyter's inline backend.
-    save
-        Full path to save the figure to.
     **kwargs
-        Passed to :func:`embedding` (``palette``, ``cmap``, ``title``) or to ``Axes.scatter``.
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        arguments of ``Axes.scatter``.
 
     Returns
     -------
@@ -264,9 +250,7 @@ def pca(
     >>> ax = gdx.pl.pca(adata, color="condition", components=(1, 3))
     """
     basis, components = _old_arguments("gdx.pl.pca", basis, components, key, dims)
-    return embedding(
-        adata, basis, components=components, color=color, labels=labels, ax=ax, show=show, save=save, **kwargs
-    )
+    return embedding(adata, basis, components=components, **kwargs)
 
 
 def mds(
@@ -274,13 +258,8 @@ def mds(
     basis: str = "X_mds",
     *,
     components: Sequence[int] = (1, 2),
-    color: str | None = None,
-    labels: bool | str | None = False,
     key: str | None = None,
     dims: Sequence[int] | None = None,
-    ax: Axes | None = None,
-    show: bool | None = None,
-    save: str | PathLike | None = None,
     **kwargs: Any,
 ) -> Axes:
     """MDS plot of the samples (limma's ``plotMDS``) from :func:`gendex.tl.mds`: :func:`embedding` of ``X_mds``.
@@ -296,22 +275,13 @@ def mds(
         ``obsm`` key of the coordinates (``"X_" + key_added`` of :func:`gendex.tl.mds`).
     components
         The two dimensions to plot, 1-based as in limma's ``dim.plot``.
-    color
-        ``obs`` column to colour the samples by.
-    labels
-        Label the points: True with short sample names, a string with that ``obs`` column.
     key
         Deprecated: use ``basis``.
     dims
         Deprecated: use ``components``.
-    ax
-        Axes to draw into; a new figure when None.
-    show
-        Call ``plt.show()`` when True; None leaves display to Jupyter's inline backend.
-    save
-        Full path to save the figure to.
     **kwargs
-        Passed to :func:`embedding` (``palette``, ``cmap``, ``title``) or to ``Axes.scatter``.
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        arguments of ``Axes.scatter``.
 
     Returns
     -------
@@ -326,9 +296,7 @@ def mds(
     >>> ax = gdx.pl.mds(adata, color="condition", labels=True)
     """
     basis, components = _old_arguments("gdx.pl.mds", basis, components, key, dims)
-    return embedding(
-        adata, basis, components=components, color=color, labels=labels, ax=ax, show=show, save=save, **kwargs
-    )
+    return embedding(adata, basis, components=components, **kwargs)
 
 
 def latent(
@@ -336,12 +304,7 @@ def latent(
     basis: str = "X_nbvae",
     *,
     components: Sequence[int] = (1, 2),
-    color: str | None = None,
-    labels: bool | str | None = False,
     annotate: bool | None = None,
-    ax: Axes | None = None,
-    show: bool | None = None,
-    save: str | PathLike | None = None,
     **kwargs: Any,
 ) -> Axes:
     """The samples in a model's latent space (``obsm[basis]``, e.g. from :func:`gendex.tl.nbvae`).
@@ -357,20 +320,11 @@ def latent(
     components
         The two latent dimensions to draw, 1-based (a 0 among them is read as the former 0-based form,
         with a deprecation warning).
-    color
-        ``obs`` column to colour by; None draws every sample in one colour.
-    labels
-        Label the points: True with short sample names, a string with that ``obs`` column.
     annotate
         Deprecated: use ``labels=True``.
-    ax
-        Axes to draw into; a new figure is created when None.
-    show
-        Call ``plt.show()`` when True; None leaves display to Jupyter.
-    save
-        Full path to save the figure to.
     **kwargs
-        Passed to :func:`embedding` (``palette``, ``cmap``, ``title``) or to ``Axes.scatter``.
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        arguments of ``Axes.scatter``.
 
     Returns
     -------
@@ -383,7 +337,7 @@ def latent(
     """
     if annotate is not None:
         deprecated_argument("annotate", "labels=True", "gdx.pl.latent")
-        labels = labels or bool(annotate)
+        kwargs["labels"] = kwargs.get("labels") or bool(annotate)
     comps = list(components) if isinstance(components, Sequence) and not isinstance(components, str) else []
     if 0 in comps and all(isinstance(c, int | np.integer) for c in comps):
         warnings.warn(
@@ -393,6 +347,4 @@ def latent(
             stacklevel=2,
         )
         components = tuple(int(c) + 1 for c in comps)
-    return embedding(
-        adata, basis, components=components, color=color, labels=labels, ax=ax, show=show, save=save, **kwargs
-    )
+    return embedding(adata, basis, components=components, **kwargs)
