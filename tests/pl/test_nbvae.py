@@ -98,20 +98,56 @@ def test_training_curve(nbvae_adata, tmp_path):
     path = tmp_path / "m.h5ad"
     nbvae_adata.write_h5ad(path)
     back = ad.read_h5ad(path)
-    data = _training_curve_data(back, "X_nbvae")
+    data = _training_curve_data(back, "X_nbvae", scale="absolute")
     assert list(data.columns) == ["elbo_train", "reconstruction_loss_train", "kl_local_train"]
-    ax = gdx.pl.training_curve(back, "X_nbvae", logy=True)
-    assert [ln.get_label() for ln in ax.lines] == list(data.columns)
+    with pytest.warns(FutureWarning, match="logy"):
+        ax = gdx.pl.training_curve(back, "X_nbvae", logy=True)
+    assert [ln.get_label().split(" (final")[0] for ln in ax.lines] == ["ELBO", "reconstruction", "KL (latent)"]
+    assert ax.lines[0].get_label() == f"ELBO (final {1000 / 40:.2f})"
     np.testing.assert_array_equal(ax.lines[0].get_xdata(), np.arange(40))
     np.testing.assert_allclose(ax.lines[0].get_ydata(), 1000 / (1 + np.arange(40)))
     assert len(ax.lines[2].get_xdata()) == 39  # NaN epoch dropped
     assert ax.get_xlabel() == "epoch" and ax.get_yscale() == "log"
+    assert ax.get_title() == "NB-VAE training (3 latent dimensions)"  # the model, not the key
     only = gdx.pl.training_curve(back, metrics=["elbo_train"], save=tmp_path / "t.pdf")
-    assert len(only.lines) == 1 and (tmp_path / "t.pdf").exists()
+    assert len(only.lines) == 2 and (tmp_path / "t.pdf").exists()  # the curve and the zero line
     with pytest.raises(KeyError, match="available"):
         gdx.pl.training_curve(back, metrics=["elbo_validation"])
     with pytest.raises(KeyError, match=r"gdx\.tl\.nbvae"):
         gdx.pl.training_curve(back, "X_scvi")
+    with pytest.raises(ValueError, match="scale"):
+        gdx.pl.training_curve(back, scale="sqrt")
+
+
+def test_training_curve_relative_shows_convergence(nbvae_adata):
+    """Per sample (global KL / n, n read back from ELBO = rec + KL local + KL global / n), relative to the end."""
+    n, epochs = 12, np.arange(50)
+    rec = 80_000 + 2_000 * np.exp(-epochs / 10)
+    kl_local = np.full(50, 6.0)
+    kl_global = 17_000 - 3_000 * np.exp(-epochs / 20)
+    history = pd.DataFrame(
+        {
+            "elbo_train": rec + kl_local + kl_global / n,
+            "reconstruction_loss_train": rec,
+            "kl_local_train": kl_local,
+            "kl_global_train": kl_global,
+        },
+        index=pd.RangeIndex(50, name="epoch"),
+    )
+    nbvae_adata.uns["X_nbvae"]["history"] = history
+    data = _training_curve_data(nbvae_adata, "X_nbvae")
+    assert data.attrs["n_train"] == n  # not adata.n_obs (9): read back from the logged terms
+    final_elbo = history["elbo_train"].iloc[-1]
+    np.testing.assert_allclose(data.attrs["final"]["kl_global_train"], kl_global[-1] / n)
+    np.testing.assert_allclose(data["elbo_train"], (history["elbo_train"] - final_elbo) / final_elbo * 100)
+    terms = data[["reconstruction_loss_train", "kl_local_train", "kl_global_train"]].sum(axis=1)
+    np.testing.assert_allclose(terms, data["elbo_train"], atol=1e-9)  # the terms still add up to the ELBO
+    ax = gdx.pl.training_curve(nbvae_adata)
+    y = ax.lines[0].get_ydata()
+    assert y[0] > 2.0 and abs(y[-1]) < 1e-12  # a visible fall to 0 (on a linear 0..80,000 axis: invisible)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[3] == f"KL (global prior) / n (final {kl_global[-1] / n:,.0f})"
+    assert "% of the final ELBO" in ax.get_ylabel()
 
 
 def test_latent_genes(nbvae_adata):
