@@ -13,14 +13,15 @@ from ..get._de import lookup_de_table
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Default colours: up / down / not significant, and the comparison categories.
+#: Default colours: up / down / not significant, and the comparison categories (Okabe-Ito colours, which
+#: stay apart under the common colour-vision deficiencies).
 DIRECTION_COLORS = {"up": "#d62728", "down": "#1f77b4", "ns": "#bdbdbd"}
 CATEGORY_COLORS = {
-    "both": "#6a3d9a",
-    "only1": "#1f77b4",
-    "only2": "#ff7f0e",
+    "both": "#0072B2",
+    "only1": "#D55E00",
+    "only2": "#009E73",
     "neither": "#bdbdbd",
-    "untested": "#2ca02c",
+    "untested": "#CC79A7",
 }
 
 
