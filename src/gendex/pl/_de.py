@@ -250,6 +250,8 @@ def volcano(
         labelled["log2FoldChange"],
         labelled["neg_log10"],
         labelled["label"],
+        avoid_points=data.loc[~data["labelled"], ["log2FoldChange", "neg_log10"]].to_numpy(),
+        marker_size=float(scatter_kwargs.get("s", 8)),
         gids=[f"label:{g}" for g in labelled.index],
     )
     finish(ax, show=show, save=save)

@@ -192,7 +192,7 @@ def embedding(
     spec.add_legend(ax, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if "label" in df.columns:  # after the legend and colour bar, which move the axes
         ax.margins(0.12)
-        place_labels(ax, df["x"], df["y"], df["label"], fontsize="small")
+        place_labels(ax, df["x"], df["y"], df["label"], fontsize="small", marker_size=float(kwargs["s"]))
     finish(ax, show=show, save=save)
     return ax
 

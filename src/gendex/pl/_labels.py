@@ -57,7 +57,7 @@ def sample_labels(adata: AnnData, *, labels: bool | str | None = True) -> pd.Ser
 
 #: candidate placements of a label around its point: 16 directions at distances from 2 to 150 points
 _ANGLES = np.deg2rad([45, -45, 135, -135, 90, -90, 0, 180, 22.5, -22.5, 157.5, -157.5, 67.5, -67.5, 112.5, -112.5])
-_RADII = np.r_[2.0, 6.0, np.arange(12.0, 151.0, 8.0)]  # points
+_RADII = np.r_[1.0, 3.0, 6.0, np.arange(10.0, 151.0, 6.0)]  # points, from the point's edge
 _NEAR = 8.0  # points: labels moved farther than this get a leader line
 
 
@@ -96,6 +96,7 @@ def place_labels(
     *,
     fontsize: Any = "x-small",
     avoid_points: np.ndarray | None = None,
+    marker_size: float = 20.0,
     gids: Sequence[str] | None = None,
 ) -> list:
     """Annotate each point with its text where the label stays inside the axes and overlaps no other label.
@@ -104,8 +105,8 @@ def place_labels(
     candidate boxes are tried around it at growing distances (a grey leader line joins far ones); the first
     box inside the axes that overlaps no label placed before and no labelled point is kept, else the one
     overlapping least. Call it after the axes limits and layout are final (legends and colour bars added).
-    ``avoid_points`` (data coordinates, n x 2) are further points a label should not cover. Returns the
-    annotations.
+    ``avoid_points`` (data coordinates, n x 2) are further points a label should not cover; ``marker_size``
+    is the points' ``s`` (area in points squared, as in ``Axes.scatter``). Returns the annotations.
     """
     texts = [str(t) for t in texts]
     if not texts:
@@ -118,9 +119,9 @@ def place_labels(
     scale = ax.figure.dpi / 72.0
     pad = 1.0 * scale
     dots = px if avoid_points is None else np.vstack([px, ax.transData.transform(np.asarray(avoid_points, float))])
-    r_dot = 2.5 * scale
+    r_dot = (0.5 * float(np.sqrt(marker_size)) + 0.5) * scale
     dot_boxes = np.column_stack([dots - r_dot, dots + r_dot])
-    radii = np.repeat(_RADII, len(_ANGLES)) * scale
+    radii = np.repeat(_RADII, len(_ANGLES)) * scale + r_dot
     cos = np.tile(np.cos(_ANGLES), len(_RADII))
     sin = np.tile(np.sin(_ANGLES), len(_RADII))
     placed = np.zeros((0, 4))
@@ -135,8 +136,7 @@ def place_labels(
             + np.clip(frame.y0 - boxes[:, 1], 0, None)
             + np.clip(boxes[:, 3] - frame.y1, 0, None)
         )
-        others = np.delete(dot_boxes, i, axis=0)
-        cost = 1e6 * outside + 1e3 * _overlaps(boxes, placed) + _overlaps(boxes, others) + 0.5 * radii
+        cost = 1e6 * outside + 1e3 * _overlaps(boxes, placed) + 5.0 * _overlaps(boxes, dot_boxes) + 0.5 * radii
         k = int(np.argmin(cost))
         placed = np.vstack([placed, boxes[k]])
         x0, y0 = cx[k] - w / 2, cy[k] - h / 2
@@ -149,7 +149,7 @@ def place_labels(
             va="bottom",
             fontsize=fontsize,
             arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "0.4", "shrinkA": 1, "shrinkB": 2}
-            if radii[k] > _NEAR * scale
+            if radii[k] - r_dot > _NEAR * scale
             else None,
             gid=None if gids is None else str(gids[i]),
             annotation_clip=False,
