@@ -162,6 +162,7 @@ def test_latent_genes(nbvae_adata):
     np.testing.assert_allclose(ax.lines[1].get_ydata(), 10.0 * 2 ** np.linspace(0, 1, 11))
     assert [t.get_text() for t in ax.get_xticklabels()] == ["basal", "luminal"]
     assert ax.get_ylabel() == "decoded normalised expression"
+    assert ax.get_title() == "NB-VAE decoded expression: basal to luminal"
     with pytest.raises(KeyError, match="not decoded"):
         gdx.pl.latent_genes(nbvae_adata, genes=["S10"])
     with pytest.raises(KeyError, match=r"gdx\.tl\.latent_path"):

@@ -306,7 +306,7 @@ def latent_genes(
     ax.set_xticks([0.0, 1.0], labels=[start, end])
     ax.set_xlabel("position along the latent path")
     ax.set_ylabel("log2 change from the start" if relative else "decoded normalised expression")
-    ax.set_title(f"{key}: {start} to {end}")
+    ax.set_title(f"NB-VAE decoded expression: {start} to {end}")
     if 0 < data.shape[1] <= 20:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     finish(ax, show=show, save=save)
