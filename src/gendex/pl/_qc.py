@@ -43,9 +43,9 @@ def _library_sizes_data(
 
 def library_sizes(
     adata: AnnData,
+    key: str = "library_size",
     *,
     color: str | None = None,
-    key: str = "library_size",
     labels: bool | str | None = True,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -58,10 +58,10 @@ def library_sizes(
     ----------
     adata
         AnnData with ``obs[key]``, written by :func:`gendex.pp.qc_metrics`.
-    color
-        ``obs`` column to colour the bars by (categorical: a legend; numeric: a colour bar).
     key
         ``obs`` column with the library sizes.
+    color
+        ``obs`` column to colour the bars by (categorical: a legend; numeric: a colour bar).
     labels
         The x tick labels: True (or None), short sample names (the rule every plot uses: ``MCL1-DG`` for
         ``MCL1-DG_BC2CTUACXX_ACTTGA_L002_R1``); a string, that ``obs`` column; False, the full ``obs_names``.
