@@ -203,6 +203,8 @@ def test_md_artists(de_adata):
     ys = sorted(ln.get_ydata()[0] for ln in ax.lines)
     np.testing.assert_allclose(ys, [-0.5, 0.0, 0.5])
     assert ax.get_ylabel() == "log2 fold change"
+    assert ax.get_title() == "DESeq2: B vs A"
+    assert ax.get_legend().get_title().get_text() == "padj < 0.05, |log2FC| \u2265 0.5"
 
 
 # ---------------------------------------------------------------------------------------- p-value histogram
@@ -217,6 +219,7 @@ def test_pvalue_hist(de_adata):
     assert [p.get_height() for p in ax.patches] == data["count"].tolist()
     assert ax.lines[0].get_ydata()[0] == pytest.approx(n / 10)
     assert ax.get_xlabel() == "p-value"
+    assert ax.get_title() == "DESeq2: B vs A (195 genes)"
 
 
 def test_pvalue_hist_rejects_non_pvalues(de_adata):

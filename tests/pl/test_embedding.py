@@ -58,6 +58,14 @@ def test_scatter_artists(emb, plot, tmp_path, check_texts):
     check_texts(ax)  # sample labels inside the axes (not over the legend outside it), none over another
 
 
+def test_pca_of_a_vst_layer_names_it(emb):
+    emb.layers["vst"] = np.log2(emb.layers["counts"] + 1.0)
+    gdx.tl.pca(emb, layer="vst", key_added="X_pca_vst")
+    ax = gdx.pl.pca(emb, "X_pca_vst")
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), emb.obsm["X_pca_vst"][:, :2])
+    assert ax.get_title() == "PCA of vst" and ax.get_xlabel().startswith("PC1 (")
+
+
 def test_numeric_colour_and_given_ax(emb):
     fig, ax = plt.subplots()
     out = gdx.pl.mds(emb, color="true_size_factor", ax=ax)

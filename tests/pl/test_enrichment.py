@@ -81,7 +81,7 @@ def test_enrichment_on_real_tl_output(adata):
     assert ax.get_yticklabels()[-1].get_text() == "UP"
 
 
-def test_enrichment_compare_data_and_plots(two):
+def test_enrichment_compare_data_and_plots(two, check_texts):
     data = _enrichment_compare_data(two, "cmp", n_sets=3)
     assert len(data) == 6 and data["result"].tolist() == [1, 2, 1, 2, 1, 2]
     assert data["label"].tolist()[::2] == ["SET_0", "SET_3", "SET_1"]  # by the first result's score
@@ -98,6 +98,7 @@ def test_enrichment_compare_data_and_plots(two):
     assert len(ax.collections[0].get_offsets()) == 6
     assert ax.get_xlabel() == "score (DESeq2)" and len(ax.texts) == 2
     assert "Spearman" in ax.get_title()
+    check_texts(gdx.pl.enrichment_compare(two, "cmp", kind="scatter", n_sets=6))  # set names inside, apart
 
 
 def _with_contrast(adata):

@@ -42,19 +42,22 @@ def _axis_format(adata: AnnData, basis: str) -> tuple[str, np.ndarray | None, st
     found = [r for r in (adata.uns.get(name), adata.uns.get(basis)) if isinstance(r, Mapping)]
     rec = found[0] if found else {}
     ratio = np.asarray(rec["variance_ratio"], dtype=np.float64) if "variance_ratio" in rec else None
+    params = rec.get("params") if isinstance(rec.get("params"), Mapping) else {}
+    kind = "pca" if "n_comps" in params or name == "pca" else "mds" if "axis_label" in rec or name == "mds" else None
     if "axis_label" in rec:
         fmt = f"{rec['axis_label']} {{d}}"
-    elif name == "pca":
+    elif kind == "pca":
         fmt = "PC{d}"
     elif "history" in rec:  # a trained model's latent space (tl.nbvae)
         fmt = f"{name} latent dimension {{d}}"
     else:
         fmt = f"{name} {{d}}"
-    layer = rec.get("params", {}).get("layer") if isinstance(rec.get("params"), Mapping) else None
-    titles = {"pca": "PCA", "mds": "MDS", "nbvae": "NB-VAE latent space"}
-    title = titles.get(name, "NB-VAE latent space" if "history" in rec else name)
-    if layer and name in ("pca", "mds"):
-        title += f" of {layer}"
+    if "history" in rec or name == "nbvae":
+        title = "NB-VAE latent space"
+    elif kind is not None:
+        title = kind.upper() + (f" of {params['layer']}" if params.get("layer") else "")
+    else:
+        title = name
     return fmt, ratio, title
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..tl._compare_enrichment import get_enrichment, set_labels
 from ._data import METHOD_NAMES, contrast_label, method_name, result_title
+from ._labels import place_labels
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -414,16 +415,12 @@ def enrichment_compare(
         ax.scatter(shared["score1"], shared["score2"], s=18, color="0.4", **kwargs)
         ax.axhline(0, color="0.7", linewidth=0.8)
         ax.axvline(0, color="0.7", linewidth=0.8)
-        for label, row in shared.iloc[:n_sets].iterrows():
-            ax.annotate(
-                str(label),
-                (row["score1"], row["score2"]),
-                fontsize="x-small",
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
         ax.set_xlabel(f"score ({labels[0]}){_direction_label(adata, key1)}")
         ax.set_ylabel(f"score ({labels[1]})")
+        top = shared.iloc[:n_sets]
+        ax.margins(0.1)
+        points = shared[["score1", "score2"]].to_numpy()
+        place_labels(ax, top["score1"], top["score2"], top.index.astype(str), avoid_points=points, marker_size=18.0)
         rho = record.get("summary", {}).get("spearman", float("nan"))
         ax.set_title(f"Spearman rho = {float(rho):.2f} ({len(shared)} sets)")
     finish(ax, show=show, save=save)
