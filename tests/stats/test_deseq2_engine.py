@@ -284,7 +284,7 @@ def test_batched_inference_in_pydeseq2_close_to_default():
     ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=150, seed=3)
     counts = pd.DataFrame(np.asarray(ad.X), index=ad.obs_names, columns=ad.var_names)
     out = {}
-    for name, inf in [("batched", gdx.stats.BatchedInference()), ("default", DefaultInference(n_cpus=1))]:
+    for name, inf in [("batched", gdx.tl.BatchedInference()), ("default", DefaultInference(n_cpus=1))]:
         dds = DeseqDataSet(
             counts=counts, metadata=ad.obs[["condition"]].copy(), design="~condition", inference=inf, quiet=True
         )

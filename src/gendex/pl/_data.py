@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..get._de import lookup_de_table
+from .._results import lookup_de_table
 
 if TYPE_CHECKING:
     from anndata import AnnData
