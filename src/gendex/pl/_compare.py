@@ -282,7 +282,7 @@ def na_genes(
             f"`ax` must hold {2 if show_width else 1} Axes here (show_width={show_width}), got {len(given)}"
         )
     if none_na:  # one box over every gene would say nothing: say it in words
-        target = get_ax(None if given is None else given[0], figsize=(4.5, 2.5))
+        target = get_ax(None if given is None else given[0], figsize=(5.0, 1.8))
         for extra in (given or [])[1:]:
             extra.set_axis_off()
         target.set_axis_off()

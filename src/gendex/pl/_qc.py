@@ -169,8 +169,8 @@ def _cutoff(adata: AnnData, layer: str) -> float | None:
 
 def density(
     adata: AnnData,
-    *,
     layer: str = "log_cpm",
+    *,
     before: AnnData | None = None,
     color: str | None = None,
     show_cutoff: bool = True,
