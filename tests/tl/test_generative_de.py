@@ -32,7 +32,7 @@ def _data(n_samples=8, n_genes=200, seed=0):
 @pytest.fixture(scope="module")
 def fitted():
     adata = _data()
-    model = gdx.tl.nbvae(adata, max_epochs=40, **TRAIN)
+    model = gdx.tl.nbvae(adata, max_epochs=40, early_stopping=False, **TRAIN)
     return adata, model
 
 
