@@ -57,7 +57,7 @@ def main() -> None:
     rows = []
     for n_samples in [int(x) for x in args.designs.split(",")]:
         for seed in [int(x) for x in args.seeds.split(",")]:
-            adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=args.genes, seed=seed)
+            adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=args.genes, random_state=seed)
             gdx.pp.size_factors(adata)
             truth, de = adata.var["true_log2fc"].to_numpy(), adata.var["is_de"].to_numpy()
             dcall = deseq2_calls(adata)

@@ -126,7 +126,7 @@ def scale(samples: int, genes: int, epochs: int, accelerator: str, threads: int 
         path = str(Path(tmp) / "sim.h5ad")
         make = (
             "import gendex as gdx; a = gdx.datasets.simulate_counts("
-            f"n_samples={samples}, n_genes={genes}, seed=0); gdx.pp.size_factors(a); "
+            f"n_samples={samples}, n_genes={genes}, random_state=0); gdx.pp.size_factors(a); "
             f"a.X = None; a.write_h5ad({path!r})"
         )
         subprocess.run([sys.executable, "-c", make], check=True)

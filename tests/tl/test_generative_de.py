@@ -24,7 +24,7 @@ DE_COLUMNS = [
 
 
 def _data(n_samples=8, n_genes=200, seed=0):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed)
     gdx.pp.size_factors(adata)
     return adata
 
@@ -258,7 +258,7 @@ def test_latent_path_coordinates_and_errors(fitted, unchanged):
 
 
 def _calibration(n_samples, seed, n_genes=2000):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed)
     gdx.pp.size_factors(adata)
     model = gdx.tl.nbvae(adata, random_state=seed, **TRAIN)
     gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A")
