@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..tl._compare_enrichment import get_enrichment, set_labels
+from .._results import lookup_enrichment as get_enrichment
+from .._results import set_labels
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from anndata import AnnData
 from .._design import contrast_vector, design_matrix
 from .._utils import store_de_results
 from .._validation import check_no_empty_samples, check_not_backed, check_unique_names, get_counts
-from ..stats._limma import calc_norm_factors_tmm, contrasts_fit, ebayes, lm_fit, top_table, voom
+from ..stats._limma import contrasts_fit, ebayes, lm_fit, top_table, voom
+from ..stats._norm_factors import calc_norm_factors_tmm
 
 logger = logging.getLogger(__name__)
 
