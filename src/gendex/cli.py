@@ -169,7 +169,9 @@ def step_load(demo: Demo) -> None:
         demo.dataset = "GSE60450 (Fu et al. 2015): mouse mammary basal and luminal cells, virgin/pregnant/lactating"
         demo.design, demo.group, demo.color = args.design or "~celltype + status", "celltype", "group"
     else:
-        demo.adata = gdx.datasets.simulate_counts(n_samples=args.n_samples, n_genes=args.n_genes, seed=args.seed)
+        demo.adata = gdx.datasets.simulate_counts(
+            n_samples=args.n_samples, n_genes=args.n_genes, random_state=args.seed
+        )
         demo.dataset = (
             f"simulated negative-binomial counts (`gdx.datasets.simulate_counts`, seed {args.seed}); "
             f"{int(demo.adata.var['is_de'].sum())} genes truly differentially expressed between conditions A and B"

@@ -24,7 +24,7 @@ pytestmark = [
 
 
 def _data(n_samples=8, n_genes=200, seed=0, **kw):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed, **kw)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed, **kw)
     gdx.pp.size_factors(adata)
     return adata
 

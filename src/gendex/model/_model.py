@@ -27,6 +27,7 @@ from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMix
 
 from .._validation import check_obs_key, get_counts, to_dense
 from . import _dispersion, _init, _latent_dim, _posterior
+from ._de import GenerativeDEMixin
 from ._module import NBVAEModule
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Negative-binomial variational autoencoder for bulk RNA-seq counts (scvi-tools model).
 
     Each sample gets a low-dimensional latent code ``z`` (a normal posterior from an encoder on ``log1p(x / s)``);

@@ -1,4 +1,4 @@
-"""``tl.nbvae``, ``tl.generative_de`` and ``tl.latent_path``: the NB-VAE on AnnData (torch imported lazily)."""
+"""``tl.nbvae`` and ``tl.latent_path``: the NB-VAE on AnnData (torch imported lazily)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from anndata import AnnData
 from numpy.typing import NDArray
 
 from .._design import design_factors, design_matrix, prepare_obs
-from .._utils import h5ad_safe, package_versions, store_de_results
-from .._validation import check_groups, check_no_empty_samples, check_not_backed, check_obs_key, get_counts
-from ..stats import ash, posterior_fdr
+from .._utils import h5ad_safe, package_versions
+from .._validation import check_no_empty_samples, check_not_backed, check_obs_key, get_counts
+from ._generative_de import check_model_data
 
 if TYPE_CHECKING:
     from ..model import NBVAE
@@ -361,209 +361,6 @@ def _as_list(keys: Sequence[str] | str | None) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys)
 
 
-def _check_model(adata: AnnData, model: NBVAE) -> None:
-    if not getattr(model, "is_trained", False):
-        raise ValueError("the model is not trained; train it with `gdx.tl.nbvae` or `model.train()`")
-    if getattr(model, "dispersions_", None) is None:
-        raise ValueError("the model has no fitted dispersions; call `model.fit_dispersions()` first")
-    if list(model.adata.var_names) != list(adata.var_names):
-        raise ValueError("`adata.var_names` differ from the genes the model was trained on")
-    if list(model.adata.obs_names) != list(adata.obs_names):
-        raise ValueError("`adata.obs_names` differ from the samples the model was trained on")
-
-
-def de_table(
-    draws: NDArray,
-    *,
-    delta: float,
-    ci_level: float,
-    fdr_target: float,
-    lfc_prior: Literal["adaptive", "flat"] = "adaptive",
-) -> pd.DataFrame:
-    """Generative DE statistics from posterior draws of log2 fold changes ``(n_draws, n_genes)``.
-
-    With ``lfc_prior="adaptive"`` the draws' means and sds summarise each gene's likelihood and an adaptive
-    shrinkage prior (:func:`gendex.stats.ash`) estimated from all genes gives the posterior; with ``"flat"`` the
-    draws are the posterior. Genes whose draws are not finite get NaN.
-    """
-    n_genes = draws.shape[1]
-    ok = np.all(np.isfinite(draws), axis=0)
-    d = draws[:, ok].astype(np.float64)
-    m, s = d.mean(0), np.maximum(d.std(0, ddof=1), 1e-6)
-    a = (1.0 - ci_level) / 2.0
-    cols: dict[str, NDArray] = {}
-    if lfc_prior == "adaptive":
-        post = ash(m, s)
-        cols["log2FoldChange"], cols["lfcSE"] = post.mean, post.sd
-        cols["lfc_lower"], cols["lfc_upper"] = post.quantile(a), post.quantile(1.0 - a)
-        prob_de = post.prob_greater(delta) + post.prob_less(-delta)
-        cols["lfsr"] = post.lfsr()
-    else:
-        cols["log2FoldChange"], cols["lfcSE"] = m, s
-        cols["lfc_lower"], cols["lfc_upper"] = np.quantile(d, a, axis=0), np.quantile(d, 1.0 - a, axis=0)
-        prob_de = (np.abs(d) > delta).mean(0)
-        cols["lfsr"] = np.minimum((d >= 0).mean(0), (d <= 0).mean(0))
-    cols["prob_de"] = np.clip(prob_de, 0.0, 1.0)
-    cols["lfc_unshrunk"], cols["lfc_unshrunk_se"] = m, s
-    out = pd.DataFrame({k: np.full(n_genes, np.nan) for k in cols})
-    for k, v in cols.items():
-        out.loc[ok, k] = v
-    out["qvalue"] = posterior_fdr(1.0 - out["prob_de"].to_numpy())
-    out["is_de"] = (out["qvalue"] <= fdr_target).to_numpy() & ok
-    out["stat"] = out["log2FoldChange"] / out["lfcSE"].where(out["lfcSE"] > 0)
-    out["pvalue"] = 1.0 - out["prob_de"]
-    out["padj"] = out["qvalue"]
-    order = ["log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "lfsr", "qvalue", "is_de", "stat"]
-    return out[[*order, "pvalue", "padj", "lfc_unshrunk", "lfc_unshrunk_se"]]
-
-
-def generative_de(
-    adata: AnnData,
-    model: NBVAE,
-    *,
-    groupby: str,
-    group1: str,
-    group2: str,
-    delta: float = 0.25,
-    fdr_target: float = 0.05,
-    ci_level: float = 0.9,
-    n_draws: int = 500,
-    lfc_prior: Literal["adaptive", "flat"] = "adaptive",
-    uncertainty: Sequence[str] = ("z", "decoder", "dispersion"),
-    key_added: str = "nbvae_de",
-    random_state: int = 0,
-) -> None:
-    """Generative differential expression: log2 fold changes of the NB-VAE's decoded normalised means.
-
-    For each posterior draw, every sample of ``group1`` and ``group2`` is decoded (size factors excluded) and the
-    log2 ratio of the two groups' mean decoded expression is taken. The draws combine three sources of
-    uncertainty: the latent codes (``q(z | x)``), the decoder's per-gene parameters (a Laplace posterior: the
-    NB-GLM information on the latent features, averaged over ``q(z)``, plus the weight prior) and the dispersions
-    (their empirical-Bayes posterior). If ``groupby`` is a categorical covariate of the model, the contrast is
-    counterfactual instead: every sample of both groups is decoded as ``group1`` and as ``group2``. An adaptive
-    shrinkage prior fitted to all genes (``lfc_prior="adaptive"``, :func:`gendex.stats.ash`) turns the draws
-    into posteriors with a point mass at no change, which is what makes the posterior FDR calibrated.
-
-    Parameters
-    ----------
-    adata
-        The AnnData the model was trained on (same samples and genes, in the same order).
-    model
-        A trained :class:`gendex.model.NBVAE` (from :func:`nbvae`).
-    groupby
-        Column of ``obs`` with the groups.
-    group1, group2
-        Test and reference group: ``log2FoldChange = log2(group1 / group2)``.
-    delta
-        Smallest absolute log2 fold change that counts as differential expression.
-    fdr_target
-        Posterior expected FDR at which genes are called (``is_de``).
-    ci_level
-        Level of the equal-tailed credible interval ``lfc_lower``/``lfc_upper``.
-    n_draws
-        Number of posterior draws.
-    lfc_prior
-        ``"adaptive"`` (empirical-Bayes shrinkage prior) or ``"flat"`` (the draws as they are).
-    uncertainty
-        Sources of uncertainty in the draws, any of ``"z"``, ``"decoder"``, ``"dispersion"``.
-    key_added
-        Key of ``varm`` and ``uns``.
-    random_state
-        Seed of the draws.
-
-    Returns
-    -------
-    Sets ``adata.varm[key_added]`` (genes x ``baseMean, log2FoldChange, lfcSE, lfc_lower, lfc_upper, prob_de,
-    lfsr, qvalue, is_de, stat, pvalue, padj, lfc_unshrunk, lfc_unshrunk_se``; ``pvalue = 1 - prob_de``,
-    ``padj = qvalue``; genes without counts get NaN) and ``adata.uns[key_added]`` (method, params, versions,
-    design, contrast).
-
-    Notes
-    -----
-    ``prob_de`` is ``P(|LFC| > delta)``, ``lfsr`` the local false sign rate ``min(P(LFC >= 0), P(LFC <= 0))``
-    (near 1 for genes whose posterior sits on zero), ``qvalue`` the mean of ``1 - prob_de`` over this gene and
-    every gene with a larger ``prob_de``. Latent draws alone (what scvi-tools' ``differential_expression``
-    uses) give intervals that hold the true log fold change for a few percent of genes on simulated 6 vs 6
-    data; with the decoder's and the dispersions' posteriors about 90%; the adaptive prior brings the observed
-    FDR of ``is_de`` under the target (``benchmarks/nbvae_calibration.py``).
-
-    Examples
-    --------
-    >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
-    >>> gdx.pp.size_factors(adata)
-    >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu", enable_progress_bar=False)
-    >>> gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A")
-    >>> "prob_de" in adata.varm["nbvae_de"]
-    True
-    """
-    check_not_backed(adata)
-    _check_model(adata, model)
-    if str(group1) == str(group2):
-        raise ValueError(f"`group1` and `group2` must differ, got {group1!r} twice")
-    col = check_groups(adata, groupby, [group1, group2], min_size=1)
-    if delta < 0:
-        raise ValueError(f"`delta` must be >= 0, got {delta}")
-    for name, val in (("fdr_target", fdr_target), ("ci_level", ci_level)):
-        if not 0.0 < val < 1.0:
-            raise ValueError(f"`{name}` must lie in (0, 1), got {val}")
-    if lfc_prior not in ("adaptive", "flat"):
-        raise ValueError(f"`lfc_prior` must be 'adaptive' or 'flat', got {lfc_prior!r}")
-    bad = set(uncertainty) - {"z", "decoder", "dispersion"}
-    if bad:
-        raise ValueError(f"unknown sources of `uncertainty`: {sorted(bad)}; use 'z', 'decoder', 'dispersion'")
-    if n_draws < 10:
-        raise ValueError(f"`n_draws` must be >= 10, got {n_draws}")
-
-    from ..model import _posterior
-
-    state = _posterior.glm_state(model, with_counts=False)
-    idx1 = np.flatnonzero((col == str(group1)).to_numpy())
-    idx2 = np.flatnonzero((col == str(group2)).to_numpy())
-    counterfactual = _posterior.counterfactual_features(model, groupby, str(group1), str(group2))
-    if counterfactual is not None:
-        idx1 = idx2 = np.concatenate([idx1, idx2])
-    draws = _posterior.lfc_draws(
-        model,
-        state,
-        idx1,
-        idx2,
-        counterfactual=counterfactual,
-        n_draws=n_draws,
-        include=tuple(uncertainty),
-        random_state=random_state,
-    )
-    table = de_table(draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
-    table.insert(0, "baseMean", _posterior.mean_decoded(state))
-    empty = np.asarray(model.adata_manager.get_from_registry("X").sum(axis=0)).ravel() == 0
-    table.loc[empty, table.columns != "is_de"] = np.nan
-    table.loc[empty, "is_de"] = False
-    table.index = adata.var_names.copy()
-    params = {
-        "groupby": groupby,
-        "group1": str(group1),
-        "group2": str(group2),
-        "delta": delta,
-        "fdr_target": fdr_target,
-        "ci_level": ci_level,
-        "n_draws": n_draws,
-        "lfc_prior": lfc_prior,
-        "uncertainty": list(uncertainty),
-        "counterfactual": counterfactual is not None,
-        "random_state": random_state,
-    }
-    store_de_results(
-        adata,
-        key_added,
-        table,
-        method="nbvae",
-        params=params,
-        packages=("scvi-tools", "torch"),
-        design=f"NB-VAE decoder on [1, z ({model.module.n_latent}-d), covariates]",
-        contrast=[groupby, str(group1), str(group2)],
-    )
-
-
 def _latent_point(adata: AnnData, model: NBVAE, point: Any, latent: NDArray, name: str) -> tuple[NDArray, str | None]:
     """A latent coordinate from a sequence of floats, or the latent centroid of ``(obs_column, level)``."""
     k = latent.shape[1]
@@ -629,7 +426,7 @@ def latent_path(
     (5, 200)
     """
     check_not_backed(adata)
-    _check_model(adata, model)
+    check_model_data(adata, model)
     if n_points < 2:
         raise ValueError(f"`n_points` must be >= 2, got {n_points}")
     if genes is None:
