@@ -81,7 +81,7 @@ def add_nbvae_de(adata, *, key="nbvae_de", seed=2):
 @pytest.fixture
 def de_adata():
     """simulate_counts (8 x 200) with symbols (a few missing), log-CPM, a DESeq2 and an NB-VAE result."""
-    adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
     symbols = pd.Series([f"Sym{i}" for i in range(adata.n_vars)], index=adata.var_names, dtype=object)
     symbols.iloc[[10, 11]] = ["", np.nan]
     adata.var["symbol"] = symbols

@@ -15,7 +15,7 @@ from gendex.pl._nbvae import _latent_genes_data, _training_curve_data
 @pytest.fixture
 def nbvae_adata():
     """What tl.nbvae and tl.latent_path store (CONTRACTS.md), with made-up numbers."""
-    adata = gdx.datasets.simulate_counts(n_samples=9, n_genes=30, n_groups=3, seed=0)
+    adata = gdx.datasets.simulate_counts(n_samples=9, n_genes=30, n_groups=3, random_state=0)
     adata.var["symbol"] = [f"S{i}" for i in range(adata.n_vars)]
     adata.obs["celltype"] = pd.Categorical(["basal", "luminal", "stromal"] * 3)
     adata.obs["depth"] = np.linspace(1.0, 2.0, adata.n_obs)

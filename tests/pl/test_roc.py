@@ -8,7 +8,7 @@ from gendex.pl._evaluate import _fdr_curve_data, _roc_data
 
 @pytest.fixture
 def evaluated():
-    adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=600, seed=2)
+    adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=600, random_state=2)
     gdx.pp.filter_by_expr(adata, group="condition")
     gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     gdx.pp.log_cpm(adata)

@@ -79,7 +79,7 @@ def test_compare_de_round_trips_h5ad(two_results, tmp_path):
 
 
 def test_compare_de_on_simulation_recovers_shrinkage():
-    adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, seed=3)
+    adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, random_state=3)
     truth = adata.var["true_log2fc"].to_numpy()
     rng = np.random.default_rng(0)
     padj = np.where(adata.var["is_de"], 1e-6, 0.5)

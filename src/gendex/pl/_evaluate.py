@@ -103,7 +103,7 @@ def roc(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, random_state=0)
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     >>> _ = gdx.tl.evaluate_de(adata, key="limma_voom")
     >>> ax = gdx.pl.roc(adata, keys=["limma_voom"])
@@ -158,7 +158,7 @@ def fdr_curve(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, random_state=0)
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     >>> _ = gdx.tl.evaluate_de(adata, key="limma_voom")
     >>> ax = gdx.pl.fdr_curve(adata, keys="limma_voom")

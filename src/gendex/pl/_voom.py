@@ -68,7 +68,7 @@ def voom(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, random_state=0)
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     >>> ax = gdx.pl.voom(adata)
     """
