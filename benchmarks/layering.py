@@ -5,7 +5,7 @@ of the tree under ``SRC`` (default: this checkout's ``src/gendex``); ``tests/tes
 check and fails on any violation. The layers are the ones ``docs/architecture.md`` draws:
 
     core (private _utils, _validation, _design, _contrast, _results)   stats (pure kernels)
-        -> io, datasets -> pp -> model -> tl -> get -> pl -> cli / demo
+        -> io, datasets -> pp -> model -> tl -> get -> pl -> cli / _demo
 
 A module may import its own package and the packages below it, with these exceptions: ``stats`` imports nothing
 of gendex but ``stats`` (no AnnData, no subclass of another package's classes); ``get`` and ``tl`` do not import
@@ -34,7 +34,7 @@ RANKS = {
     "get": 5,
     "pl": 6,
     "cli": 8,
-    "demo": 8,
+    "_demo": 8,
     "__init__": 8,
     "__main__": 8,
 }
@@ -48,6 +48,8 @@ ADAPTED = {
 #: Deliberate exceptions, each with its reason: (importer path, imported part).
 ALLOWED = {
     ("stats/__init__.py", "tl"): "deprecated alias gendex.stats.BatchedInference (FutureWarning), removed in 0.2",
+    ("model/_de.py", "tl"): "pending: NBVAE.differential_expression uses tl._generative_de.de_table, a table kernel "
+    "on posterior draws that belongs in stats or model (asked of gende/genmodel)",
 }
 
 
@@ -130,6 +132,10 @@ def violations(root: Path) -> list[str]:
             continue
         dst = _target_part(imp.target)
         if dst is None or dst == src or (imp.path, dst) in ALLOWED:
+            continue
+        unknown = [p for p in (src, dst) if p not in RANKS]
+        if unknown:
+            out.append(f"{imp.path}:{imp.line} imports {imp.target} (no layer for {unknown}: add it to RANKS)")
             continue
         if src == "stats":
             reason = "stats holds pure kernels and imports only stats"

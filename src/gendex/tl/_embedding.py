@@ -78,7 +78,7 @@ def mds(
     -------
     Sets ``adata.obsm[key_added]`` (samples x ``n_comps`` coordinates),
     ``adata.obsp["<key>_distances"]`` (the leading log-fold-change distances) and ``adata.uns["<key>"]``:
-    ``{"params": {...}, "eigenvalues", "variance_ratio", "axis_label": "Leading logFC dim"}``, where
+    ``{"method": "mds", "params": {...}, "eigenvalues", "variance_ratio", "axis_label": "Leading logFC dim"}``, where
     ``<key>`` is ``key_added`` without ``X_``. Returns None, or the modified copy when ``copy=True``.
 
     Notes
@@ -123,6 +123,7 @@ def mds(
     adata.obsp[f"{key}_distances"] = distances
     adata.uns[key] = h5ad_safe(
         {
+            "method": "mds",
             "params": {
                 "layer": "X" if layer is None else layer,
                 "n_top_genes": int(min(n_top_genes, x.shape[1])),
@@ -209,6 +210,7 @@ def pca(
     adata.varm[varm_key] = pcs
     adata.uns[key] = h5ad_safe(
         {
+            "method": "pca",
             "params": {
                 "layer": "X" if layer is None else layer,
                 "n_comps": int(n_comps),
