@@ -137,6 +137,7 @@ def deseq2(
     >>> gdx.get.de_results(adata, "deseq2").sort_values("padj").head()  # doctest: +SKIP
     """
     design = keyword_design(args, design, "gendex.tl.deseq2", default="~condition")
+    assert design is not None  # the default fills it
     req = _validate(
         adata,
         design=design,
@@ -193,6 +194,7 @@ def _run_batched(req: _Request) -> _Outcome:
     for contrast, vec, coef in zip(req.contrasts, req.vectors, req.shrink_coefs, strict=True):
         info: dict[str, Any]
         if req.test == "lrt":
+            assert req.reduced_df is not None  # validated: test="lrt" needs `reduced`
             table = deseq2_lrt(fit, req.reduced_df.to_numpy(), **tests)
             if req.contrast_given:  # R's results(dds, contrast=...) of an LRT fit: that contrast's LFC and SE
                 wald = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)

@@ -297,7 +297,7 @@ def enrich(
         n_sets_tested = len(res)
     res = sort_results(res)
 
-    params = {
+    params: dict[str, Any] = {
         "key": key,
         "method": method,
         "stat": stat if method != "ora" else "None",

@@ -79,7 +79,9 @@ def ttest(
     check_unique_names(adata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
-    groupby, group1, group2 = resolve_comparison(contrast, groupby=groupby, group1=group1, group2=group2)
+    comparison = resolve_comparison(contrast, groupby=groupby, group1=group1, group2=group2)
+    assert comparison is not None  # required=True raises instead of returning None
+    groupby, group1, group2 = comparison
     labels = check_groups(adata, groupby, [group1, group2], min_size=2)
     raw = get_matrix(adata, layer)
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"

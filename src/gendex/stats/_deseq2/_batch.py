@@ -96,7 +96,7 @@ def alpha_mle(
     ctx = _Ctx(x, np.ones(n), min_mu=0.5, min_disp=min_disp, max_disp=max_disp, beta_tol=1e-8, device=device)
     if prior_reg and prior_disp_var is None:
         raise ValueError("`prior_disp_var` is needed when `prior_reg` is True")
-    prior_var = float(prior_disp_var) if prior_reg else 1.0
+    prior_var = float(prior_disp_var) if prior_reg and prior_disp_var is not None else 1.0
     alpha_hat = np.clip(np.asarray(alpha_hat, dtype=np.float64), min_disp, max_disp)
     out = np.empty(g)
     conv_out = np.empty(g, dtype=bool)
