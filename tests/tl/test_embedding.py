@@ -166,3 +166,11 @@ def test_mds_old_argument_names_still_work_with_a_warning(lcpm):
         old2 = gdx.tl.mds(lcpm, n_top_genes=30, n_components=3, copy=True)
     np.testing.assert_array_equal(old.obsm["X_mds"], new.obsm["X_mds"])
     np.testing.assert_array_equal(old2.obsm["X_mds"], new.obsm["X_mds"])
+
+
+def test_key_added_names_the_embedding_with_or_without_x_prefix(lcpm):
+    a = gdx.tl.pca(lcpm, n_comps=2, key_added="pca", copy=True)
+    b = gdx.tl.pca(lcpm, n_comps=2, key_added="X_pca", copy=True)
+    np.testing.assert_array_equal(a.obsm["X_pca"], b.obsm["X_pca"])
+    c = gdx.tl.mds(lcpm, key_added="mine", copy=True)
+    assert "X_mine" in c.obsm and c.uns["mine"]["method"] == "mds" and "mine" not in c.obsm

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def embedding_keys(key_added: str) -> str:
-    """The ``uns`` key that goes with ``obsm[key_added]``: ``"X_mds"`` -> ``"mds"``."""
+    """The name of an embedding: ``"mds"`` and ``"X_mds"`` -> ``"mds"`` (``obsm["X_mds"]``, ``uns["mds"]``)."""
     return key_added.removeprefix("X_") or key_added
 
 
@@ -45,7 +45,7 @@ def mds(
     layer: str | None = "log_cpm",
     n_top_genes: int = 500,
     n_comps: int = 2,
-    key_added: str = "X_mds",
+    key_added: str = "mds",
     copy: bool = False,
     top: int | None = None,
     n_components: int | None = None,
@@ -68,7 +68,8 @@ def mds(
     n_comps
         Number of dimensions to keep; at most ``n_samples - 1``.
     key_added
-        ``obsm`` key of the coordinates; the other slots use it without its ``X_`` prefix (``"mds"``).
+        Name of the embedding: coordinates in ``obsm[f"X_{key_added}"]`` (scanpy's ``basis``), the record in
+        ``uns[key_added]``; a leading ``X_`` is dropped (``"X_mds"`` means ``"mds"``).
     copy
         Work on a copy of ``adata`` and return it.
     top, n_components
@@ -76,7 +77,7 @@ def mds(
 
     Returns
     -------
-    Sets ``adata.obsm[key_added]`` (samples x ``n_comps`` coordinates),
+    Sets ``adata.obsm["X_<key>"]`` (samples x ``n_comps`` coordinates),
     ``adata.obsp["<key>_distances"]`` (the leading log-fold-change distances) and ``adata.uns["<key>"]``:
     ``{"method": "mds", "params": {...}, "eigenvalues", "variance_ratio", "axis_label": "Leading logFC dim"}``, where
     ``<key>`` is ``key_added`` without ``X_``. Returns None, or the modified copy when ``copy=True``.
@@ -119,7 +120,7 @@ def mds(
     key = embedding_keys(key_added)
     if copy:
         adata = adata.copy()
-    adata.obsm[key_added] = coords
+    adata.obsm[f"X_{key}"] = coords
     adata.obsp[f"{key}_distances"] = distances
     adata.uns[key] = h5ad_safe(
         {
@@ -145,7 +146,7 @@ def pca(
     layer: str | None = "log_cpm",
     n_comps: int | None = None,
     n_top_genes: int | None = None,
-    key_added: str = "X_pca",
+    key_added: str = "pca",
     copy: bool = False,
 ) -> AnnData | None:
     """Principal component analysis of the samples (genes centred, not scaled).
@@ -161,14 +162,15 @@ def pca(
     n_top_genes
         Use only the genes of highest variance (DESeq2's ``plotPCA`` uses 500); None uses every gene.
     key_added
-        ``obsm`` key of the scores; ``"X_pca"`` also writes ``varm["PCs"]`` and ``uns["pca"]`` (scanpy's
-        names); another key ``"X_<name>"`` writes ``varm["PCs_<name>"]`` and ``uns["<name>"]``.
+        Name of the embedding: scores in ``obsm[f"X_{key_added}"]``, the record in ``uns[key_added]``; ``"pca"``
+        writes the loadings to ``varm["PCs"]`` (scanpy's names), another name to ``varm[f"PCs_{key_added}"]``.
+        A leading ``X_`` is dropped (``"X_pca"`` means ``"pca"``).
     copy
         Work on a copy of ``adata`` and return it.
 
     Returns
     -------
-    Sets ``adata.obsm[key_added]`` (samples x components scores), ``adata.varm["PCs"]`` (genes x components
+    Sets ``adata.obsm["X_pca"]`` (samples x components scores), ``adata.varm["PCs"]`` (genes x components
     loadings; zero for genes left out by ``n_top_genes``) and ``adata.uns["pca"]``: ``{"params": {...},
     "variance", "variance_ratio"}`` (``variance_ratio`` = share of the total variance of the genes used).
     Returns None, or the modified copy when ``copy=True``.
@@ -206,7 +208,7 @@ def pca(
     varm_key = "PCs" if key == "pca" else f"PCs_{key}"
     if copy:
         adata = adata.copy()
-    adata.obsm[key_added] = scores
+    adata.obsm[f"X_{key}"] = scores
     adata.varm[varm_key] = pcs
     adata.uns[key] = h5ad_safe(
         {
