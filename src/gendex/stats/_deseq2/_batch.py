@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _kernels as K
+from . import _disp_kernels as D
 from ._apeglm import apeglm_map
 from ._backend import single_threaded_blas
 from ._glm import _Ctx, fit_glm
@@ -107,7 +107,7 @@ def alpha_mle(
             m = ctx.t(np.asarray(mu, dtype=np.float64)[:, sl].T)
             a0 = ctx.t(np.log(alpha_hat[sl]))
             pm = a0 if prior_reg else None
-            res = K.fit_disp(
+            res = D.fit_disp(
                 ctx.ops,
                 y,
                 m,
@@ -128,7 +128,7 @@ def alpha_mle(
                 refit = ~conv & (disp > min_disp * 10)
             idx = be.flatnonzero(refit)
             if idx.shape[0]:
-                disp[idx] = K.fit_disp_grid(
+                disp[idx] = D.fit_disp_grid(
                     ctx.ops,
                     y[idx],
                     m[idx],
