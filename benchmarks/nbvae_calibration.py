@@ -145,7 +145,7 @@ def run_one(scenario: str, seed: int, n_genes: int, modes: list[str], *, ablatio
     adata, design = simulate(scenario, seed, n_genes)
     truth, de = adata.var["true_log2fc"].to_numpy(), adata.var["is_de"].to_numpy()
     t0 = time.perf_counter()
-    gdx.tl.deseq2(adata, design, contrast=["condition", "B", "A"], key_added="deseq2")
+    gdx.tl.deseq2(adata, design=design, contrast=["condition", "B", "A"], key_added="deseq2")
     deseq2_s = time.perf_counter() - t0
     dres = adata.varm["deseq2"]
     dcall, dsign = deseq2_calls(dres)

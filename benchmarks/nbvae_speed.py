@@ -140,7 +140,7 @@ def compare(part: str, shared: Path, modes: list[str], accelerator: str, sim_sha
 
     adata, design, contrast = load(part, shared, sim_shape)
     t0 = time.perf_counter()
-    gdx.tl.deseq2(adata, design, contrast=contrast)
+    gdx.tl.deseq2(adata, design=design, contrast=contrast)
     deseq2_s = time.perf_counter() - t0
     label = f"{part} ({adata.n_obs} x {adata.n_vars})"
     rows = [{"data": label, "method": f"gdx.tl.deseq2 {design}", "total_s": deseq2_s}]
