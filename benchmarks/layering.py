@@ -35,6 +35,7 @@ RANKS = {
     "pl": 6,
     "cli": 8,
     "demo": 8,
+    "_demo": 8,
     "__init__": 8,
     "__main__": 8,
 }

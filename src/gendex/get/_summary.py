@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._de import de_keys, lookup_de_table
+from .._results import de_keys, lookup_de_table
 
 
 def de_summary(

@@ -236,7 +236,7 @@ class NBVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     def get_decoded_means(self) -> np.ndarray:
         """Decoded size-factor-normalised means of every sample at its latent posterior mean, ``(n_obs, n_genes)``.
 
-        Deterministic, unlike :meth:`get_normalized_expression`, which decodes a draw of each latent code.
+        Deterministic, unlike scvi-tools' ``get_normalized_expression``, which decodes a draw of each latent code.
         """
         z = torch.as_tensor(self.get_latent_representation(), device=self.device)
         feats = _posterior.covariate_features(self) if self.module.n_cov_features else None
