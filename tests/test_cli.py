@@ -60,7 +60,7 @@ def write_gene_sets(sim, tmp_path):
 @pytest.mark.slow  # trains the NB-VAE (a few epochs); ~15 s of it is importing scvi-tools
 def test_demo_on_simulated_data(tmp_path, capsys):
     out = tmp_path / "demo"
-    expected = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, seed=3)
+    expected = gdx.datasets.simulate_counts(n_samples=6, n_genes=300, random_state=3)
     gmt, symbols = write_gene_sets(expected, tmp_path)
     argv = ["demo", "--out", str(out), "--n-genes", "300", "--n-samples", "6", "--seed", "3", *FAST]
     argv += ["--gene-sets", str(gmt), "--gene-symbols", str(symbols)]
@@ -129,14 +129,14 @@ def test_demo_on_simulated_data(tmp_path, capsys):
     own = [line for line in err.splitlines() if re.match(r"\[\d+/\d+\] |report: ", line)]
     assert "\r" not in err and len(own) == n + 2, err
     # the truth counts say they count the genes kept by the filter
-    n_true = int(gdx.datasets.simulate_counts(n_samples=6, n_genes=300, seed=3).var["is_de"].sum())
+    n_true = int(gdx.datasets.simulate_counts(n_samples=6, n_genes=300, random_state=3).var["is_de"].sum())
     assert f"{n_true:,} genes truly DE, {int(expected.var['is_de'].sum()):,} of them kept by the filter" in text
     assert (out / "evaluation.csv").read_text().startswith("method,key,call,threshold,")
 
 
 def test_demo_on_user_files(tmp_path):
     # 8 samples: with 6 and three coefficients DESeq2's prior-variance step (1-3 residual df) takes ~25 s
-    sim = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=1)
+    sim = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=1)
     counts = pd.DataFrame(sim.X.T, index=sim.var_names, columns=sim.obs_names)
     counts.index.name = "gene"
     counts.to_csv(tmp_path / "counts.tsv", sep="\t")
@@ -235,7 +235,7 @@ def test_usage_errors(argv, match, capsys):
 
 
 def test_bad_input_is_reported_without_traceback(tmp_path, capsys):
-    sim = gdx.datasets.simulate_counts(n_samples=4, n_genes=50, seed=1)
+    sim = gdx.datasets.simulate_counts(n_samples=4, n_genes=50, random_state=1)
     pd.DataFrame(sim.X.T, index=sim.var_names, columns=sim.obs_names).to_csv(tmp_path / "counts.tsv", sep="\t")
     pd.DataFrame({"cond": list("aabb")}, index=pd.Index(sim.obs_names[:3].tolist() + ["x"], name="s")).to_csv(
         tmp_path / "samples.tsv", sep="\t"
@@ -274,7 +274,7 @@ def test_help_is_plain_text():
 
 @pytest.fixture
 def user_files(tmp_path):
-    sim = gdx.datasets.simulate_counts(n_samples=6, n_genes=60, seed=2)
+    sim = gdx.datasets.simulate_counts(n_samples=6, n_genes=60, random_state=2)
     counts = pd.DataFrame(sim.X.T, index=pd.Index(sim.var_names, name="gene"), columns=sim.obs_names)
     counts.to_csv(tmp_path / "counts.tsv", sep="\t")
     sheet = pd.DataFrame(

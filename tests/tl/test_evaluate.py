@@ -10,7 +10,7 @@ from gendex.stats import auroc, average_precision, confusion_rates, fdr_curve, p
 
 @pytest.fixture
 def sim():
-    adata = gdx.datasets.simulate_counts(n_samples=10, n_genes=1500, frac_de=0.1, seed=5)
+    adata = gdx.datasets.simulate_counts(n_samples=10, n_genes=1500, frac_de=0.1, random_state=5)
     gdx.pp.filter_by_expr(adata, group="condition")
     gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     return adata

@@ -72,7 +72,9 @@ def _load(demo: Demo) -> None:
         demo.design, demo.group, demo.color = "~celltype + status", "celltype", "group"
     else:
         try:
-            demo.adata = gdx.datasets.simulate_counts(n_samples=args.n_samples, n_genes=args.n_genes, seed=args.seed)
+            demo.adata = gdx.datasets.simulate_counts(
+                n_samples=args.n_samples, n_genes=args.n_genes, random_state=args.seed
+            )
         except ValueError as err:
             raise InputError(f"--n-samples/--n-genes: {_message(err)}") from None
         demo.n_true_de = int(demo.adata.var["is_de"].sum())

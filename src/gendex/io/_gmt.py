@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 from os import PathLike
 from pathlib import Path
 
 import pandas as pd
+
+from ._text import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
     Parameters
     ----------
     path
-        Path of the GMT file; a name ending in ``.gz`` is read as gzip.
+        Path of the GMT file; gzip (or bzip2, xz) data is recognised from its first bytes, whatever the name.
+        Text that is not UTF-8 is read as Latin-1 with a warning.
 
     Returns
     -------
@@ -48,29 +50,28 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GMT file not found: {path}")
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     sources: list[str] = []
     targets: list[str] = []
     descriptions: dict[str, str] = {}
     n_sets = 0
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            name = fields[0].strip()
-            if len(fields) < 2 or not name:
-                raise ValueError(
-                    f"{path.name}, line {lineno}: not a GMT record (expected 'name<TAB>description<TAB>genes...', "
-                    f"found {len(fields)} tab-separated field(s) starting {line[:60]!r})"
-                )
-            n_sets += 1
-            descriptions.setdefault(name, fields[1].strip())
-            genes = [g.strip() for g in fields[2:]]
-            genes = [g for g in genes if g not in MISSING_GENES]
-            sources.extend([name] * len(genes))
-            targets.extend(genes)
+    text = read_text(path, what="GMT file")  # gzip/bzip2/xz by content; UTF-8, else Latin-1 with a warning
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        name = fields[0].strip()
+        if len(fields) < 2 or not name:
+            raise ValueError(
+                f"{path.name}, line {lineno}: not a GMT record (expected 'name<TAB>description<TAB>genes...', "
+                f"found {len(fields)} tab-separated field(s) starting {line[:60]!r})"
+            )
+        n_sets += 1
+        descriptions.setdefault(name, fields[1].strip())
+        genes = [g.strip() for g in fields[2:]]
+        genes = [g for g in genes if g not in MISSING_GENES]
+        sources.extend([name] * len(genes))
+        targets.extend(genes)
     if n_sets == 0:
         raise ValueError(f"{path.name}: no gene sets found (the file is empty)")
     net = pd.DataFrame(

@@ -125,7 +125,7 @@ def evaluate_de(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=500, random_state=0)
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     >>> gdx.tl.evaluate_de(adata, "limma_voom")[["TPR", "FDR", "AUROC"]].shape
     (1, 3)
