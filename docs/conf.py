@@ -142,7 +142,7 @@ html_show_sphinx = False
 _TYPE_LINE = re.compile(r"^[\w.~`:]+(\[[\w.,\[\] |]*\])?( \| [\w.~`:]+(\[[\w.,\[\] |]*\])?)*$")
 
 
-def _prose_returns(app, what, name, obj, options, lines):  # noqa: ARG001 (Sphinx's event signature)
+def _prose_returns(app, what, name, obj, options, lines):  # Sphinx's autodoc-process-docstring signature
     for i in range(len(lines) - 2):
         if lines[i].strip() == "Returns" and set(lines[i + 1].strip()) == {"-"}:
             start = i + 2
