@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 from scipy.special import polygamma
 
+from ._locfit import locfit_trend
 from ._prior_var import kl_prior_var
 
 logger = logging.getLogger(__name__)
@@ -91,37 +92,8 @@ def parametric_trend(means: np.ndarray, disps: np.ndarray) -> np.ndarray:
 
 
 def local_trend(means: np.ndarray, disps: np.ndarray, min_disp: float):
-    """Local log-log quadratic regression of dispersion on mean, in the spirit of DESeq2's ``locfit`` fit.
-
-    Nearest-neighbour bandwidth 0.7, tricube kernel, weights = means (``locfit``'s defaults as DESeq2 calls
-    it), evaluated on a grid of 200 log-means and interpolated. An approximation of ``locfit``, used only when
-    the parametric trend fails or ``fit_type="local"`` is asked for.
-    """
-    keep = disps >= min_disp * 10
-    if not keep.any():
-        return lambda q: np.full(np.shape(q), min_disp)
-    lx = np.log(means[keep])
-    ly = np.log(disps[keep])
-    wt = means[keep]
-    grid = np.linspace(lx.min(), lx.max(), 200)
-    k = max(3, int(np.ceil(0.7 * lx.size)))
-    fitted = np.empty_like(grid)
-    for i, g0 in enumerate(grid):
-        d = np.abs(lx - g0)
-        h = np.partition(d, k - 1)[k - 1] if k < lx.size else d.max()
-        h = max(h, 1e-12)
-        u = d / h
-        kern = np.where(u < 1, (1 - u**3) ** 3, 0.0) * wt
-        dx = lx - g0
-        basis = np.column_stack([np.ones_like(dx), dx, dx**2])
-        sw = np.sqrt(kern)
-        coef, *_ = np.linalg.lstsq(basis * sw[:, None], ly * sw, rcond=None)
-        fitted[i] = coef[0]
-
-    def fun(q):
-        return np.exp(np.interp(np.log(q), grid, fitted))
-
-    return fun
+    """R DESeq2's local trend ``locfit(log(disp) ~ log(mean), weights = mean)`` (see :mod:`._locfit`)."""
+    return locfit_trend(means, disps, min_disp)
 
 
 def mad(x: np.ndarray) -> float:
