@@ -45,7 +45,7 @@ def test_design_errors(obs):
 def test_public_design_matrix_leaves_adata_unchanged():
     import gendex as gdx
 
-    ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=20, seed=0)
+    ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=20, random_state=0)
     before = ad.obs.copy()
     x = gdx.get.design_matrix(ad, "~0 + condition")
     assert list(x.columns) == ["condition[A]", "condition[B]"]

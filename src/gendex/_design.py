@@ -130,7 +130,14 @@ def contrast_vector(design: pd.DataFrame, obs: pd.DataFrame, contrast: Sequence[
     factor, test, ref = (str(c) for c in contrast)
     if factor not in obs.columns:
         raise KeyError(f"contrast factor {factor!r} is not an `obs` column; available: {list(obs.columns)}")
-    levels = obs[factor].astype(str).unique().tolist()
+    values = obs[factor]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and not isinstance(values.dtype, pd.CategoricalDtype):
+        raise ValueError(
+            f"contrast factor {factor!r} is numeric, so a design treats it as a continuous covariate; make it "
+            f"categorical first: adata.obs[{factor!r}] = adata.obs[{factor!r}].astype('category')"
+        )
+    levels = values.astype(str).unique().tolist()
     for level in (test, ref):
         if level not in levels:
             raise ValueError(f"contrast level {level!r} does not exist in `obs[{factor!r}]`; levels: {sorted(levels)}")
@@ -147,13 +154,6 @@ def contrast_vector(design: pd.DataFrame, obs: pd.DataFrame, contrast: Sequence[
     elif factor not in factors:
         vec = np.zeros(design.shape[1])
     else:
-        values = obs[factor]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            if not isinstance(values.dtype, pd.CategoricalDtype):
-                raise ValueError(
-                    f"contrast factor {factor!r} is numeric, so the design treats it as a continuous covariate; "
-                    f"make it categorical first: adata.obs[{factor!r}] = adata.obs[{factor!r}].astype('category')"
-                )
         cats = prepare_obs(obs, [factor])[factor].cat.categories
         by_name = {str(c): c for c in cats}
         rows = _level_rows(design, obs, factor, [by_name[test], by_name[ref]])

@@ -42,7 +42,7 @@ def design_matrix(adata: AnnData, design: str) -> pd.DataFrame:
     Examples
     --------
     >>> import gendex as gdx
-    >>> ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=50, seed=0)
+    >>> ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=50, random_state=0)
     >>> list(gdx.get.design_matrix(ad, "~0 + condition").columns)
     ['condition[A]', 'condition[B]']
     """
