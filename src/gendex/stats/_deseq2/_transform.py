@@ -50,6 +50,15 @@ def _size_factors(cnt: np.ndarray, size_factors) -> np.ndarray:
     return sf
 
 
+def _inputs(counts, design, size_factors, fit_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked counts, the design (intercept only by default) and the size factors."""
+    cnt = _check_counts(counts)
+    x = np.ones((cnt.shape[0], 1)) if design is None else np.asarray(design, dtype=np.float64)
+    if fit_type not in ("parametric", "local", "mean"):
+        raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
+    return cnt, x, _size_factors(cnt, size_factors)
+
+
 def dispersion_trend(counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, fit_type: str):
     """Gene-wise dispersions and the dispersion trend (R's ``estimateDispersionsGeneEst`` + ``...Fit``).
 
@@ -130,12 +139,8 @@ def vst(
     ``(values, info)``: samples x genes log2-scale values and a dict with the trend (``fit_type``,
     ``coefficients``) and the size factors.
     """
-    cnt = _check_counts(counts)
+    cnt, x, sf = _inputs(counts, design, size_factors, fit_type)
     n, g = cnt.shape
-    x = np.ones((n, 1)) if design is None else np.asarray(design, dtype=np.float64)
-    if fit_type not in ("parametric", "local", "mean"):
-        raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
-    sf = _size_factors(cnt, size_factors)
     normed = cnt / sf[:, None]
     if nsub is None:
         sub = np.arange(g)
@@ -196,12 +201,8 @@ def rlog(counts, *, design: np.ndarray | None = None, size_factors=None, fit_typ
     Parameters as :func:`vst`. Returns ``(values, info)``: samples x genes log2 values (all-zero genes 0) and a
     dict with ``beta_prior_var``, the trend and the size factors.
     """
-    cnt = _check_counts(counts)
+    cnt, x, sf = _inputs(counts, design, size_factors, fit_type)
     n, g = cnt.shape
-    x = np.ones((n, 1)) if design is None else np.asarray(design, dtype=np.float64)
-    if fit_type not in ("parametric", "local", "mean"):
-        raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
-    sf = _size_factors(cnt, size_factors)
     trend, coeffs, used, base_mean, _ = dispersion_trend(cnt, sf, x, fit_type)
     nz = np.flatnonzero(base_mean > 0)
     disp_fit = trend(base_mean[nz])
