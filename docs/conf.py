@@ -38,7 +38,9 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinxcontrib.bibtex",
 ]
-templates_path = ["_templates"]  # autosummary's class page: the class's own members, documented in full
+# autosummary's class page: every member gendex defines (its mixins' too), documented in full; the members other
+# packages' base classes bring (scvi-tools, torch, PyDESeq2) are left to their own documentation
+templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 source_suffix = {".rst": "restructuredtext", ".ipynb": "myst-nb", ".md": "myst-nb"}
 master_doc = "index"

@@ -128,7 +128,7 @@ class GenerativeDEMixin:
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
 
-        Draws from :meth:`get_lfc_draws`, summarised by :func:`gendex.tl._generative_de.de_table`: with
+        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.tl._generative_de.de_table``: with
         ``lfc_prior="adaptive"`` an adaptive shrinkage prior fitted to all genes (:func:`gendex.stats.ash`,
         with a point mass at no change) turns the draws' means and sds into posteriors; ``"flat"`` takes the
         draws as they are.

@@ -151,7 +151,7 @@ def generative_de(
     ``is_de`` controls the posterior expected *directional* false discovery rate at ``fdr_target``: among the
     called genes, the expected share whose log2 fold change is not beyond ``delta`` in the called direction
     (``prob_up``/``prob_down``), and no called gene has a local false sign rate ``lfsr`` above the target
-    (see :func:`de_table`). In the unsupervised mode (the compared factor is not a model covariate) a
+    (see ``de_table`` in this module). In the unsupervised mode (the compared factor is not a model covariate) a
     ``UserWarning`` says when the latent space does not separate the two groups (``uns[key]["separation"]``).
 
     Examples
