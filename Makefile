@@ -27,6 +27,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	# type hints of src/ (settings and the modules not yet typed: [tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: that is a failure too
 test: $(STAMP) lint
