@@ -610,13 +610,13 @@ def test_stats_batched_inference_is_a_deprecated_alias():
 def test_contrast_forms_through_tl(three_groups):
     """Every R contrast form through tl.deseq2 gives the same table as the equivalent factor contrast."""
     ad3 = three_groups.copy()
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition", "C", "B"], key_added="factor")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "B"], key_added="factor")
     ref = ad3.varm["factor"]
     cols = list(gdx.get.design_matrix(ad3, "~condition").columns)
     assert cols == ["Intercept", "condition[T.B]", "condition[T.C]"]
-    gdx.tl.deseq2(ad3, "~condition", contrast=[0, -1, 1], key_added="numeric")
-    gdx.tl.deseq2(ad3, "~condition", contrast=[["condition[T.C]"], ["condition[T.B]"]], key_added="listed")
-    gdx.tl.deseq2(ad3, "~0 + condition", contrast=["condition", "C", "B"], key_added="cellmeans")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=[0, -1, 1], key_added="numeric")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=[["condition[T.C]"], ["condition[T.B]"]], key_added="listed")
+    gdx.tl.deseq2(ad3, design="~0 + condition", contrast=["condition", "C", "B"], key_added="cellmeans")
     for key in ("numeric", "listed", "cellmeans"):
         got = ad3.varm[key]
         # the same fit gives the same numbers; the cell-means parametrisation is another IRLS path, which stops
@@ -625,8 +625,8 @@ def test_contrast_forms_through_tl(three_groups):
         np.testing.assert_allclose(got["log2FoldChange"], ref["log2FoldChange"], rtol=0, atol=tol)
         np.testing.assert_array_equal(got["padj"].isna(), ref["padj"].isna())
     assert ad3.uns["listed"]["contrast"] == ["condition[T.C]", "condition[T.B]"]
-    gdx.tl.deseq2(ad3, "~condition", contrast="condition[T.C]", key_added="name")
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition", "C", "A"], key_added="c_vs_a")
+    gdx.tl.deseq2(ad3, design="~condition", contrast="condition[T.C]", key_added="name")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "A"], key_added="c_vs_a")
     # R's name= has no zero-count rule: genes with zero counts in every A and C sample keep their fitted LFC
     cond = ad3.obs["condition"].astype(str).to_numpy()
     zero = ad3.layers["counts"][np.isin(cond, ["A", "C"])].sum(0) == 0
@@ -636,18 +636,18 @@ def test_contrast_forms_through_tl(three_groups):
     np.testing.assert_allclose(by_name[~zero], by_factor[~zero], atol=1e-12)
     assert np.all(by_factor[zero] == 0) and np.all(by_name[zero] != 0)
     # several contrasts of different forms in one call reuse one fit and get distinct default keys
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition[T.B]", ["condition", "C", "A"]])
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition[T.B]", ["condition", "C", "A"]])
     assert {"deseq2_condition_T.B", "deseq2_C_vs_A"} <= set(ad3.varm)
 
 
 def test_numeric_levels_and_quoted_factor_names(three_groups):
     ad3 = three_groups.copy()
     ad3.obs["batch"] = pd.Categorical(np.tile([1, 2], ad3.n_obs // 2 + 1)[: ad3.n_obs])
-    gdx.tl.deseq2(ad3, "~batch + condition", contrast=["batch", 2, 1], key_added="batch")
+    gdx.tl.deseq2(ad3, design="~batch + condition", contrast=["batch", 2, 1], key_added="batch")
     assert ad3.uns["batch"]["contrast"] == ["batch", "2", "1"]
     ad3.obs["cell type"] = ad3.obs["condition"].astype(str)
-    gdx.tl.deseq2(ad3, "~Q('cell type')", contrast=["cell type", "C", "A"], key_added="quoted")
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition", "C", "A"], key_added="plain")
+    gdx.tl.deseq2(ad3, design="~Q('cell type')", contrast=["cell type", "C", "A"], key_added="quoted")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "A"], key_added="plain")
     np.testing.assert_allclose(ad3.varm["quoted"]["log2FoldChange"], ad3.varm["plain"]["log2FoldChange"], atol=1e-10)
 
 
