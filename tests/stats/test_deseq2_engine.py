@@ -14,7 +14,7 @@ from gendex.stats._deseq2 import independent_filtering
 
 
 def _two_group(n_per: int, n_genes: int = 300, seed: int = 0):
-    ad = gdx.datasets.simulate_counts(n_samples=2 * n_per, n_genes=n_genes, seed=seed)
+    ad = gdx.datasets.simulate_counts(n_samples=2 * n_per, n_genes=n_genes, random_state=seed)
     counts = np.asarray(ad.X).astype(np.int64)
     b = (ad.obs["condition"] == "B").to_numpy(float)
     design = np.column_stack([np.ones(b.size), b])
@@ -281,7 +281,7 @@ def test_batched_inference_in_pydeseq2_close_to_default():
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
 
-    ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=150, seed=3)
+    ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=150, random_state=3)
     counts = pd.DataFrame(np.asarray(ad.X), index=ad.obs_names, columns=ad.var_names)
     out = {}
     for name, inf in [("batched", gdx.tl.BatchedInference()), ("default", DefaultInference(n_cpus=1))]:
@@ -333,7 +333,7 @@ def test_other_trend_types(fit_type):
 
 def test_small_residual_df_prior_variance():
     # 3 vs 2 samples: m - p = 3 uses the histogram-matching prior variance (R's Monte Carlo branch)
-    ad = gdx.datasets.simulate_counts(n_samples=5, n_genes=1500, seed=5, disp_scatter=1.5)
+    ad = gdx.datasets.simulate_counts(n_samples=5, n_genes=1500, random_state=5, disp_scatter=1.5)
     counts = np.asarray(ad.X)
     design = np.column_stack([np.ones(5), [0, 0, 0, 1, 1]])
     fit = deseq2_fit(counts, design)

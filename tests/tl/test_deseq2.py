@@ -24,7 +24,7 @@ def _roundtrip(adata, tmp_path):
 def three_groups():
     """12 samples, condition A/B/C (4 each), 400 genes, many of low counts; an all-zero gene, a Cook's outlier gene."""
     adata = gdx.datasets.simulate_counts(
-        n_samples=12, n_genes=400, n_groups=3, frac_de=0.3, mean_log=np.log(20.0), mean_sdlog=2.0, seed=3
+        n_samples=12, n_genes=400, n_groups=3, frac_de=0.3, mean_log=np.log(20.0), mean_sdlog=2.0, random_state=3
     )
     counts = adata.layers["counts"].copy()
     counts[:, 0] = 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import gendex as gdx
-from gendex.tl._nbvae import de_table
+from gendex.tl._generative_de import de_table
 
 pytest.importorskip("scvi")
 
@@ -18,13 +18,14 @@ pytestmark = [
 ]
 
 DE_COLUMNS = [
-    "baseMean", "log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "lfsr", "qvalue", "is_de",
-    "stat", "pvalue", "padj",
+    "baseMean", "log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "prob_up", "prob_down", "lfsr",
+    "qvalue", "is_de", "stat", "pvalue", "padj", "lfc_unshrunk", "lfc_unshrunk_se", "lfc_residual",
+    "lfc_residual_se",
 ]  # fmt: skip
 
 
 def _data(n_samples=8, n_genes=200, seed=0):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed)
     gdx.pp.size_factors(adata)
     return adata
 
@@ -32,7 +33,7 @@ def _data(n_samples=8, n_genes=200, seed=0):
 @pytest.fixture(scope="module")
 def fitted():
     adata = _data()
-    model = gdx.tl.nbvae(adata, max_epochs=40, **TRAIN)
+    model = gdx.tl.nbvae(adata, max_epochs=40, early_stopping=False, **TRAIN)
     return adata, model
 
 
@@ -90,7 +91,8 @@ def test_generative_de_contract(fitted, tmp_path):
     assert list(t.index) == list(adata.var_names)
     assert list(t.columns[: len(DE_COLUMNS)]) == DE_COLUMNS
     assert t["is_de"].dtype == bool
-    np.testing.assert_allclose(t["pvalue"], 1 - t["prob_de"])
+    np.testing.assert_allclose(t["pvalue"], 1 - np.maximum(t["prob_up"], t["prob_down"]))
+    np.testing.assert_allclose(t["prob_de"], t["prob_up"] + t["prob_down"], atol=1e-12)
     np.testing.assert_allclose(t["padj"], t["qvalue"])
     np.testing.assert_allclose(t["stat"], t["log2FoldChange"] / t["lfcSE"])
     # with a point mass at zero the interval can be {0} while the posterior mean is a little off zero
@@ -258,7 +260,7 @@ def test_latent_path_coordinates_and_errors(fitted, unchanged):
 
 
 def _calibration(n_samples, seed, n_genes=2000):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed)
     gdx.pp.size_factors(adata)
     model = gdx.tl.nbvae(adata, random_state=seed, **TRAIN)
     gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A")

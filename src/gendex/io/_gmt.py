@@ -17,14 +17,16 @@ MISSING_GENES = frozenset({"", "None", "NA", "NaN", "nan", "null", "NULL"})
 
 
 def read_gmt(path: str | PathLike) -> pd.DataFrame:
-    """Read a GMT gene-set file into a long DataFrame with columns ``source`` and ``target``.
+    """Read a GMT gene-set file into a long DataFrame with columns ``source``, ``target`` and ``description``.
 
     Each line of a GMT file is ``name<TAB>description<TAB>gene<TAB>gene...``. Fields are split on tabs only, so
     descriptions may contain spaces (unlike ``decoupler.pp.read_gmt``, which splits on any whitespace and
-    cannot read ``.gz`` files). The description column is dropped, empty gene fields and missing-value
-    placeholders (``None``, ``NA``, ``NaN``, ``null``) are dropped, surrounding whitespace is stripped and repeated
-    (set, gene) pairs are kept once; a set left without genes has no rows. Gene identifiers are kept as strings
-    (Entrez IDs stay ``"12345"``, matching string ``var_names``).
+    cannot read ``.gz`` files). The description is kept in every row of its set (the first one, when a set name
+    repeats): GO-style files put the term's name there (``GOBP_0007156`` -> "homophilic cell adhesion"), MSigDB
+    files a URL. Empty gene fields and missing-value placeholders (``None``, ``NA``, ``NaN``, ``null``) are
+    dropped, surrounding whitespace is stripped and repeated (set, gene) pairs are kept once; a set left without
+    genes has no rows. Gene identifiers are kept as strings (Entrez IDs stay ``"12345"``, matching string
+    ``var_names``).
 
     Parameters
     ----------
@@ -34,8 +36,10 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with one row per (set, gene) membership, columns ``source`` (set name) and ``target`` (gene),
-    both ``str``, in file order. This is the ``net`` that :func:`gendex.tl.enrich` and ``decoupler.mt.*`` take.
+    pandas.DataFrame
+        One row per (set, gene) membership, in file order, with ``str`` columns ``source`` (set name),
+        ``target`` (gene) and ``description`` (the set's description, ``""`` when the file has none). This is the
+        ``net`` that :func:`gendex.tl.enrich` and ``decoupler.mt.*`` take (they ignore ``description``).
 
     Examples
     --------
@@ -48,6 +52,7 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"GMT file not found: {path}")
     sources: list[str] = []
     targets: list[str] = []
+    descriptions: dict[str, str] = {}
     n_sets = 0
     text = read_text(path, what="GMT file")  # gzip/bzip2/xz by content; UTF-8, else Latin-1 with a warning
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -62,13 +67,16 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
                 f"found {len(fields)} tab-separated field(s) starting {line[:60]!r})"
             )
         n_sets += 1
+        descriptions.setdefault(name, fields[1].strip())
         genes = [g.strip() for g in fields[2:]]
         genes = [g for g in genes if g not in MISSING_GENES]
         sources.extend([name] * len(genes))
         targets.extend(genes)
     if n_sets == 0:
         raise ValueError(f"{path.name}: no gene sets found (the file is empty)")
-    net = pd.DataFrame({"source": sources, "target": targets}, dtype=object)
+    net = pd.DataFrame(
+        {"source": sources, "target": targets, "description": [descriptions[s] for s in sources]}, dtype=object
+    )
     n_rows = len(net)
     net = net.drop_duplicates(subset=["source", "target"]).reset_index(drop=True)
     logger.info(

@@ -8,8 +8,9 @@ from ._deseq2 import deseq2
 from ._embedding import mds, pca
 from ._enrich import enrich
 from ._evaluate import evaluate_de
+from ._generative_de import generative_de
 from ._limma import limma_voom
-from ._nbvae import generative_de, latent_path, nbvae
+from ._nbvae import latent_path, nbvae
 from ._ttest import ttest
 
 if TYPE_CHECKING:

@@ -102,7 +102,7 @@ def limma_voom(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500, random_state=0)
     >>> gdx.pp.filter_by_expr(adata, group="condition")
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     >>> adata.varm["limma_voom"][["log2FoldChange", "stat", "padj"]].shape[1]

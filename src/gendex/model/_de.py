@@ -1,0 +1,414 @@
+"""Generative differential expression as methods of the NB-VAE (:class:`GenerativeDEMixin`, a base of ``NBVAE``).
+
+Two modes, chosen by the compared factor. **Counterfactual**: the factor is a categorical covariate of the
+decoder; every sample of both groups is decoded with the factor set to each level, keeping its latent code, so
+the log fold change is the covariate's effect. **Unsupervised**: the factor is unknown to the model; each
+group's samples are decoded as they are and the log2 ratio of the two groups' mean decoded expression is taken.
+That answer is only as good as the latent space's grasp of the groups, so the unsupervised mode also reports
+how well the latent means separate the groups (warning when poorly) and adds, per gene, the group difference
+the decoder does not reproduce (``"residual"``, :func:`~gendex.model._posterior.residual_effect`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from scvi import REGISTRY_KEYS
+
+from .._contrast import Comparison, resolve_comparison
+from .._validation import check_groups
+from . import _posterior
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+#: Sources of uncertainty of the log fold change draws (see :meth:`GenerativeDEMixin.get_lfc_draws`).
+SOURCES = ("z", "decoder", "dispersion", "residual")
+#: Below these the unsupervised latent space counts as not separating the two groups (and a warning is given).
+MIN_SILHOUETTE = 0.25
+MIN_CV_ACCURACY = 0.75
+
+
+@dataclass
+class _Groups:
+    comparison: Comparison
+    idx1: np.ndarray  # positions of the test group's samples
+    idx2: np.ndarray  # positions of the reference group's samples
+    counterfactual: tuple[torch.Tensor, torch.Tensor] | None
+
+
+@dataclass
+class _Draws:
+    draws: np.ndarray  # (n_draws, G) log2 fold changes
+    groups: _Groups
+    state: _posterior.GLMState
+    separation: dict[str, float]
+    residual: tuple[np.ndarray, np.ndarray] | None  # log2 estimate and se of the residual group effect
+
+
+class GenerativeDEMixin:
+    """Generative DE of the NB-VAE.
+
+    :meth:`get_lfc_draws`, :meth:`get_generative_de`, and :meth:`differential_expression` (scvi-tools' name)
+    routed to them.
+    """
+
+    # ------------------------------------------------------------------ public methods
+    def get_lfc_draws(
+        self,
+        adata: AnnData | None = None,
+        *,
+        contrast: Sequence[str] | None = None,
+        groupby: str | None = None,
+        group1: str | None = None,
+        group2: str | None = None,
+        n_draws: int = 500,
+        uncertainty: Sequence[str] = SOURCES,
+        random_state: int | None = 0,
+    ) -> np.ndarray:
+        """Posterior draws of every gene's log2 fold change ``test / reference``, shape ``(n_draws, n_genes)``.
+
+        Each draw decodes the samples of both groups (size factors excluded) and takes the log2 ratio of the two
+        groups' mean decoded expression (counterfactual mode: every sample of both groups decoded at each level
+        of the factor, see the module notes). The sources of uncertainty (``uncertainty``):
+
+        - ``"z"``: the latent codes, drawn from ``q(z | x)``;
+        - ``"decoder"``: every gene's decoder parameters, from their Laplace posterior (the NB-GLM information on
+          the features ``[1, z, covariates]`` averaged over ``q(z)``, plus the weight prior);
+        - ``"dispersion"``: the log dispersions, from their empirical-Bayes posterior (4 equal-probability
+          nodes, each with its own decoder information);
+        - ``"residual"`` (unsupervised mode only): the part of each gene's observed group difference that the
+          decoded means miss, an NB fit with the decoded means as offsets whose standard error profiles out
+          the decoder's own parameters, shrunk by its own adaptive prior over genes (so it is near 0 wherever
+          the decoder reproduces the data). Without it, groups the latent space does not separate decode to the
+          same means and a large true change gets a tight interval around 0.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the same samples as the model's, holding the compared factor in ``obs``; None means
+            the model's own AnnData.
+        contrast
+            ``[factor, test, reference]``.
+        groupby, group1, group2
+            Alias of ``contrast=[groupby, group1, group2]``.
+        n_draws
+            Number of draws (at least 10).
+        uncertainty
+            Sources of uncertainty to include.
+        random_state
+            Seed of a private generator; None draws fresh entropy.
+        """
+        res = self._lfc_draws(
+            adata, contrast, groupby, group1, group2, n_draws=n_draws, uncertainty=uncertainty, seed=random_state
+        )
+        return res.draws
+
+    def get_generative_de(
+        self,
+        adata: AnnData | None = None,
+        *,
+        contrast: Sequence[str] | None = None,
+        groupby: str | None = None,
+        group1: str | None = None,
+        group2: str | None = None,
+        delta: float = 0.25,
+        fdr_target: float = 0.05,
+        ci_level: float = 0.9,
+        n_draws: int = 500,
+        lfc_prior: Literal["adaptive", "flat"] = "adaptive",
+        uncertainty: Sequence[str] = SOURCES,
+        random_state: int | None = 0,
+    ) -> pd.DataFrame:
+        """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
+
+        Draws from :meth:`get_lfc_draws`, summarised by :func:`gendex.tl._generative_de.de_table`: with
+        ``lfc_prior="adaptive"`` an adaptive shrinkage prior fitted to all genes (:func:`gendex.stats.ash`,
+        with a point mass at no change) turns the draws' means and sds into posteriors; ``"flat"`` takes the
+        draws as they are.
+
+        Parameters
+        ----------
+        adata, contrast, groupby, group1, group2, n_draws, uncertainty, random_state
+            As in :meth:`get_lfc_draws`.
+        delta
+            Smallest absolute log2 fold change that counts as differential expression.
+        fdr_target
+            Target of the posterior expected directional FDR of ``is_de``.
+        ci_level
+            Level of the equal-tailed credible interval ``lfc_lower``/``lfc_upper``.
+        lfc_prior
+            ``"adaptive"`` or ``"flat"``.
+
+        Returns
+        -------
+        A DataFrame with ``baseMean`` (mean decoded normalised expression over the model's samples),
+        ``log2FoldChange``, ``lfcSE``, ``lfc_lower``, ``lfc_upper``, ``prob_de`` (``P(|LFC| > delta)``),
+        ``prob_up`` (``P(LFC > delta)``), ``prob_down`` (``P(LFC < -delta)``), ``lfsr``, ``qvalue``, ``is_de``,
+        ``stat`` (posterior mean / sd), ``pvalue`` (local directional error ``1 - max(prob_up, prob_down)``),
+        ``padj`` (= ``qvalue``), ``lfc_unshrunk``, ``lfc_unshrunk_se`` (mean and sd of the draws) and, in the
+        unsupervised mode, ``lfc_residual``, ``lfc_residual_se`` (the observed group difference the decoder
+        misses, log2, before its shrinkage); NaN for genes without counts. ``table.attrs["generative_de"]``
+        holds the record (``params``, ``design``, ``contrast``, ``mode``, ``separation``).
+
+        Notes
+        -----
+        The error rate controlled is the posterior expected *directional* FDR: among the genes with ``is_de``,
+        the expected share whose log2 fold change is not beyond ``delta`` in the called direction is at most
+        ``fdr_target``, and no called gene has ``lfsr > fdr_target`` (so at ``ci_level = 1 - 2 fdr_target``
+        no called gene's interval spans 0). In the unsupervised mode ``separation`` holds the silhouette of the
+        two groups in the latent means, a cross-validated classifier's balanced accuracy and the share of the
+        between-group differences the decoded means reproduce; a ``UserWarning`` names the fix when the latent
+        space does not separate the groups.
+        """
+        from ..tl._generative_de import de_table
+
+        _check_summary_args(delta, fdr_target, ci_level, lfc_prior)
+        res = self._lfc_draws(
+            adata, contrast, groupby, group1, group2, n_draws=n_draws, uncertainty=uncertainty, seed=random_state
+        )
+        table = de_table(res.draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
+        table.insert(0, "baseMean", _posterior.mean_decoded(res.state))
+        if res.residual is not None:
+            table["lfc_residual"], table["lfc_residual_se"] = res.residual
+        counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        empty = np.asarray(counts.sum(axis=0)).ravel() == 0
+        table.loc[empty, table.columns != "is_de"] = np.nan
+        table.loc[empty, "is_de"] = False
+        table.index = pd.Index(self.adata.var_names.copy())
+        comp, cf = res.groups.comparison, res.groups.counterfactual is not None
+        table.attrs["generative_de"] = {
+            "params": {
+                "groupby": comp.factor,
+                "group1": comp.test,
+                "group2": comp.reference,
+                "delta": float(delta),
+                "fdr_target": float(fdr_target),
+                "ci_level": float(ci_level),
+                "n_draws": int(n_draws),
+                "lfc_prior": lfc_prior,
+                "uncertainty": list(uncertainty),
+                "counterfactual": cf,
+                "random_state": random_state,
+            },
+            "design": f"NB-VAE decoder on [1, z ({self.module.n_latent}-d), covariates]",
+            "contrast": comp.as_list(),
+            "mode": "counterfactual" if cf else "unsupervised",
+            "separation": res.separation,
+        }
+        return table
+
+    def differential_expression(
+        self,
+        adata: AnnData | None = None,
+        groupby: str | None = None,
+        group1: str | Sequence[str] | None = None,
+        group2: str | None = None,
+        idx1: Any = None,
+        idx2: Any = None,
+        mode: str = "change",
+        delta: float = 0.25,
+        fdr_target: float = 0.05,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """scvi-tools' ``differential_expression``, routed to :meth:`get_generative_de` for two named groups.
+
+        Only the two-group form ``groupby=, group1=, group2=`` (``group1`` one level or a one-level list) with
+        ``mode="change"``, ``delta`` and ``fdr_target`` is supported; it returns :meth:`get_generative_de`'s
+        table (``is_de`` is gendex's directional call). scvi-tools' cell-level options (one-vs-rest groups,
+        ``idx1``/``idx2``, ``mode="vanilla"``, batch correction, importance weights, ...) raise
+        ``NotImplementedError``.
+        """
+        how = "use `model.get_generative_de(adata, contrast=[factor, test, reference])`"
+        if isinstance(group1, (list, tuple)):
+            if len(group1) != 1:
+                raise NotImplementedError(f"NBVAE.differential_expression compares exactly two groups; {how}")
+            group1 = group1[0]
+        if idx1 is not None or idx2 is not None:
+            raise NotImplementedError(f"NBVAE.differential_expression does not take `idx1`/`idx2`; {how}")
+        if mode != "change":
+            raise NotImplementedError(f"NBVAE.differential_expression supports mode='change' only; {how}")
+        if groupby is None or group1 is None or group2 is None:
+            raise NotImplementedError(
+                f"NBVAE.differential_expression needs `groupby`, `group1` and `group2` (no one-vs-rest); {how}"
+            )
+        ignored = {"batch_size", "all_stats", "silent"}
+        unsupported = sorted(k for k, v in kwargs.items() if k not in ignored and v not in (None, False))
+        if unsupported:
+            raise NotImplementedError(f"NBVAE.differential_expression does not support {unsupported}; {how}")
+        return self.get_generative_de(
+            adata, groupby=groupby, group1=group1, group2=group2, delta=delta, fdr_target=fdr_target
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _de_groups(
+        self,
+        adata: AnnData | None,
+        contrast: Sequence[str] | None,
+        groupby: str | None,
+        group1: str | None,
+        group2: str | None,
+    ) -> _Groups:
+        """Resolve and check the comparison: levels present, two samples each, not confounded with covariates."""
+        comp = resolve_comparison(contrast, groupby=groupby, group1=group1, group2=group2)
+        if adata is None:
+            adata = self.adata
+        elif list(adata.obs_names) != list(self.adata.obs_names):
+            raise ValueError("`adata.obs_names` differ from the samples the model was trained on")
+        col = check_groups(adata, comp.factor, [comp.test, comp.reference], min_size=1)
+        idx1 = np.flatnonzero((col == comp.test).to_numpy())
+        idx2 = np.flatnonzero((col == comp.reference).to_numpy())
+        for level, idx in ((comp.test, idx1), (comp.reference, idx2)):
+            if len(idx) < 2:
+                raise ValueError(
+                    f"group {level!r} of `obs[{comp.factor!r}]` has {len(idx)} sample; generative DE needs at least "
+                    "2 per group (its uncertainty and the latent-separation check compare samples within groups)"
+                )
+        counterfactual = _posterior.counterfactual_features(self, comp.factor, comp.test, comp.reference)
+        self._check_not_confounded(comp, idx1, idx2, counterfactual=counterfactual is not None)
+        return _Groups(comp, idx1, idx2, counterfactual)
+
+    def _covariate_columns(self) -> list[tuple[str, slice]]:
+        """Each covariate of the decoder with its columns in the covariate features."""
+        mgr, m = self.adata_manager, self.module
+        out, start = [], 0
+        if REGISTRY_KEYS.CAT_COVS_KEY in mgr.data_registry:
+            keys = list(mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).field_keys)
+            for key, n_cat in zip(keys, m.n_cats_per_cov, strict=True):
+                out.append((str(key), slice(start, start + n_cat - 1)))
+                start += n_cat - 1
+        if REGISTRY_KEYS.CONT_COVS_KEY in mgr.data_registry:
+            for key in mgr.get_state_registry(REGISTRY_KEYS.CONT_COVS_KEY).columns:
+                out.append((str(key), slice(start, start + 1)))
+                start += 1
+        return out
+
+    def _check_not_confounded(self, comp: Comparison, idx1: np.ndarray, idx2: np.ndarray, *, counterfactual: bool):
+        """Raise when the two groups are a function of the (other) covariates of the decoder."""
+        columns = [(k, s) for k, s in self._covariate_columns() if not (counterfactual and k == comp.factor)]
+        if not columns:
+            return
+        feats = _posterior.covariate_features(self).cpu().numpy().astype(np.float64)
+        sel = np.concatenate([idx1, idx2])
+        label = np.r_[np.ones(len(idx1)), np.zeros(len(idx2))]
+
+        def explains(cols: list[slice]) -> bool:
+            x = np.column_stack([np.ones(len(sel)), *(feats[sel][:, s] for s in cols)])
+            coef, *_ = np.linalg.lstsq(x, label, rcond=None)
+            return bool(np.max(np.abs(x @ coef - label)) < 1e-6)
+
+        if not explains([s for _, s in columns]):
+            return
+        alone = [k for k, s in columns if explains([s])]
+        names = alone or [k for k, _ in columns]
+        raise ValueError(
+            f"the groups {comp.test!r} and {comp.reference!r} of {comp.factor!r} are confounded with the model's "
+            f"covariate(s) {names}: every sample's group follows from them, so the decoder cannot tell the "
+            "contrast from the covariate; retrain without the confounded covariate(s) or compare within their levels"
+        )
+
+    @torch.inference_mode()
+    def _lfc_draws(
+        self,
+        adata: AnnData | None,
+        contrast: Sequence[str] | None,
+        groupby: str | None,
+        group1: str | None,
+        group2: str | None,
+        *,
+        n_draws: int,
+        uncertainty: Sequence[str],
+        seed: int | None,
+    ) -> _Draws:
+        if not getattr(self, "is_trained", False):
+            raise ValueError("the model is not trained; train it with `gdx.tl.nbvae` or `model.train()`")
+        if getattr(self, "dispersions_", None) is None:
+            raise ValueError("the model has no fitted dispersions; call `model.fit_dispersions()` first")
+        if isinstance(uncertainty, str):
+            uncertainty = (uncertainty,)
+        bad = sorted(set(uncertainty) - set(SOURCES))
+        if bad:
+            raise ValueError(f"unknown sources of `uncertainty`: {bad}; use any of {list(SOURCES)}")
+        if int(n_draws) != n_draws or n_draws < 10:
+            raise ValueError(f"`n_draws` must be an integer >= 10, got {n_draws}")
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31))
+        groups = self._de_groups(adata, contrast, groupby, group1, group2)
+        use_residual = "residual" in uncertainty and groups.counterfactual is None
+        state = _posterior.glm_state(self, with_counts=use_residual)
+        idx1, idx2 = groups.idx1, groups.idx2
+        if groups.counterfactual is not None:
+            idx1 = idx2 = np.concatenate([groups.idx1, groups.idx2])
+        draws = _posterior.lfc_draws(
+            self,
+            state,
+            idx1,
+            idx2,
+            counterfactual=groups.counterfactual,
+            n_draws=int(n_draws),
+            include=tuple(uncertainty),
+            random_state=seed,
+        )
+        separation = _posterior.latent_separation(state.z_mean.cpu().numpy(), groups.idx1, groups.idx2)
+        residual = None
+        if use_residual:
+            residual, share = _residual_draws(self, state, groups, draws, seed)
+            separation["decoded_share"] = share
+        if groups.counterfactual is None:
+            _warn_if_not_separated(groups.comparison, separation)
+        return _Draws(draws, groups, state, separation, residual)
+
+
+def _residual_draws(model, state, groups: _Groups, draws: np.ndarray, seed: int):
+    """Add draws of the shrunk residual group effect to ``draws`` (in place).
+
+    Returns its raw log2 estimate and se, and the share of the between-group differences the decoded means
+    reproduce.
+    """
+    from ..stats import ash
+
+    res = _posterior.residual_effect(model, state, groups.idx1, groups.idx2)
+    est, se = res.estimate / np.log(2.0), res.se / np.log(2.0)
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0) & np.all(np.isfinite(draws), axis=0)
+    decoded = draws[:, ok].mean(0).astype(np.float64)
+    if ok.sum() >= 2:
+        post = ash(est[ok], se[ok])
+        mean, sd = post.mean, post.sd
+        gen = np.random.default_rng(seed)
+        draws[:, ok] += (mean + sd * gen.standard_normal((draws.shape[0], ok.sum()))).astype(np.float32)
+        excess = np.maximum(est[ok] ** 2 - se[ok] ** 2, 0.0).sum()  # the residual differences beyond noise
+        total = (decoded**2).sum() + excess
+        share = float((decoded**2).sum() / total) if total > 0 else 1.0
+    else:
+        share = float("nan")
+    est[~ok], se[~ok] = np.nan, np.nan
+    return (est, se), share
+
+
+def _warn_if_not_separated(comp: Comparison, sep: dict[str, float]) -> None:
+    if sep["silhouette"] >= MIN_SILHOUETTE and sep["cv_accuracy"] >= MIN_CV_ACCURACY:
+        return
+    warnings.warn(
+        f"the NB-VAE's latent space does not separate {comp.test!r} from {comp.reference!r} (silhouette "
+        f"{sep['silhouette']:.2f}, cross-validated accuracy {sep['cv_accuracy']:.2f}), so their decoded means "
+        f"hardly differ and only the residual check finds their changes; for this contrast train the model with "
+        f"{comp.factor!r} in its design (the conditional mode) and compare counterfactually",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _check_summary_args(delta: float, fdr_target: float, ci_level: float, lfc_prior: str) -> None:
+    if not np.isfinite(delta) or delta < 0:
+        raise ValueError(f"`delta` must be >= 0, got {delta}")
+    for name, val in (("fdr_target", fdr_target), ("ci_level", ci_level)):
+        if not 0.0 < val < 1.0:
+            raise ValueError(f"`{name}` must lie in (0, 1), got {val}")
+    if lfc_prior not in ("adaptive", "flat"):
+        raise ValueError(f"`lfc_prior` must be 'adaptive' or 'flat', got {lfc_prior!r}")
