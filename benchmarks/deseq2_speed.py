@@ -298,7 +298,7 @@ def bench_synthetic(
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         for n, g in sizes:
-            ad = gdx.datasets.simulate_counts(n_samples=n, n_genes=g, seed=0)
+            ad = gdx.datasets.simulate_counts(n_samples=n, n_genes=g, random_state=0)
             counts = np.asarray(ad.layers["counts"], dtype=np.int64)
             groups = ad.obs["condition"].astype(str).to_numpy()
             del ad

@@ -1,83 +1,173 @@
-"""NB-VAE speed and memory: GSE60450 against scvi-tools' SCVI, and minibatch training at 10,000 samples.
+"""NB-VAE speed beside ``gdx.tl.deseq2`` and scvi-tools' SCVI on the same data, and minibatch training at scale.
 
 Usage::
 
-    python benchmarks/nbvae_speed.py [--parts gse60450,scale] [--shared ../shared] [--threads 2]
-        [--scale-samples 10000] [--scale-genes 18000] [--scale-epochs 3] [--accelerator cpu]
+    python benchmarks/nbvae_speed.py [--parts gse60450,sim100] [--shared ../shared] [--threads 2]
+        [--modes conditional,unsupervised] [--md benchmarks/results/nbvae_speed.md]
+        [--scale-samples 10000] [--scale-genes 18000] [--scale-epochs 3]
 
-``gse60450``: default NB-VAE training (``filter_genes(min_total_count=10)``, ``size_factors``, ``NBVAE`` with
-default ``train()``): wall time split into initialisation (PCA, GLM and dispersion start), gradient phase and
-the final dispersion fit, epochs and seconds per epoch of the gradient phase; then ``scvi.model.SCVI`` with the
-same size factors, ``n_latent``, full-batch size and number of epochs (NB likelihood, Adam lr 1e-2/eps 1e-8 like
-ours, no early stopping), and the ratios.
+Parts (``scale`` only when asked):
 
-``scale``: ``simulate_counts`` with ``--scale-samples`` x ``--scale-genes`` is written to a temporary h5ad by a
-child process; a fresh child process reads it, builds the model and trains ``--scale-epochs`` minibatch epochs
-(batch 256); it reports the epoch time and the peak resident memory of that process (``ru_maxrss``), which
-includes the counts (int64) held by AnnData. Figures, never timed tests.
+- ``gse60450``: 12 samples (``filter_genes(min_total_count=10)``, ``size_factors``), design ``~celltype +
+  status``, contrast luminal vs basal;
+- ``sim100``: ``simulate_counts`` 100 samples x 20,000 genes (50 vs 50; ``--sim-samples``, ``--sim-genes``),
+  design ``~condition``;
+- ``scale``: ``simulate_counts`` ``--scale-samples`` x ``--scale-genes`` written to an h5ad by a child process;
+  a fresh child reads it and trains ``--scale-epochs`` minibatch epochs (batch 256), reporting the epoch time
+  and the peak resident memory of that process (``ru_maxrss``, which includes the int64 counts).
+
+For ``gse60450`` and ``sim100``, in one run on the same AnnData: ``gdx.tl.deseq2`` (the design above, the
+batched engine), then for each mode ``gdx.tl.nbvae`` with its defaults (``conditional``: ``design=`` the same
+design, on a version without ``design`` its factors as ``categorical_covariate_keys``; ``unsupervised``: no
+labels) and ``gdx.tl.generative_de`` for the contrast, then ``scvi.model.SCVI`` with the same size factors,
+latent size, covariates, full batch (as ours up to 512 samples) and as many epochs (Adam lr 1e-2, eps 1e-8, no
+early stopping). Epoch times come from one Lightning callback timing every training epoch of both models (the
+median is reported). Ratios are against ``tl.deseq2`` (training + generative DE) and against SCVI (per epoch).
+Figures, never timed tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import logging
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 
-def gse60450(shared: Path, accelerator: str) -> dict:
-    import scvi
 
+def epoch_timer():
+    """A Lightning callback recording the wall time of every training epoch."""
+    from lightning.pytorch import Callback
+
+    class EpochTimer(Callback):
+        def __init__(self):
+            self.times: list[float] = []
+            self._t0 = 0.0
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.times.append(time.perf_counter() - self._t0)
+
+    return EpochTimer()
+
+
+def load(part: str, shared: Path, sim_shape: tuple[int, int] = (100, 20_000)):
     import gendex as gdx
 
-    adata = gdx.datasets.gse60450(shared / "data" / "gse60450")
-    gdx.pp.filter_genes(adata, min_total_count=10)
+    if part == "gse60450":
+        adata = gdx.datasets.gse60450(shared / "data" / "gse60450")
+        gdx.pp.filter_genes(adata, min_total_count=10)
+        design, contrast = "~celltype + status", ["celltype", "luminal", "basal"]
+    elif part == "sim100":
+        adata = gdx.datasets.simulate_counts(n_samples=sim_shape[0], n_genes=sim_shape[1], random_state=0)
+        design, contrast = "~condition", ["condition", "B", "A"]
+    else:
+        raise ValueError(f"unknown part {part!r}")
     gdx.pp.size_factors(adata)
-    from gendex.model import NBVAE
+    return adata, design, contrast
 
-    work = adata.copy()
-    scvi.settings.seed = 0
+
+def factors(design: str) -> list[str]:
+    return [t.strip() for t in design.lstrip("~").split("+") if t.strip()]
+
+
+def time_nbvae(adata, mode: str, design: str, contrast: list[str], accelerator: str) -> dict:
+    import gendex as gdx
+
+    timer = epoch_timer()
+    kw = {"accelerator": accelerator, "enable_progress_bar": False, "train_kwargs": {"callbacks": [timer]}}
+    if mode == "conditional":
+        if "design" in inspect.signature(gdx.tl.nbvae).parameters:
+            kw["design"] = design
+        else:
+            kw["categorical_covariate_keys"] = factors(design)
     t0 = time.perf_counter()
-    NBVAE.setup_anndata(work)
-    model = NBVAE(work)
+    model = gdx.tl.nbvae(adata, **kw)
     t1 = time.perf_counter()
-    model.train(accelerator=accelerator, enable_progress_bar=False, fit_dispersions=False)
+    if "contrast" in inspect.signature(gdx.tl.generative_de).parameters:
+        gdx.tl.generative_de(adata, model, contrast=contrast)
+    else:
+        gdx.tl.generative_de(adata, model, groupby=contrast[0], group1=contrast[1], group2=contrast[2])
     t2 = time.perf_counter()
-    model.fit_dispersions()
-    t3 = time.perf_counter()
-    epochs = len(model.history["elbo_train"])
-    out = {
-        "genes": adata.n_vars,
-        "nbvae_wall_s": t3 - t0,
-        "nbvae_init_s": t1 - t0,
-        "nbvae_gradient_phase_s": t2 - t1,
-        "nbvae_fit_dispersions_s": t3 - t2,
-        "nbvae_epochs": epochs,
-        "nbvae_s_per_epoch": (t2 - t1) / epochs,
+    params = adata.uns["X_nbvae"]["params"]
+    return {
+        "train_s": t1 - t0,
+        "de_s": t2 - t1,
+        "total_s": t2 - t0,
+        "epochs": len(timer.times),
+        "n_latent": int(params["n_latent"]),
+        "s_per_epoch": float(np.median(timer.times)),
+        "gradient_phase_s": float(np.sum(timer.times)),
     }
 
-    scvi.settings.seed = 0
+
+def time_scvi(adata, covariates: list[str], n_latent: int, epochs: int, accelerator: str) -> dict:
+    import scvi
+
+    timer = epoch_timer()
     ref = adata.copy()
-    scvi.model.SCVI.setup_anndata(ref, layer="counts", size_factor_key="size_factors")
-    svi = scvi.model.SCVI(ref, n_latent=2, gene_likelihood="nb")
+    scvi.model.SCVI.setup_anndata(
+        ref, layer="counts", size_factor_key="size_factors", categorical_covariate_keys=covariates or None
+    )
+    model = scvi.model.SCVI(ref, n_latent=n_latent, gene_likelihood="nb")
     t0 = time.perf_counter()
-    svi.train(
+    model.train(
         max_epochs=epochs,
         accelerator=accelerator,
         train_size=1.0,
-        batch_size=ref.n_obs,
+        batch_size=min(ref.n_obs, 512),
         plan_kwargs={"lr": 1e-2, "eps": 1e-8},
         enable_progress_bar=False,
         enable_checkpointing=False,
+        callbacks=[timer],
     )
-    swall = time.perf_counter() - t0
-    out.update({"scvi_wall_s": swall, "scvi_s_per_epoch": swall / epochs})
-    out["ratio_nbvae_over_scvi_per_epoch"] = out["nbvae_s_per_epoch"] / (swall / epochs)
-    out["ratio_nbvae_over_scvi_wall"] = out["nbvae_wall_s"] / swall
-    return out
+    wall = time.perf_counter() - t0
+    return {"train_s": wall, "epochs": len(timer.times), "s_per_epoch": float(np.median(timer.times))}
+
+
+def compare(part: str, shared: Path, modes: list[str], accelerator: str, sim_shape: tuple[int, int]) -> list[dict]:
+    import gendex as gdx
+
+    adata, design, contrast = load(part, shared, sim_shape)
+    t0 = time.perf_counter()
+    gdx.tl.deseq2(adata, design, contrast=contrast)
+    deseq2_s = time.perf_counter() - t0
+    label = f"{part} ({adata.n_obs} x {adata.n_vars})"
+    rows = [{"data": label, "method": f"gdx.tl.deseq2 {design}", "total_s": deseq2_s}]
+    for mode in modes:
+        res = time_nbvae(adata, mode, design, contrast, accelerator)
+        covs = factors(design) if mode == "conditional" else []
+        ref = time_scvi(adata, covs, res["n_latent"], res["epochs"], accelerator)
+        rows.append(
+            {
+                "data": label,
+                "method": f"NB-VAE {mode} (train + generative DE)",
+                **res,
+                "ratio_vs_deseq2": res["total_s"] / deseq2_s,
+                "scvi_s_per_epoch": ref["s_per_epoch"],
+                "ratio_per_epoch_vs_scvi": res["s_per_epoch"] / ref["s_per_epoch"],
+            }
+        )
+        rows.append(
+            {
+                "data": label,
+                "method": f"scvi SCVI ({'covariates ' + '+'.join(covs) if covs else 'no covariates'}, same epochs)",
+                "train_s": ref["train_s"],
+                "epochs": ref["epochs"],
+                "s_per_epoch": ref["s_per_epoch"],
+            }
+        )
+    return rows
 
 
 def _child_train(path: str, epochs: int, accelerator: str, threads: int | None) -> None:
@@ -126,7 +216,7 @@ def scale(samples: int, genes: int, epochs: int, accelerator: str, threads: int 
         path = str(Path(tmp) / "sim.h5ad")
         make = (
             "import gendex as gdx; a = gdx.datasets.simulate_counts("
-            f"n_samples={samples}, n_genes={genes}, seed=0); gdx.pp.size_factors(a); "
+            f"n_samples={samples}, n_genes={genes}, random_state=0); gdx.pp.size_factors(a); "
             f"a.X = None; a.write_h5ad({path!r})"
         )
         subprocess.run([sys.executable, "-c", make], check=True)
@@ -138,12 +228,35 @@ def scale(samples: int, genes: int, epochs: int, accelerator: str, threads: int 
         return json.loads(line[len("RESULT ") :])
 
 
+def markdown(table: pd.DataFrame) -> str:
+    cols = [c for c in table.columns if table[c].notna().any()]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table[cols].iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if pd.isna(v):
+                cells.append("")
+            elif c in ("epochs", "n_latent"):
+                cells.append(str(int(v)))
+            elif isinstance(v, float):
+                cells.append(f"{v * 1000:.1f} ms" if c.endswith("per_epoch") else f"{v:.2f}")
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="gse60450,scale")
+    parser.add_argument("--parts", default="gse60450,sim100")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
+    parser.add_argument("--modes", default="conditional,unsupervised")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--md", default=None, help="write the table as markdown here")
+    parser.add_argument("--sim-samples", type=int, default=100, help="samples of the sim100 part")
+    parser.add_argument("--sim-genes", type=int, default=20_000, help="genes of the sim100 part")
     parser.add_argument("--scale-samples", type=int, default=10_000)
     parser.add_argument("--scale-genes", type=int, default=18_000)
     parser.add_argument("--scale-epochs", type=int, default=3)
@@ -152,22 +265,29 @@ def main() -> None:
     if args.child:
         _child_train(args.child, args.scale_epochs, args.accelerator, args.threads)
         return
-    if args.threads:
-        import torch
+    import torch
 
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("scvi").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    if args.threads:
         torch.set_num_threads(args.threads)
-    parts = set(args.parts.split(","))
-    if "gse60450" in parts:
-        res = gse60450(args.shared, args.accelerator)
-        print(f"GSE60450 (12 x {res['genes']} genes), default NB-VAE training vs SCVI with the same epochs:")
-        for k, v in res.items():
-            print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    parts = args.parts.split(",")
+    rows = []
+    for part in [p for p in parts if p != "scale"]:
+        rows += compare(part, args.shared, args.modes.split(","), args.accelerator, (args.sim_samples, args.sim_genes))
+        print(pd.DataFrame(rows).round(3).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    text = markdown(table) if rows else ""
     if "scale" in parts:
         res = scale(args.scale_samples, args.scale_genes, args.scale_epochs, args.accelerator, args.threads)
-        print(f"Minibatch training, simulate_counts {res['samples']} x {res['genes']} (batch 256):")
-        for k, v in res.items():
-            print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
-        print(f"  peak memory <= 8 GiB: {res['peak_rss_gib'] <= 8}")
+        text += (
+            f"\nMinibatch training, simulate_counts {res['samples']} x {res['genes']} (batch 256, "
+            f"{res['epochs']} epochs): {res['s_per_epoch']:.1f} s/epoch, peak memory {res['peak_rss_gib']:.2f} GiB\n"
+        )
+    print("\n" + text)
+    if args.md:
+        Path(args.md).write_text(text)
 
 
 if __name__ == "__main__":

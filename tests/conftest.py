@@ -50,7 +50,7 @@ def gse60450(_gse60450_session):
 
 @pytest.fixture
 def adata():
-    return gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    return gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ pytestmark = [
 
 
 def _data(n_samples=8, n_genes=200, seed=0, **kw):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed, **kw)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed, **kw)
     gdx.pp.size_factors(adata)
     return adata
 
@@ -256,27 +256,58 @@ def test_genewise_dispersion_and_trend_recover_truth():
     moments = torch.ones(n, 1, 1, dtype=torch.float64)
     log_a = _dispersion.fit_log_dispersion(yt, mu, moments).numpy()
     assert np.median(np.abs(log_a - np.log(alpha))) < 0.2
-    kind, coefs = _dispersion.fit_trend(base, np.exp(log_a))
+    kind, coefs, trend = _dispersion.fit_trend(base, np.exp(log_a))
     assert kind == "parametric"
     np.testing.assert_allclose(coefs, [0.05, 2.0], rtol=0.3)
+    np.testing.assert_allclose(trend, coefs[0] + coefs[1] / base)
     fit = _dispersion.fit_dispersions(yt, mu, moments, base)
     assert fit.prior_var == 0.25  # no real scatter around the trend: DESeq2's floor
+    assert fit.tail_weights[_dispersion.TAIL_SHIFTS == 0.0] > 0.9  # no tail above the trend either
     assert np.median(np.abs(fit.log_final - np.log(alpha))) < np.median(np.abs(log_a - np.log(alpha)))
 
 
-def test_trend_falls_back_to_mean():
-    kind, coefs = _dispersion.fit_trend(np.array([1.0, 2.0]), np.array([0.1, 0.2]))
-    assert kind == "mean"
-    assert coefs[1] == 0.0 and coefs[0] == pytest.approx(0.15)
+def test_dispersion_trend_and_prior_are_the_deseq2_engines():
+    from gendex.stats._deseq2 import _trend
+
+    rng = np.random.default_rng(3)
+    base = np.exp(rng.uniform(np.log(5), np.log(5000), 3000))
+    disp = (0.05 + 1.0 / base) * np.exp(rng.normal(0, 0.8, base.size))
+    kind, coefs, _ = _dispersion.fit_trend(base, disp)
+    np.testing.assert_array_equal(coefs, _trend.parametric_trend(base, disp))
+    assert kind == "parametric"
+    kind, coefs, trend = _dispersion.fit_trend(np.array([1.0, 2.0]), np.array([0.1, 0.2]))
+    assert kind == "mean" and trend == pytest.approx([0.15, 0.15])
+    assert _dispersion.prior_variance is _trend.prior_variance  # one copy of DESeq2's prior, in gendex.stats
 
 
-def test_prior_variance_subtracts_sampling_variance():
-    rng = np.random.default_rng(1)
-    resid = rng.normal(0, 1.5, 20000)
-    v = _dispersion.prior_variance(resid, np.zeros_like(resid), n_samples=12, n_coef=3)
-    from scipy.special import polygamma
-
-    assert v == pytest.approx(1.5**2 - float(polygamma(1, 4.5)), rel=0.05)
+def test_heavy_tail_prior_keeps_genes_far_above_the_trend():
+    # 20% of genes 8x above the trend: the estimated tail carries about that mass, and their MAP
+    # dispersions stay near the gene-wise estimates instead of being shrunk towards the trend
+    rng = np.random.default_rng(4)
+    n, g = 8, 3000
+    base = np.exp(rng.uniform(np.log(50), np.log(5000), g))
+    high = rng.random(g) < 0.2
+    alpha = (0.05 + 1.0 / base) * np.exp(rng.normal(0, 0.3, g)) * np.where(high, 8.0, 1.0)
+    y = _nb(rng, np.broadcast_to(base, (n, g)), alpha)
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    mu = torch.as_tensor(np.broadcast_to(y.mean(0), (n, g)).copy(), dtype=torch.float64)
+    moments = torch.ones(n, 1, 1, dtype=torch.float64)
+    heavy = _dispersion.fit_dispersions(yt, mu, moments, base)
+    normal = _dispersion.fit_dispersions(yt, mu, moments, base, heavy_tail=False)
+    shifts = _dispersion.TAIL_SHIFTS * math.sqrt(heavy.prior_var)
+    mass_above = heavy.tail_weights[shifts - shifts[np.argmax(heavy.tail_weights)] > 1.0].sum()
+    assert 0.1 < mass_above < 0.35
+    assert normal.tail_weights[_dispersion.TAIL_SHIFTS == 0.0] == 1.0
+    err_heavy = np.median(np.abs(heavy.log_final - np.log(alpha))[high])
+    err_normal = np.median(np.abs(normal.log_final - np.log(alpha))[high])
+    assert err_heavy < err_normal
+    # genes on the trend are still shrunk as DESeq2 shrinks them
+    low = ~high
+    assert np.median(np.abs(heavy.log_final - np.log(alpha))[low]) < np.median(
+        np.abs(heavy.log_genewise - np.log(alpha))[low]
+    )
+    # their uncertainty is larger than the normal prior's, so it feeds wider fold-change draws
+    assert np.median(heavy.log_final_var[high]) > np.median(normal.log_final_var[high])
 
 
 def test_nb_glm_fit_recovers_coefficients():

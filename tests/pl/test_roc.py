@@ -8,7 +8,7 @@ from gendex.pl._evaluate import _fdr_curve_data, _roc_data
 
 @pytest.fixture
 def evaluated():
-    adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=600, seed=2)
+    adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=600, random_state=2)
     gdx.pp.filter_by_expr(adata, group="condition")
     gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     gdx.pp.log_cpm(adata)
@@ -30,7 +30,8 @@ def test_roc_data_and_plot(evaluated):
     assert len(lines) == 3  # two methods and the diagonal
     np.testing.assert_array_equal(lines[0].get_xdata(), evaluated.uns["eval_limma_voom"]["roc"]["fpr"])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0].startswith("limma_voom") and labels[1].startswith("ttest")
+    assert labels[0].startswith("limma-voom (AUROC") and labels[1].startswith("Welch t-test (AUROC")
+    assert ax.get_title() == "ROC: B vs A"
     # the evaluation key itself works too
     assert gdx.pl.roc(evaluated, keys="eval_ttest") is not None
 
@@ -49,6 +50,7 @@ def test_fdr_curve_data_and_plot(evaluated):
     assert len(lines) == 3
     np.testing.assert_array_equal(lines[1].get_ydata(), evaluated.uns["eval_ttest"]["fdr"]["observed_fdr"])
     assert "nominal" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["limma-voom", "Welch t-test"]
 
 
 def test_plots_need_an_evaluation(evaluated):

@@ -36,6 +36,7 @@ def test_voom_plot_artists(fitted, tmp_path):
     (line,) = ax.get_lines()
     np.testing.assert_array_equal(line.get_ydata(), fitted.uns["limma_voom"]["voom"]["trend_y"])
     assert "sqrt" in ax.get_ylabel() and "log2" in ax.get_xlabel()
+    assert ax.get_title() == "limma-voom: mean-variance trend"
     assert (tmp_path / "voom.png").exists()
 
 

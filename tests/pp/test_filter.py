@@ -1,4 +1,6 @@
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import gendex as gdx
@@ -39,6 +41,21 @@ def test_filter_missing_flags_and_subsets():
     assert adata.n_vars == 29
     assert "gene_0005" not in adata.var_names
     assert adata.var["frac_missing"].max() <= 0.8
+    # the summary keeps a row for every gene, the dropped one too
+    summary = adata.uns["filter_missing"]["summary"]
+    assert summary.shape == (30, 3) and summary.index[5] == "gene_0005"
+    assert summary.loc["gene_0005"].tolist() == [18, 0.9, False]
+    assert summary["pass_filter_missing"].sum() == 29
+
+
+def test_filter_missing_summary_survives_h5ad(tmp_path):
+    adata = gdx.datasets.simulate_shift(n_samples=10, n_genes=20, missing_p=0.3, seed=2)
+    copy = gdx.pp.filter_missing(adata, max_missing=0.3, copy=True)
+    assert "filter_missing" not in adata.uns
+    copy.write_h5ad(tmp_path / "f.h5ad")
+    back = ad.read_h5ad(tmp_path / "f.h5ad").uns["filter_missing"]["summary"]
+    pd.testing.assert_frame_equal(back, copy.uns["filter_missing"]["summary"], check_index_type=False)
+    assert len(back) == 20 > copy.n_vars
 
 
 def test_filter_nothing_left_raises(adata, unchanged):

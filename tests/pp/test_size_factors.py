@@ -15,7 +15,7 @@ def test_size_factors_match_r_deseq2(gse60450, reference_dir):
 
 
 def test_size_factors_recover_truth(adata):
-    big = gdx.datasets.simulate_counts(n_samples=8, n_genes=3000, seed=3)
+    big = gdx.datasets.simulate_counts(n_samples=8, n_genes=3000, random_state=3)
     gdx.pp.size_factors(big)
     est = big.obs["size_factors"].to_numpy()
     true = big.obs["true_size_factor"].to_numpy()

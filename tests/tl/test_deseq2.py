@@ -24,7 +24,7 @@ def _roundtrip(adata, tmp_path):
 def three_groups():
     """12 samples, condition A/B/C (4 each), 400 genes, many of low counts; an all-zero gene, a Cook's outlier gene."""
     adata = gdx.datasets.simulate_counts(
-        n_samples=12, n_genes=400, n_groups=3, frac_de=0.3, mean_log=np.log(20.0), mean_sdlog=2.0, seed=3
+        n_samples=12, n_genes=400, n_groups=3, frac_de=0.3, mean_log=np.log(20.0), mean_sdlog=2.0, random_state=3
     )
     counts = adata.layers["counts"].copy()
     counts[:, 0] = 0
@@ -367,7 +367,7 @@ def test_inference_instance_goes_to_pydeseq2(adata):
 
 
 def test_batched_inference_instance_in_pydeseq2(three_groups):
-    from gendex.stats._deseq2 import BatchedInference
+    from gendex.tl import BatchedInference
 
     kw = {"contrast": ["condition", "C", "A"]}
     gdx.tl.deseq2(three_groups, "~condition", inference=BatchedInference(), key_added="inst", **kw)
@@ -509,7 +509,7 @@ def gse_pydeseq2(shared_data_dir):
     PyDESeq2's fit takes about a minute here, so the LRT call reuses the fit of the first call (both calls
     otherwise run end to end).
     """
-    import gendex.tl._deseq2 as module
+    import gendex.tl._pydeseq2 as module
 
     cache = {}
     original = module._fit_pydeseq2
@@ -573,3 +573,11 @@ def test_gse60450_batched_parity(shared_data_dir, reference_dir, capsys):
     disp = pd.read_csv(reference_dir / "deseq2_design_dispersions.csv", dtype={"gene": str}).set_index("gene")
     ours = adata.var["dispersions"]
     assert ours.corr(disp.loc[adata.var_names, "dispersion"], method="spearman") >= 0.999
+
+
+def test_stats_batched_inference_is_a_deprecated_alias():
+    from gendex.tl import BatchedInference
+
+    with pytest.warns(FutureWarning, match="gendex.tl.BatchedInference"):
+        old = gdx.stats.BatchedInference
+    assert old is BatchedInference

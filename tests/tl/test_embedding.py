@@ -54,7 +54,7 @@ def test_mds_with_all_genes_equals_pca(lcpm):
 
 
 def test_mds_separates_simulated_groups():
-    a = gdx.datasets.simulate_counts(n_samples=8, n_genes=2000, frac_de=0.3, seed=4)
+    a = gdx.datasets.simulate_counts(n_samples=8, n_genes=2000, frac_de=0.3, random_state=4)
     gdx.pp.log_cpm(a)
     gdx.tl.mds(a)
     dim1 = a.obsm["X_mds"][:, 0]
@@ -148,7 +148,7 @@ def test_pca_refuses_non_finite(lcpm, unchanged):
 
 
 def test_identical_samples(unchanged):
-    a = gdx.datasets.simulate_counts(n_samples=4, n_genes=50, seed=0)
+    a = gdx.datasets.simulate_counts(n_samples=4, n_genes=50, random_state=0)
     a.layers["log_cpm"] = np.tile(np.linspace(0, 5, 50), (4, 1))
     check = unchanged(a)
     with pytest.raises(ValueError, match="identical"):

@@ -25,7 +25,7 @@ DE_COLUMNS = [
 
 
 def _data(n_samples=8, n_genes=200, seed=0):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed)
     gdx.pp.size_factors(adata)
     return adata
 
@@ -33,7 +33,7 @@ def _data(n_samples=8, n_genes=200, seed=0):
 @pytest.fixture(scope="module")
 def fitted():
     adata = _data()
-    model = gdx.tl.nbvae(adata, max_epochs=40, **TRAIN)
+    model = gdx.tl.nbvae(adata, max_epochs=40, early_stopping=False, **TRAIN)
     return adata, model
 
 
@@ -355,7 +355,7 @@ def test_latent_path_coordinates_and_errors(fitted, unchanged):
 
 
 def _calibration(n_samples, seed, n_genes=2000):
-    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, seed=seed)
+    adata = gdx.datasets.simulate_counts(n_samples=n_samples, n_genes=n_genes, random_state=seed)
     gdx.pp.size_factors(adata)
     model = gdx.tl.nbvae(adata, random_state=seed, **TRAIN)
     gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A")

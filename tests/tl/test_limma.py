@@ -89,7 +89,7 @@ def test_limma_voom_copy_and_default_contrast(adata):
 
 
 def test_limma_voom_multifactor_and_reversed_contrast():
-    adata = gdx.datasets.simulate_counts(n_samples=12, n_genes=300, n_groups=3, seed=3)
+    adata = gdx.datasets.simulate_counts(n_samples=12, n_genes=300, n_groups=3, random_state=3)
     adata.obs["batch"] = pd.Categorical(["x", "y"] * 6)
     gdx.tl.limma_voom(adata, design="~batch + condition", contrast=["condition", "C", "B"], key_added="cb")
     gdx.tl.limma_voom(adata, design="~batch + condition", contrast=["condition", "B", "C"], key_added="bc")

@@ -60,12 +60,12 @@ def test_shifted_genes_on_top_and_fpr(tmp_path):
     np.testing.assert_allclose(res["baseMean"], np.nanmean(x, axis=0))
     rec = adata.uns["ttest"]
     assert list(rec["contrast"]) == ["condition", "Treatment", "Control"]
-    assert rec["method"] == "ttest_welch"
+    assert rec["method"] == "ttest_student"  # Student by default, as R's teaching t.test(var.equal=TRUE)
     path = tmp_path / "t.h5ad"
     adata.write_h5ad(path)
     back = ad.read_h5ad(path)
     pd.testing.assert_frame_equal(back.varm["ttest"], res)
-    assert not bool(back.uns["ttest"]["params"]["equal_var"])
+    assert bool(back.uns["ttest"]["params"]["equal_var"])
 
 
 def test_fpr_calibrated_over_seeds():

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import DE_COLUMNS
+from .. import _results
+from .._results import lookup_de_table  # noqa: F401  (old import path, used by pl)
 
 
 def de_keys(adata: AnnData) -> list[str]:
@@ -20,36 +19,7 @@ def de_keys(adata: AnnData) -> list[str]:
     >>> gdx.get.de_keys(adata)
     []
     """
-    keys = []
-    for key in adata.varm:
-        table = adata.varm[key]
-        if (
-            isinstance(table, pd.DataFrame)
-            and all(c in table.columns for c in DE_COLUMNS)
-            and isinstance(adata.uns.get(key), dict)
-            and "method" in adata.uns[key]
-        ):
-            keys.append(str(key))
-    return keys
-
-
-def lookup_de_table(adata: AnnData, key: str, columns: Sequence[str] = (), *, arg: str = "key") -> pd.DataFrame:
-    """``adata.varm[key]`` itself (not copied), checked to be a DE table holding ``columns``.
-
-    The one look-up behind :func:`de_results` and every ``tl``/``pl`` function that reads a DE result; errors name
-    the argument ``arg`` and the results that are available.
-    """
-    if not isinstance(key, str):
-        raise TypeError(f"`{arg}` must be a str naming a DE result in `adata.varm`, got {type(key).__name__}")
-    if key not in adata.varm:
-        raise KeyError(f"`{arg}`: no DE result `adata.varm[{key!r}]`; available: {de_keys(adata)}")
-    table = adata.varm[key]
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"`adata.varm[{key!r}]` is not a DE table (a DataFrame) but a {type(table).__name__}")
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise KeyError(f"`adata.varm[{key!r}]` lacks the columns {missing}; it has {list(table.columns)}")
-    return table
+    return _results.de_keys(adata)
 
 
 def de_results(adata: AnnData, key: str = "deseq2", *, gene_symbols: str | None = "symbol") -> pd.DataFrame:
@@ -73,7 +43,7 @@ def de_results(adata: AnnData, key: str = "deseq2", *, gene_symbols: str | None 
     >>> import gendex as gdx
     >>> gdx.get.de_results(adata, "deseq2").sort_values("padj").head()  # doctest: +SKIP
     """
-    table = lookup_de_table(adata, key).copy()
+    table = _results.lookup_de_table(adata, key).copy()
     if gene_symbols is not None and gene_symbols in adata.var.columns and gene_symbols not in table.columns:
         table.insert(0, gene_symbols, adata.var[gene_symbols].astype(str).to_numpy())
     return table

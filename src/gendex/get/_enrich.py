@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from anndata import AnnData
 
-from ..tl._compare_enrichment import get_enrichment
+from .. import _results
 
 
 def enrich_keys(adata: AnnData) -> list[str]:
@@ -18,7 +18,7 @@ def enrich_keys(adata: AnnData) -> list[str]:
     >>> gdx.get.enrich_keys(adata)
     []
     """
-    return [str(k) for k, v in adata.uns.items() if isinstance(v, dict) and isinstance(v.get("results"), pd.DataFrame)]
+    return _results.enrich_keys(adata)
 
 
 def enrich_results(adata: AnnData, key: str) -> pd.DataFrame:
@@ -40,4 +40,4 @@ def enrich_results(adata: AnnData, key: str) -> pd.DataFrame:
     >>> import gendex as gdx
     >>> gdx.get.enrich_results(adata, "enrich_ulm_deseq2").head()  # doctest: +SKIP
     """
-    return get_enrichment(adata, key).copy()
+    return _results.lookup_enrichment(adata, key).copy()

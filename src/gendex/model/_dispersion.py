@@ -2,9 +2,10 @@
 
 The NB-VAE decoder is a per-gene GLM on shared features ``x_i = [1, z_i, c_i]``. Given the fitted means, this
 module estimates gene-wise dispersions by maximising the Cox-Reid adjusted profile likelihood (as DESeq2), fits
-DESeq2's parametric mean-dispersion trend ``alpha(mu) = a0 + a1 / mu``, estimates the prior variance of the log
-dispersions around it, and computes the maximum a-posteriori dispersions and their posterior variance on the log
-scale. Everything works on the natural log of the dispersion ``alpha`` (``Var = mu + alpha mu^2``).
+the DESeq2 engine's mean-dispersion trend and prior variance (:mod:`gendex.stats`), adds a one-sided heavy tail
+above the trend to the prior (estimated from the data), and computes the maximum a-posteriori dispersions and
+their posterior variance on the log scale. Everything works on the natural log of the dispersion ``alpha``
+(``Var = mu + alpha mu^2``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import polygamma
+from scipy.stats import chi2
+
+from ..stats._deseq2._trend import TrendFitError, local_trend, parametric_trend, prior_variance
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +60,35 @@ def _nb_loglik_alpha(y: torch.Tensor, mu: torch.Tensor, log_alpha: torch.Tensor)
     return per_sample.sum(0) + n * (r * torch.log(r) - torch.lgamma(r))
 
 
-def _objective(y, mu, moments, log_alpha, prior_mean, prior_var):
+@dataclass
+class LogDispersionPrior:
+    """Prior of ``log alpha_g``: ``sum_k w_k N(trend_g + shift_k sd, sd^2)`` (``shift_k`` from TAIL_SHIFTS).
+
+    With all weight on the first component it is DESeq2's normal prior around the trend.
+    """
+
+    mean: torch.Tensor  # (G,) log trend
+    sd: float
+    weights: np.ndarray
+
+    def __call__(self, log_alpha: torch.Tensor, genes: slice = slice(None)) -> torch.Tensor:
+        return log_prior(log_alpha - self.mean[genes], self.sd, self.weights)
+
+
+def _objective(y, mu, moments, log_alpha, prior, genes):
     obj = _nb_loglik_alpha(y, mu, log_alpha)
     if moments is not None:
         obj = obj + cox_reid(mu, log_alpha, moments)
-    if prior_mean is not None:
-        obj = obj - 0.5 * (log_alpha - prior_mean) ** 2 / prior_var
+    if prior is not None:
+        obj = obj + prior(log_alpha, genes)
     return obj
 
 
-def _argmax_on_grid(y, mu, moments, centre, offsets, prior_mean, prior_var, lo, hi):
+def _argmax_on_grid(y, mu, moments, centre, offsets, prior, genes, lo, hi):
     best_val = best_x = None
     for off in offsets:
         x = torch.clamp(centre + off, lo, hi)
-        val = _objective(y, mu, moments, x, prior_mean, prior_var)
+        val = _objective(y, mu, moments, x, prior, genes)
         if best_val is None:
             best_val, best_x = val, x
         else:
@@ -85,27 +103,29 @@ def fit_log_dispersion(
     mu: torch.Tensor,
     moments: torch.Tensor | None,
     *,
-    prior_mean: torch.Tensor | None = None,
-    prior_var: float | None = None,
+    prior: LogDispersionPrior | None = None,
+    genes: slice = slice(None),
     max_disp: float = 10.0,
-    n_golden: int = 16,
+    grid_step: float = 1.0,
+    n_golden: int = 14,
 ) -> torch.Tensor:
     """Maximise the (Cox-Reid adjusted, optionally penalised) NB likelihood in ``log alpha`` for every gene.
 
-    A grid with step 1 over ``[log 1e-8, log max_disp]`` brackets the maximum, then ``n_golden`` golden-section
-    steps within one grid step on either side refine it (to about 0.001); robust for every gene at once, unlike
-    Newton steps from one start.
+    A grid with step ``grid_step`` over ``[log 1e-8, log max_disp]`` brackets the maximum, then ``n_golden``
+    golden-section steps within one grid step on either side refine it (14 steps: to about 0.002 for step 1,
+    far below the posterior sd of a log dispersion); robust for every gene at once, unlike Newton steps from
+    one start. ``genes`` selects the prior's genes when ``y`` holds a chunk of them.
     """
     lo, hi = math.log(MIN_DISP), math.log(max_disp)
     g = y.shape[1]
     start = torch.full((g,), lo, dtype=y.dtype, device=y.device)
-    coarse = torch.arange(0.0, hi - lo + 1.0, 1.0, dtype=y.dtype).tolist()
-    x = _argmax_on_grid(y, mu, moments, start, coarse, prior_mean, prior_var, lo, hi)
-    a, b = torch.clamp(x - 1.0, lo, hi), torch.clamp(x + 1.0, lo, hi)
+    coarse = np.arange(0.0, hi - lo + grid_step, grid_step).tolist()
+    x = _argmax_on_grid(y, mu, moments, start, coarse, prior, genes, lo, hi)
+    a, b = torch.clamp(x - grid_step, lo, hi), torch.clamp(x + grid_step, lo, hi)
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc = _objective(y, mu, moments, c, prior_mean, prior_var)
-    fd = _objective(y, mu, moments, d, prior_mean, prior_var)
+    fc = _objective(y, mu, moments, c, prior, genes)
+    fd = _objective(y, mu, moments, d, prior, genes)
     for _ in range(n_golden):
         left = fc > fd  # the maximum lies in [a, d]
         b = torch.where(left, d, b)
@@ -114,84 +134,119 @@ def fit_log_dispersion(
         # reuse the surviving point, evaluate the new one
         c_next = torch.where(left, new_c, d)
         d_next = torch.where(left, c, new_d)
-        f_new = _objective(y, mu, moments, torch.where(left, new_c, new_d), prior_mean, prior_var)
+        f_new = _objective(y, mu, moments, torch.where(left, new_c, new_d), prior, genes)
         fc, fd = torch.where(left, f_new, fd), torch.where(left, fc, f_new)
         c, d = c_next, d_next
     best = torch.where(fc > fd, c, d)
     # keep the grid point if it is better (flat likelihoods at the boundary)
     f_best = torch.maximum(fc, fd)
-    f_x = _objective(y, mu, moments, x, prior_mean, prior_var)
+    f_x = _objective(y, mu, moments, x, prior, genes)
     return torch.where(f_x > f_best, x, best)
 
 
-def log_dispersion_variance(y, mu, moments, log_alpha, *, prior_mean=None, prior_var=None, h: float = 0.05):
+def log_dispersion_variance(y, mu, moments, log_alpha, *, prior=None, genes=slice(None), h: float = 0.05):
     """Posterior variance of ``log alpha``: minus the inverse curvature of the objective (finite differences)."""
-    f0 = _objective(y, mu, moments, log_alpha, prior_mean, prior_var)
-    fm = _objective(y, mu, moments, log_alpha - h, prior_mean, prior_var)
-    fp = _objective(y, mu, moments, log_alpha + h, prior_mean, prior_var)
+    f0 = _objective(y, mu, moments, log_alpha, prior, genes)
+    fm = _objective(y, mu, moments, log_alpha - h, prior, genes)
+    fp = _objective(y, mu, moments, log_alpha + h, prior, genes)
     curv = (fp - 2 * f0 + fm) / h**2
     var = torch.where(curv < 0, -1.0 / curv, torch.full_like(curv, 4.0))
     return torch.clamp(var, 1e-4, 4.0)
 
 
-def fit_trend(base_mean: np.ndarray, disp: np.ndarray) -> tuple[str, np.ndarray]:
-    """DESeq2's parametric trend ``a0 + a1 / mean`` (gamma GLM, identity link, iterative outlier removal).
+def fit_trend(base_mean: np.ndarray, disp: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """The DESeq2 engine's mean-dispersion trend (:mod:`gendex.stats`), as R DESeq2 chooses it.
 
-    Falls back to DESeq2's ``"mean"`` fit (a constant, the trimmed mean of the gene-wise dispersions) when the
-    parametric fit does not converge or gives a non-positive coefficient. Returns ``(kind, coefficients)``.
+    The parametric fit ``a0 + a1 / mean`` (:func:`~gendex.stats._deseq2._trend.parametric_trend`), the local
+    regression where it fails, and the trimmed mean of the dispersions where fewer than three genes are usable.
+    Returns ``(kind, coefficients, trend at every gene)``; ``coefficients`` are NaN for the local fit.
     """
     use = (disp > 100 * MIN_DISP) & (base_mean > 0) & np.isfinite(disp)
-    m, d = base_mean[use], disp[use]
-    coefs = np.array([0.1, 1.0])
-    ok = m.size >= 3
-    for _ in range(12):
-        if not ok:
-            break
-        resid = d / (coefs[0] + coefs[1] / m)
-        good = (resid > 1e-4) & (resid < 15)
-        xmat = np.column_stack([np.ones(good.sum()), 1.0 / m[good]])
-        new = coefs.copy()
-        for _ in range(25):  # IRLS for the gamma GLM with identity link: weights 1 / fitted^2
-            fitted = np.maximum(xmat @ new, 1e-12)
-            w = 1.0 / fitted**2
-            xtw = xmat.T * w
-            step = np.linalg.solve(xtw @ xmat, xtw @ d[good])
-            if np.allclose(step, new, rtol=1e-8, atol=1e-12):
-                new = step
-                break
-            new = step
-        if not np.all(new > 0):
-            ok = False
-            break
-        converged = np.sum(np.log(new / coefs) ** 2) < 1e-6
-        coefs = new
-        if converged:
-            return "parametric", coefs
-    sel = d[d > 10 * MIN_DISP] if np.any(d > 10 * MIN_DISP) else disp[np.isfinite(disp)]
-    sel = np.sort(sel)
+    inv = np.where(base_mean > 0, 1.0 / np.maximum(base_mean, 1e-300), 0.0)
+    if use.sum() >= 3:
+        try:
+            coefs = parametric_trend(base_mean[use], disp[use])
+            return "parametric", coefs, np.maximum(coefs[0] + coefs[1] * inv, MIN_DISP)
+        except TrendFitError as err:
+            logger.info("parametric dispersion trend failed (%s); using a local regression, as R DESeq2 does", err)
+            fun = local_trend(base_mean[use], disp[use], MIN_DISP)
+            values = fun(np.where(base_mean > 0, base_mean, base_mean[use].min()))
+            return "local", np.array([np.nan, np.nan]), np.maximum(values, MIN_DISP)
+    sel = np.sort(disp[(disp > 10 * MIN_DISP) & np.isfinite(disp)])
     trim = int(np.floor(0.001 * sel.size))
     mean_disp = float(sel[trim : sel.size - trim].mean()) if sel.size else 0.1
-    logger.info("parametric dispersion trend did not converge; using the mean dispersion %.4g", mean_disp)
-    return "mean", np.array([mean_disp, 0.0])
+    return "mean", np.array([mean_disp, 0.0]), np.full(base_mean.shape, mean_disp)
 
 
-def trend_values(coefs: np.ndarray, base_mean: np.ndarray) -> np.ndarray:
-    """The trend ``a0 + a1 / mean`` at each gene (genes with mean 0 get the asymptote)."""
-    with np.errstate(divide="ignore"):
-        inv = np.where(base_mean > 0, 1.0 / np.maximum(base_mean, 1e-300), 0.0)
-    return np.maximum(coefs[0] + coefs[1] * inv, MIN_DISP)
+def _log_chisq_density(df: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid and density of ``log(X / df)``, ``X ~ chi2(df)``: the sampling error of a gene-wise log dispersion."""
+    u = np.linspace(-20.0, 6.0, 2601)
+    xval = df * np.exp(u)
+    dens = chi2.pdf(xval, df) * xval
+    return u, dens / (dens.sum() * (u[1] - u[0]))
 
 
-def prior_variance(log_gw: np.ndarray, log_trend: np.ndarray, n_samples: int, n_coef: int) -> float:
-    """DESeq2's prior variance of the log dispersions: ``max(MAD^2 - trigamma((m - p) / 2), 0.25)``."""
-    use = log_gw >= math.log(100 * MIN_DISP)
-    resid = (log_gw - log_trend)[use]
+#: Shifts of the components of the dispersion prior, in prior standard deviations from the trend: a few below
+#: and a long reach above (the heavy upper tail).
+TAIL_SHIFTS = np.arange(-1.5, 8.01, 0.5)
+
+
+def tail_weights(resid: np.ndarray, prior_sd: float, df: int, n_iter: int = 300) -> np.ndarray:
+    """Weights of the prior ``sum_k w_k N(shift_k sd, sd^2)`` on ``log alpha - trend`` (``shift_k`` = TAIL_SHIFTS).
+
+    Estimated by EM from the gene-wise residuals ``log alpha_gw - log trend``, each the true deviation plus the
+    sampling error of a gene-wise log dispersion, ``log(chi2_df / df)`` with ``df = m - p`` (the model of R
+    DESeq2's prior-variance estimate; it is skewed, with a long lower tail, at few degrees of freedom): the
+    marginal of a residual under component ``k`` is the convolution of ``N(shift_k sd, sd^2)`` with that error,
+    integrated numerically on bins of width 0.05. All weight on ``shift 0`` is DESeq2's normal prior; the
+    components above it form a heavy upper tail whose mass and reach come from the data (real cohorts have a
+    share of genes far above the trend), and the few below it let the bulk of the genes sit below a trend
+    pulled up by that tail.
+    """
+    mus = TAIL_SHIFTS * prior_sd
+    resid = resid[np.isfinite(resid)]
     if resid.size == 0:
-        return 0.25
-    mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
-    df = max(n_samples - n_coef, 1)
-    expected = float(polygamma(1, df / 2.0))
-    return float(max(mad**2 - expected, 0.25))
+        return normal_weights()
+    u, f_u = _log_chisq_density(float(max(df, 1)))
+    du = u[1] - u[0]
+    edges = np.arange(np.floor(resid.min() / 0.05) * 0.05, resid.max() + 0.1, 0.05)
+    counts, _ = np.histogram(resid, bins=edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    keep = counts > 0
+    centres, counts = centres[keep], counts[keep].astype(float)
+    # dens[b, k] = int f_u(e) N(centre_b - e; mu_k, sd^2) de
+    dens = np.empty((centres.size, mus.size))
+    for k, m in enumerate(mus):
+        z = (centres[:, None] - u[None, :] - m) / prior_sd
+        dens[:, k] = (np.exp(-0.5 * z**2) * f_u).sum(1) * du / (prior_sd * math.sqrt(2 * math.pi))
+    zero = int(np.argmin(np.abs(mus)))
+    w = np.full(mus.size, 0.1 / (mus.size - 1))
+    w[zero] = 0.9
+    for _ in range(n_iter):
+        post = dens * w
+        post /= np.maximum(post.sum(1, keepdims=True), 1e-300)
+        new = (post * counts[:, None]).sum(0) / counts.sum()
+        if np.max(np.abs(new - w)) < 1e-7:
+            w = new
+            break
+        w = new
+    return w
+
+
+def normal_weights() -> np.ndarray:
+    """Weights of :func:`tail_weights`'s mixture that make it DESeq2's normal prior (all on shift 0)."""
+    w = np.zeros(TAIL_SHIFTS.size)
+    w[int(np.argmin(np.abs(TAIL_SHIFTS)))] = 1.0
+    return w
+
+
+def log_prior(delta: torch.Tensor, prior_sd: float, weights: np.ndarray) -> torch.Tensor:
+    """Log density (up to a constant) of the heavy-tailed prior at ``delta = log alpha - trend``."""
+    keep = weights > 1e-8
+    mus = torch.as_tensor(TAIL_SHIFTS[keep] * prior_sd, dtype=delta.dtype, device=delta.device)
+    logw = torch.as_tensor(np.log(weights[keep]), dtype=delta.dtype, device=delta.device)
+    z = (delta[..., None] - mus) / prior_sd
+    return torch.logsumexp(logw - 0.5 * z**2, dim=-1)
 
 
 @dataclass
@@ -207,6 +262,7 @@ class DispersionFit:
     trend_kind: str
     trend_coefs: np.ndarray
     prior_var: float
+    tail_weights: np.ndarray
 
     def to_frame(self, base_mean: np.ndarray, index) -> pd.DataFrame:
         """Genes x ``baseMean, genewise, trend, MAP, dispersion, outlier, log_dispersion_var``."""
@@ -225,42 +281,58 @@ class DispersionFit:
 
 
 def fit_dispersions(
-    y: torch.Tensor, mu: torch.Tensor, moments: torch.Tensor, base_mean: np.ndarray, *, chunk: int = 4096
+    y: torch.Tensor,
+    mu: torch.Tensor,
+    moments: torch.Tensor,
+    base_mean: np.ndarray,
+    *,
+    heavy_tail: bool = True,
+    fast: bool = False,
+    chunk: int = 4096,
 ) -> DispersionFit:
-    """The whole empirical-Bayes procedure: gene-wise -> trend -> prior variance -> MAP (+ outliers).
+    """The whole empirical-Bayes procedure: gene-wise -> trend -> prior -> MAP (+ outliers) -> posterior variance.
 
     ``y`` and ``mu`` are ``(n, G)`` counts and fitted means, ``moments`` ``(n, p, p)`` the second moments of the
-    design features, ``base_mean`` the mean normalised counts ``(G,)``.
+    design features, ``base_mean`` the mean normalised counts ``(G,)``. The trend and DESeq2's prior variance
+    come from the DESeq2 engine (:mod:`gendex.stats`). With ``heavy_tail`` the prior adds a one-sided heavy tail
+    above the trend (:func:`tail_weights`), so genes far above the trend keep their high dispersion (DESeq2
+    shrinks them towards it) and their posterior variance is that of their own likelihood. ``fast`` uses a
+    coarser search (for start values).
     """
     n, g = y.shape
     p = moments.shape[-1]
     max_disp = max(10.0, float(n))
+    opts = {"max_disp": max_disp, "grid_step": 2.0 if fast else 1.0, "n_golden": 8 if fast else 14}
 
     def by_chunks(fn):
         return torch.cat([fn(slice(a, min(a + chunk, g))) for a in range(0, g, chunk)])
 
     with torch.no_grad():
-        gw = by_chunks(lambda s: fit_log_dispersion(y[:, s], mu[:, s], moments, max_disp=max_disp))
+        gw = by_chunks(lambda s: fit_log_dispersion(y[:, s], mu[:, s], moments, **opts))
         log_gw = gw.cpu().double().numpy()
-        kind, coefs = fit_trend(base_mean, np.exp(log_gw))
-        log_trend = np.log(trend_values(coefs, base_mean))
-        pvar = prior_variance(log_gw, log_trend, n, p)
+        kind, coefs, trend = fit_trend(base_mean, np.exp(log_gw))
+        log_trend = np.log(trend)
+        nz = base_mean > 0
+        pvar, _ = prior_variance(np.exp(log_gw[nz]), trend[nz], n, p, MIN_DISP)
+        pvar = float(max(pvar, 0.25)) if np.isfinite(pvar) else 0.25
+        sd = math.sqrt(pvar)
+        weights = normal_weights()
+        if heavy_tail:
+            use = (log_gw >= math.log(100 * MIN_DISP)) & nz
+            weights = tail_weights((log_gw - log_trend)[use], sd, n - p)
         pm = torch.as_tensor(log_trend, dtype=y.dtype, device=y.device)
-        map_ = by_chunks(
-            lambda s: fit_log_dispersion(
-                y[:, s], mu[:, s], moments, prior_mean=pm[s], prior_var=pvar, max_disp=max_disp
-            )
-        )
+        prior = LogDispersionPrior(pm, sd, weights)
+        map_ = by_chunks(lambda s: fit_log_dispersion(y[:, s], mu[:, s], moments, prior=prior, genes=s, **opts))
         log_map = map_.cpu().double().numpy()
-        outlier = log_gw > log_trend + 2.0 * math.sqrt(pvar)
+        outlier = log_gw > log_trend + 2.0 * sd
         log_final = np.where(outlier, log_gw, log_map)
         final = torch.as_tensor(log_final, dtype=y.dtype, device=y.device)
         out_t = torch.as_tensor(outlier, device=y.device)
 
         def var_chunk(s):
-            with_prior = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s], prior_mean=pm[s], prior_var=pvar)
+            with_prior = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s], prior=prior, genes=s)
             without = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s])
             return torch.where(out_t[s], without, with_prior)
 
         var = by_chunks(var_chunk).cpu().double().numpy()
-    return DispersionFit(log_gw, log_trend, log_map, log_final, var, outlier, kind, coefs, pvar)
+    return DispersionFit(log_gw, log_trend, log_map, log_final, var, outlier, kind, coefs, pvar, weights)

@@ -13,7 +13,7 @@ from scvi import REGISTRY_KEYS
 
 from .._validation import to_dense
 from . import _dispersion
-from ._module import covariate_design
+from ._module import N_BASIS, covariate_design
 
 DTYPE = torch.float64
 #: At most this many samples enter the initial GLM and dispersion fits (PCA uses up to 1,000): per-gene fits
@@ -21,7 +21,37 @@ DTYPE = torch.float64
 FIT_SAMPLES = 200
 
 
-def initial_parameters_from_manager(mgr, n_latent: int, weight_prior_sd: float) -> tuple[dict, list[int], int]:
+def covariate_shapes(mgr) -> tuple[list[int], int]:
+    """``(n_cats_per_cov, n_continuous_cov)`` of the covariates registered in an ``AnnDataManager``."""
+    reg = mgr.data_registry
+    n_cats: list[int] = []
+    n_cont = 0
+    if REGISTRY_KEYS.CAT_COVS_KEY in reg:
+        n_cats = list(mgr.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key)
+    if REGISTRY_KEYS.CONT_COVS_KEY in reg:
+        n_cont = len(mgr.get_state_registry(REGISTRY_KEYS.CONT_COVS_KEY).columns)
+    return n_cats, n_cont
+
+
+def placeholder_parameters(n_genes: int, n_latent: int, n_cov_features: int) -> dict[str, np.ndarray | float]:
+    """Zero-valued parameters of the right shapes, for a model whose weights are about to be loaded."""
+    z = np.zeros
+    return {
+        "intercept": z(n_genes),
+        "loadings": z((n_genes, n_latent)),
+        "cov_coef": z((n_genes, n_cov_features)),
+        "encoder_centre": z(n_genes),
+        "encoder_basis": z((n_genes, max(N_BASIS, n_latent))),
+        "encoder_cov_effect": z((n_cov_features, n_genes)),
+        "log_disp": z(n_genes),
+        "log_disp_prior_mean": z(n_genes),
+        "disp_prior_var": 1.0,
+    }
+
+
+def initial_parameters_from_manager(
+    mgr, n_latent: int, weight_prior_sd: float, cov_prior_sd: float = 10.0
+) -> tuple[dict, list[int], int]:
     """Initial values from the data registered in an scvi-tools ``AnnDataManager``, plus the covariate shapes.
 
     Returns ``(init, n_cats_per_cov, n_continuous_cov)``; see :func:`initial_parameters`.
@@ -40,7 +70,7 @@ def initial_parameters_from_manager(mgr, n_latent: int, weight_prior_sd: float) 
     feats = np.zeros((len(rows), 0)) if feats is None else feats.numpy().astype(np.float64)[rows]
     counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
     sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
-    return initial_parameters(counts, sf, feats, n_latent, weight_prior_sd), n_cats, n_cont
+    return initial_parameters(counts, sf, feats, n_latent, weight_prior_sd, cov_prior_sd), n_cats, n_cont
 
 
 def init_rows(n_obs: int, max_samples: int = 1000) -> np.ndarray:
@@ -49,7 +79,7 @@ def init_rows(n_obs: int, max_samples: int = 1000) -> np.ndarray:
 
 
 def pca_projection(u: np.ndarray, n_latent: int, max_samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Centre of ``u`` and the ``(G, n_latent)`` projection onto principal scores.
+    """Centre of ``u`` and the ``(G, n_latent)`` projection onto principal scores (``n_latent`` may be N_BASIS).
 
     All scores share one scale, chosen so that the first has unit variance: the latent space keeps PCA's
     geometry (the dominant axis of variation stays dominant). Uses at most ``max_samples`` evenly spaced samples
@@ -104,6 +134,7 @@ def initial_parameters(
     cov_features: np.ndarray,
     n_latent: int,
     weight_prior_sd: float,
+    cov_prior_sd: float = 10.0,
 ) -> dict[str, np.ndarray | float]:
     """All initial values of :class:`~gendex.model.NBVAEModule` (see the module docstring).
 
@@ -119,22 +150,24 @@ def initial_parameters(
         xc = np.column_stack([np.ones(len(u)), cov_features])
         cov_effect = np.linalg.lstsq(xc, u, rcond=None)[0][1:]
         u = u - cov_features @ cov_effect
-    centre, projection = pca_projection(u, n_latent)
-    z0 = (u - centre) @ projection
+    centre, basis = pca_projection(u, max(N_BASIS, n_latent))
+    z0 = (u - centre) @ basis[:, :n_latent]
     r = init_rows(len(z0), FIT_SAMPLES)
     design_np = np.column_stack([np.ones(len(r)), z0[r], cov_features[r]])
     y = torch.as_tensor(counts[r], dtype=DTYPE)
     sf = torch.as_tensor(size_factors[r], dtype=DTYPE)
     design = torch.as_tensor(design_np, dtype=DTYPE)
     p = design.shape[1]
-    prec = torch.diag(torch.as_tensor([1e-8] + [1.0 / weight_prior_sd**2] * (p - 1), dtype=DTYPE))
+    prec = torch.diag(
+        torch.as_tensor([1e-8] + [weight_prior_sd**-2.0] * n_latent + [cov_prior_sd**-2.0] * f, dtype=DTYPE)
+    )
     log_trend0 = np.log(_moments_trend(norm, size_factors, base_mean))
     beta0 = torch.zeros(counts.shape[1], p, dtype=DTYPE)
     beta0[:, 0] = torch.as_tensor(np.log(np.maximum(base_mean, 1e-8)))
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(log_trend0), beta0, prec)
     mu = sf[:, None] * torch.exp(torch.clamp(design @ beta.T, max=40.0))
     moments = design[:, :, None] * design[:, None, :]
-    disp = _dispersion.fit_dispersions(y, mu, moments, base_mean)
+    disp = _dispersion.fit_dispersions(y, mu, moments, base_mean, fast=True)
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(disp.log_final), beta, prec, n_iter=5)
     beta = beta.numpy()
     return {
@@ -142,7 +175,7 @@ def initial_parameters(
         "loadings": beta[:, 1 : 1 + n_latent],
         "cov_coef": beta[:, 1 + n_latent :],
         "encoder_centre": centre,
-        "encoder_projection": projection,
+        "encoder_basis": basis,
         "encoder_cov_effect": cov_effect,
         "log_disp": disp.log_final,
         "log_disp_prior_mean": disp.log_trend,
@@ -156,5 +189,4 @@ def _moments_trend(norm: np.ndarray, size_factors: np.ndarray, base_mean: np.nda
     with np.errstate(divide="ignore", invalid="ignore"):
         mom = (var - base_mean * np.mean(1.0 / size_factors)) / base_mean**2
     mom = np.where(np.isfinite(mom), np.maximum(mom, _dispersion.MIN_DISP), _dispersion.MIN_DISP)
-    _kind, coefs = _dispersion.fit_trend(base_mean, mom)
-    return _dispersion.trend_values(coefs, base_mean)
+    return _dispersion.fit_trend(base_mean, mom)[2]

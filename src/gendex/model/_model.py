@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
+import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,8 +25,8 @@ from scvi.data.fields import (
 )
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
-from .._validation import check_obs_key, get_counts
-from . import _dispersion, _init, _posterior
+from .._validation import check_obs_key, get_counts, to_dense
+from . import _dispersion, _init, _latent_dim, _posterior
 from ._de import GenerativeDEMixin
 from ._module import NBVAEModule
 
@@ -47,20 +51,46 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     adata
         AnnData registered with :meth:`setup_anndata`.
     n_latent
-        Dimension of the latent space.
+        Dimension of the latent space, or ``"auto"``: chosen from the residual structure of the log-normalised
+        counts after the covariates (:func:`gendex.model._latent_dim.choose_n_latent`; the choice and its
+        reasons are in ``model.latent_dim_``).
     n_hidden
         Width of the encoder's hidden layer.
     weight_prior_sd
-        Standard deviation of the normal prior on the decoder's loadings and covariate coefficients (natural-log
-        expression per unit of the latent space); it keeps genes that are zero in one region of the latent space
-        (or one covariate level) finite.
+        Standard deviation of the normal prior on the decoder's loadings (natural-log expression per unit of the
+        latent space); it keeps genes that are zero in one region of the latent space finite.
+    cov_prior_sd
+        Standard deviation of the (weak) normal prior on the covariate coefficients (natural log): design effects
+        keep their size (a log2 fold change of 9 stays about 9); it only keeps genes that are zero in one
+        covariate level finite.
     """
 
     _module_cls = NBVAEModule
 
-    def __init__(self, adata: AnnData, n_latent: int = 2, n_hidden: int = 128, weight_prior_sd: float = 1.0):
+    def __init__(
+        self,
+        adata: AnnData,
+        n_latent: int | str = 2,
+        n_hidden: int = 128,
+        weight_prior_sd: float = 1.0,
+        cov_prior_sd: float = 10.0,
+    ):
         super().__init__(adata)
-        init, n_cats, n_cont = _init.initial_parameters_from_manager(self.adata_manager, n_latent, weight_prior_sd)
+        n_cats, n_cont = _init.covariate_shapes(self.adata_manager)
+        n_feat = sum(k - 1 for k in n_cats) + n_cont
+        self.latent_dim_: dict | None = None
+        if _LOADING.get():  # weights follow from the saved state: skip the data-driven start
+            if not isinstance(n_latent, int):
+                raise ValueError("a saved NBVAE must record an integer `n_latent`")
+            init = _init.placeholder_parameters(self.summary_stats.n_vars, n_latent, n_feat)
+        else:
+            n_latent = _resolve_n_latent(self.adata_manager, n_latent, n_feat)
+            if isinstance(n_latent, tuple):
+                n_latent, self.latent_dim_ = n_latent
+            _latent_dim.check_n_latent(n_latent, self.adata.n_obs, n_feat)
+            init, _, _ = _init.initial_parameters_from_manager(
+                self.adata_manager, n_latent, weight_prior_sd, cov_prior_sd
+            )
         self.module = self._module_cls(
             self.summary_stats.n_vars,
             init,
@@ -69,6 +99,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             n_cats_per_cov=n_cats,
             n_continuous_cov=n_cont,
             weight_prior_sd=weight_prior_sd,
+            cov_prior_sd=cov_prior_sd,
         )
         self._model_summary_string = (
             f"NBVAE (bulk NB-VAE): n_latent={n_latent}, n_hidden={n_hidden}, genes={self.summary_stats.n_vars}, "
@@ -107,11 +138,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         get_counts(adata, layer, dense=False)  # clear errors for missing layers, floats, negatives, NaN
-        sf = check_obs_key(adata, size_factor_key).to_numpy(dtype=float)
-        if not (np.all(np.isfinite(sf)) and np.all(sf > 0)):
-            raise ValueError(f"`adata.obs[{size_factor_key!r}]` must hold finite positive size factors")
-        for key in [*(categorical_covariate_keys or []), *(continuous_covariate_keys or [])]:
-            check_obs_key(adata, key)
+        check_registration_inputs(adata, size_factor_key, categorical_covariate_keys, continuous_covariate_keys)
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, None),
@@ -123,6 +150,30 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, **kwargs: Any) -> NBVAE:
+        """Load a saved model (see :meth:`scvi.model.base.BaseModelClass.load`) without re-running the start.
+
+        The data-driven initialisation is skipped (the saved weights replace it). A given ``adata`` is never
+        written to: the model is set up on a private AnnData with its counts, size factors and covariates (the
+        registry columns scvi-tools adds stay out of the caller's object).
+        """
+        if adata is not None and adata is not False:
+            setup = cls.load_registry(dir_path, prefix=kwargs.get("prefix"))["setup_args"]
+            adata = private_anndata(
+                adata,
+                layer=setup.get("layer"),
+                size_factor_key=setup.get("size_factor_key", "size_factors"),
+                categorical_covariate_keys=setup.get("categorical_covariate_keys"),
+                continuous_covariate_keys=setup.get("continuous_covariate_keys"),
+            )
+        token = _LOADING.set(True)
+        try:
+            with quiet_lightning():
+                return super().load(dir_path, adata=adata, **kwargs)
+        finally:
+            _LOADING.reset(token)
+
     def train(
         self,
         max_epochs: int | None = None,
@@ -130,7 +181,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         lr: float = 1e-2,
         batch_size: int | None = None,
         early_stopping: bool = True,
-        early_stopping_patience: int = 50,
+        early_stopping_patience: int = 20,
         early_stopping_tol: float = 0.005,
         n_epochs_kl_warmup: int | None = None,
         accelerator: str = "auto",
@@ -169,6 +220,14 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         **trainer_kwargs
             Extra arguments of :class:`scvi.train.Trainer` / Lightning's ``Trainer``.
         """
+        for name, val in (("lr", lr), ("early_stopping_tol", early_stopping_tol)):
+            if not (isinstance(val, int | float) and np.isfinite(val) and val > 0):
+                raise ValueError(f"`{name}` must be a positive number, got {val!r}")
+        for name, val in (("max_epochs", max_epochs), ("batch_size", batch_size)):
+            if val is not None and not (isinstance(val, int | np.integer) and not isinstance(val, bool) and val >= 1):
+                raise ValueError(f"`{name}` must be a positive integer or None, got {val!r}")
+        if not (isinstance(early_stopping_patience, int | np.integer) and early_stopping_patience >= 1):
+            raise ValueError(f"`early_stopping_patience` must be a positive integer, got {early_stopping_patience!r}")
         n_obs = self.adata.n_obs
         if batch_size is None:
             batch_size = n_obs if n_obs <= 512 else 256
@@ -182,7 +241,8 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             "n_epochs_kl_warmup": max(1, max_epochs // 10) if n_epochs_kl_warmup is None else n_epochs_kl_warmup,
             **(plan_kwargs or {}),
         }
-        callbacks = list(trainer_kwargs.pop("callbacks", []))
+        callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+
         if early_stopping:
             callbacks.append(
                 EarlyStopping(
@@ -194,29 +254,53 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             )
         trainer_kwargs.setdefault("enable_checkpointing", False)
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, steps)))
-        out = super().train(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            train_size=1.0,
-            batch_size=batch_size,
-            early_stopping=False,
-            plan_kwargs=plan,
-            callbacks=callbacks,
-            datasplitter_kwargs={"drop_last": False},
-            **trainer_kwargs,
-        )
+        if trainer_kwargs.get("enable_progress_bar") is None:
+            trainer_kwargs["enable_progress_bar"] = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        with quiet_lightning():
+            out = super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=1.0,
+                batch_size=batch_size,
+                early_stopping=False,
+                plan_kwargs=plan,
+                callbacks=callbacks,
+                datasplitter_kwargs={"drop_last": False},
+                **trainer_kwargs,
+            )
+        self.module.eval()
+        self._refresh_orthogonalisation()
         if fit_dispersions:
             self.fit_dispersions()
         return out
 
     @torch.inference_mode()
-    def fit_dispersions(self, *, max_samples: int = 200, random_state: int = 0) -> pd.DataFrame:
+    def _refresh_orthogonalisation(self) -> None:
+        """Make the codes of the training samples exactly orthogonal to the covariate features (see the encoder)."""
+        m = self.module
+        if not m.n_cov_features:
+            return
+        rows = _init.init_rows(self.adata.n_obs, 5000)
+        mgr = self.adata_manager
+        x = torch.as_tensor(to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows]), dtype=torch.float32)
+        sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float32).reshape(-1, 1)[rows]
+        u = torch.log1p(x / torch.as_tensor(sf)).to(self.device)
+        feats = _posterior.covariate_features(self, rows)
+        m.z_encoder.refresh_orthogonalisation(u, feats)
+
+    @torch.inference_mode()
+    def fit_dispersions(
+        self, *, max_samples: int = 200, random_state: int = 0, heavy_tail: bool = True
+    ) -> pd.DataFrame:
         """DESeq2's dispersion procedure on the decoded means; sets the module's dispersions and prior.
 
-        Gene-wise Cox-Reid adjusted estimates given the fitted means at the latent posterior means, the
-        parametric trend, the prior variance, the MAP dispersions (gene-wise kept for outliers more than two prior
-        standard deviations above the trend) and the posterior variance of each log dispersion.
+        Gene-wise Cox-Reid adjusted estimates given the fitted means at the latent posterior means, the DESeq2
+        engine's trend and prior variance, the MAP dispersions (gene-wise kept for outliers more than two prior
+        standard deviations above the trend) and the posterior variance of each log dispersion. With
+        ``heavy_tail`` the prior has a one-sided heavy tail above the trend whose weights are estimated from the
+        data (:func:`gendex.model._dispersion.tail_weights`): genes far above the trend keep their dispersion and
+        its uncertainty. The trend, the prior and the tail weights are in ``model.dispersion_trend_``.
         At most ``max_samples`` random samples are used (the posterior variances are then scaled to all samples).
 
         Returns
@@ -226,11 +310,18 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         """
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
         base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
-        fit = _dispersion.fit_dispersions(state.counts, state.mu(), state.moments, base_mean)
+        fit = _dispersion.fit_dispersions(state.counts, state.mu(), state.moments, base_mean, heavy_tail=heavy_tail)
         fit.log_final_var = fit.log_final_var * len(state.indices) / self.adata.n_obs
         self.module.set_dispersions(fit.log_final, fit.log_trend, fit.prior_var)
         self.dispersions_ = fit.to_frame(base_mean, self.adata.var_names)
-        self.dispersion_trend_ = {"kind": fit.trend_kind, "coefs": fit.trend_coefs.tolist(), "prior_var": fit.prior_var}
+        self.dispersion_trend_ = {
+            "kind": fit.trend_kind,
+            "coefs": [float(c) for c in fit.trend_coefs],
+            "prior_var": fit.prior_var,
+            "heavy_tail": heavy_tail,
+            "tail_shifts_sd": _dispersion.TAIL_SHIFTS.tolist(),
+            "tail_weights": fit.tail_weights.round(6).tolist(),
+        }
         return self.dispersions_
 
     @torch.inference_mode()
@@ -249,9 +340,126 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
 
         Covariates, if any, are held at their average feature values over the registered samples.
         """
-        z = torch.as_tensor(np.asarray(latent, dtype=np.float32), device=self.device)
+        k = self.module.n_latent
+        try:
+            arr = np.asarray(latent, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"`latent` must be a numeric array of shape (m, {k})") from None
+        if arr.ndim == 1 and arr.size == k:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != k:
+            raise ValueError(
+                f"`latent` must have shape (m, {k}) (the model has {k} latent dimensions), got {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("`latent` holds non-finite coordinates")
+        z = torch.as_tensor(arr.astype(np.float32), device=self.device)
         feats = _posterior.covariate_features(self).mean(0, keepdim=True) if self.module.n_cov_features else None
         return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
+
+
+_LOADING: ContextVar[bool] = ContextVar("nbvae_loading", default=False)
+
+#: Lightning and scvi-tools lines that are noise to a library user (kept out of stdout/stderr while training).
+_QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
+
+
+@contextmanager
+def quiet_lightning():
+    """Silence Lightning's banners ("GPU available", "Seed set", tips) and its pytree FutureWarning."""
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*litlogger.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def check_registration_inputs(
+    adata: AnnData,
+    size_factor_key: str,
+    categorical_covariate_keys: Sequence[str] | str | None,
+    continuous_covariate_keys: Sequence[str] | str | None,
+) -> None:
+    """Clear errors, before anything is computed, for size factors and covariates the model cannot use."""
+    sf = check_obs_key(adata, size_factor_key)
+    if not (pd.api.types.is_numeric_dtype(sf) and not pd.api.types.is_bool_dtype(sf)):
+        raise TypeError(
+            f"`adata.obs[{size_factor_key!r}]` holds {sf.dtype} values, not numbers: size factors must be positive "
+            "floats (compute them with `gdx.pp.size_factors(adata)`)"
+        )
+    values = sf.to_numpy(dtype=float)
+    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+        raise ValueError(f"`adata.obs[{size_factor_key!r}]` must hold finite positive size factors")
+    for key in _as_list(categorical_covariate_keys) or []:
+        col = check_obs_key(adata, key)
+        if col.isna().any():
+            raise ValueError(
+                f"covariate `adata.obs[{key!r}]` has {int(col.isna().sum())} missing value(s); the model needs every "
+                "sample annotated (fill them in, or drop those samples)"
+            )
+    for key in _as_list(continuous_covariate_keys) or []:
+        col = check_obs_key(adata, key)
+        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+            raise TypeError(
+                f"continuous covariate `adata.obs[{key!r}]` holds {col.dtype} values, not numbers; "
+                "pass it as a categorical covariate instead"
+            )
+        vals = col.to_numpy(dtype=float)
+        if not np.all(np.isfinite(vals)):
+            raise ValueError(
+                f"covariate `adata.obs[{key!r}]` has {int((~np.isfinite(vals)).sum())} missing or infinite value(s); "
+                "the model needs every sample annotated (fill them in, or drop those samples)"
+            )
+
+
+def private_anndata(
+    adata: AnnData,
+    *,
+    layer: str | None,
+    size_factor_key: str,
+    categorical_covariate_keys: Sequence[str] | None = None,
+    continuous_covariate_keys: Sequence[str] | None = None,
+) -> AnnData:
+    """A new AnnData with only the counts, size factors and covariates of ``adata`` (nothing is copied twice).
+
+    scvi-tools' registry writes its fields into the AnnData a model is set up on; this one is the model's own.
+    """
+    from anndata import AnnData as _AnnData
+
+    counts = get_counts(adata, layer, dense=False)
+    check_registration_inputs(adata, size_factor_key, categorical_covariate_keys, continuous_covariate_keys)
+    covs = [*(_as_list(categorical_covariate_keys) or []), *(_as_list(continuous_covariate_keys) or [])]
+    obs = adata.obs[[size_factor_key, *covs]].copy()
+    obs[size_factor_key] = obs[size_factor_key].to_numpy(dtype=np.float64)
+    private = _AnnData(obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
+    if layer is None:
+        private.X = counts
+    else:
+        private.layers[layer] = counts
+    return private
+
+
+def _resolve_n_latent(mgr, n_latent: int | str, n_feat: int) -> int | tuple[int, dict]:
+    if isinstance(n_latent, str):
+        if n_latent != "auto":
+            raise ValueError(f"`n_latent` must be a positive integer or 'auto', got {n_latent!r}")
+        n_cats, n_cont = _init.covariate_shapes(mgr)
+        rows = _init.init_rows(mgr.adata.n_obs)
+        feats = _posterior.registered_covariates(mgr, n_cats, n_cont).numpy().astype(np.float64)[rows]
+        counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
+        sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
+        return _latent_dim.choose_n_latent(counts, sf, feats)
+    if isinstance(n_latent, bool) or not isinstance(n_latent, int | np.integer) or n_latent < 1:
+        raise ValueError(f"`n_latent` must be a positive integer or 'auto', got {n_latent!r}")
+    return int(n_latent)
 
 
 def _as_list(keys: Sequence[str] | None) -> list[str] | None:

@@ -17,6 +17,8 @@ from torch.distributions import Normal, kl_divergence
 
 #: Output scale of the encoder's learned heads (see :class:`BulkEncoder`).
 HEAD_SCALE = 0.1
+#: Number of principal scores the encoder's MLP sees (zero-padded beyond the rank of the data).
+N_BASIS = 32
 
 
 def covariate_design(
@@ -32,16 +34,22 @@ def covariate_design(
 
 
 class BulkEncoder(nn.Module):
-    """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA projection plus a learned MLP.
+    """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA scores plus a learned MLP on them.
 
-    The posterior mean is ``(u - centre - c E) P + head(h(u))`` with ``u = log1p(x / s)``: ``E`` (fixed) removes
-    the covariates' least-squares effects, so the codes describe what the covariates do not, and ``P`` (fixed)
-    projects on the principal axes of the remainder, and the learned head (layer-normalised hidden layer)
-    starts at zero, so training starts from the PCA embedding and learns corrections. (A learned linear map of
-    thousands of genes moves the codes by orders of magnitude per Adam step, so it stays fixed.) The log variance
-    comes from the MLP, starting small (bulk samples carry much information about their code). The heads' outputs
-    are scaled by ``HEAD_SCALE`` so that an Adam step (each weight moves by about the learning rate) moves the
-    codes by a small amount.
+    With ``u = log1p(x / s)`` and covariate features ``c``, the scores are ``t = (u - centre - c E) Q``: ``E``
+    (fixed) removes the covariates' least-squares effects, so the codes describe what the covariates do not, and
+    ``Q`` (fixed, ``(G, N_BASIS)``) projects on the leading principal axes of the remainder, all on the scale of
+    the first (unit variance). The posterior mean is ``t[:k] + head(h(t))``: the learned head (a layer-normalised
+    hidden layer on the scores) starts at zero, so training starts from the PCA embedding and learns
+    corrections; working on the scores instead of thousands of genes keeps the encoder small and fast (a learned
+    map of all genes also moves the codes by orders of magnitude per Adam step). The log variance comes from
+    the MLP, starting small (bulk samples carry much information about their code). The heads' outputs are
+    scaled by ``HEAD_SCALE`` so that an Adam step moves the codes by a small amount.
+
+    With covariates, the codes are kept orthogonal to the covariate features over the training samples: the
+    least-squares projection of the mean on the centred features is subtracted (computed on each training
+    batch, as batch normalisation does, and frozen in ``code_cov_coef`` for inference), so training cannot move
+    the codes back onto the design (the decoder's covariate coefficients carry the design's effects).
     """
 
     def __init__(
@@ -50,15 +58,20 @@ class BulkEncoder(nn.Module):
         n_latent: int,
         n_hidden: int,
         centre: np.ndarray,
-        projection: np.ndarray,
+        basis: np.ndarray,
         cov_effect: np.ndarray,
     ):
         super().__init__()
+        basis = np.asarray(basis, dtype=np.float64).reshape(n_input, -1)
+        f = np.asarray(cov_effect).shape[0]
+        self.n_latent = n_latent
         self.register_buffer("centre", torch.as_tensor(np.asarray(centre), dtype=torch.float32).clone())
         self.register_buffer("cov_effect", torch.as_tensor(np.asarray(cov_effect), dtype=torch.float32).clone())
-        self.register_buffer("projection", torch.as_tensor(np.asarray(projection), dtype=torch.float32).clone())
+        self.register_buffer("basis", torch.as_tensor(basis, dtype=torch.float32).clone())
+        self.register_buffer("code_cov_coef", torch.zeros(f, n_latent))
+        self.register_buffer("cov_mean", torch.zeros(f))
         self.hidden = FCLayers(
-            n_input,
+            basis.shape[1],
             n_hidden,
             n_layers=1,
             n_hidden=n_hidden,
@@ -73,15 +86,48 @@ class BulkEncoder(nn.Module):
         nn.init.zeros_(self.var_head.weight)
         nn.init.zeros_(self.var_head.bias)
 
-    def forward(self, u: torch.Tensor, cov_features: torch.Tensor | None = None) -> Normal:
-        """Posterior ``q(z | x)`` from the log-normalised counts ``u`` (and the covariate features)."""
-        h = self.hidden(u)
+    @property
+    def projection(self) -> torch.Tensor:
+        """The fixed linear part of the mean, ``(G, n_latent)``: the first ``n_latent`` columns of the basis."""
+        return self.basis[:, : self.n_latent]
+
+    def raw_mean(self, u: torch.Tensor, cov_features: torch.Tensor | None = None):
+        """Posterior mean before the orthogonalisation, and the log variance, from ``u = log1p(x / s)``."""
         v = u - self.centre
         if cov_features is not None and self.cov_effect.numel():
             v = v - cov_features @ self.cov_effect
-        mean = v @ self.projection + HEAD_SCALE * self.mean_head(h)
-        var = torch.exp(HEAD_SCALE * self.var_head(h) - 4.0) + 1e-4
-        return Normal(mean, var.sqrt())
+        scores = v @ self.basis
+        h = self.hidden(scores)
+        mean = scores[..., : self.n_latent] + HEAD_SCALE * self.mean_head(h)
+        return mean, HEAD_SCALE * self.var_head(h) - 4.0
+
+    def forward(self, u: torch.Tensor, cov_features: torch.Tensor | None = None) -> Normal:
+        """Posterior ``q(z | x)`` from the log-normalised counts ``u`` (and the covariate features)."""
+        mean, log_var = self.raw_mean(u, cov_features)
+        if cov_features is not None and self.code_cov_coef.numel():
+            if self.training and mean.dim() == 2 and mean.shape[0] > 1:
+                cm = cov_features.mean(0)
+                xc = cov_features - cm
+                ridge = 1e-6 * torch.eye(xc.shape[1], dtype=xc.dtype, device=xc.device)
+                gamma = torch.linalg.solve(xc.T @ xc + ridge, xc.T @ (mean - mean.mean(0)))
+                self.code_cov_coef.copy_(gamma.detach())
+                self.cov_mean.copy_(cm.detach())
+            else:
+                gamma, cm = self.code_cov_coef, self.cov_mean
+            mean = mean - (cov_features - cm) @ gamma
+        return Normal(mean, (torch.exp(log_var) + 1e-4).sqrt())
+
+    @torch.no_grad()
+    def refresh_orthogonalisation(self, u: torch.Tensor, cov_features: torch.Tensor) -> None:
+        """Recompute ``code_cov_coef`` over the samples ``u`` (all training samples) at the current weights."""
+        if not self.code_cov_coef.numel():
+            return
+        mean, _ = self.raw_mean(u, cov_features)
+        cm = cov_features.mean(0)
+        xc = cov_features - cm
+        ridge = 1e-6 * torch.eye(xc.shape[1], dtype=xc.dtype, device=xc.device)
+        self.code_cov_coef.copy_(torch.linalg.solve(xc.T @ xc + ridge, xc.T @ (mean - mean.mean(0))))
+        self.cov_mean.copy_(cm)
 
 
 class NBVAEModule(BaseModuleClass):
@@ -92,8 +138,10 @@ class NBVAEModule(BaseModuleClass):
     ``mu_ig = s_i * exp(b_g + z_i . W_g + c_i . B_g)`` and dispersion ``alpha_g`` (``Var = mu + alpha mu^2``).
     ``exp(b_g + z_i W_g + c_i B_g)`` is the decoded size-factor-normalised expression. The encoder sees
     ``log1p(x / s)``. The loss is the negative ELBO plus the negative log prior of the global parameters:
-    a normal prior on ``log alpha_g`` around a mean-dispersion trend (DESeq2's empirical-Bayes prior) and a
-    weak normal prior on the loadings ``W`` and covariate coefficients ``B``.
+    a normal prior on ``log alpha_g`` around a mean-dispersion trend (DESeq2's empirical-Bayes prior), a normal
+    prior with sd ``weight_prior_sd`` on the loadings ``W`` and a weak one (sd ``cov_prior_sd``) on the
+    covariate coefficients ``B``, so that design effects are not shrunk towards 0 (a log2 fold change of 9
+    stays 9; shrinkage of fold changes is the DE step's job).
 
     Parameters
     ----------
@@ -103,7 +151,7 @@ class NBVAEModule(BaseModuleClass):
         Initial values (from :func:`gendex.model._init.initial_parameters`): ``intercept`` ``(G,)``, ``loadings``
         ``(G, n_latent)``, ``cov_coef`` ``(G, f)``, ``log_disp`` ``(G,)``, the dispersion prior
         ``log_disp_prior_mean`` ``(G,)`` and ``disp_prior_var``, and the encoder's ``encoder_centre`` ``(G,)``,
-        ``encoder_projection`` ``(G, n_latent)`` and ``encoder_cov_effect`` ``(f, G)``.
+        ``encoder_basis`` ``(G, N_BASIS)`` and ``encoder_cov_effect`` ``(f, G)``.
     n_latent
         Dimension of the latent space.
     n_hidden
@@ -113,7 +161,9 @@ class NBVAEModule(BaseModuleClass):
     n_continuous_cov
         Number of continuous covariates.
     weight_prior_sd
-        Standard deviation of the normal prior on ``W`` and ``B``.
+        Standard deviation of the normal prior on the loadings ``W``.
+    cov_prior_sd
+        Standard deviation of the normal prior on the covariate coefficients ``B`` (natural log).
     """
 
     def __init__(
@@ -126,6 +176,7 @@ class NBVAEModule(BaseModuleClass):
         n_cats_per_cov: list[int] | tuple[int, ...] | None = None,
         n_continuous_cov: int = 0,
         weight_prior_sd: float = 1.0,
+        cov_prior_sd: float = 10.0,
     ):
         super().__init__()
         self.n_input = n_input
@@ -134,6 +185,7 @@ class NBVAEModule(BaseModuleClass):
         self.n_continuous_cov = int(n_continuous_cov)
         self.n_cov_features = sum(k - 1 for k in self.n_cats_per_cov) + self.n_continuous_cov
         self.weight_prior_sd = float(weight_prior_sd)
+        self.cov_prior_sd = float(cov_prior_sd)
 
         def t(key):
             return torch.as_tensor(np.asarray(init[key]), dtype=torch.float32).clone()
@@ -143,7 +195,7 @@ class NBVAEModule(BaseModuleClass):
             n_latent,
             n_hidden,
             init["encoder_centre"],
-            init["encoder_projection"],
+            init["encoder_basis"],
             np.asarray(init["encoder_cov_effect"]).reshape(self.n_cov_features, n_input),
         )
         self.intercept = nn.Parameter(t("intercept"))
@@ -219,8 +271,23 @@ class NBVAEModule(BaseModuleClass):
     def global_prior(self) -> torch.Tensor:
         """Negative log prior of the global parameters (dispersion prior + weight prior), up to constants."""
         disp = 0.5 * ((self.log_disp - self.log_disp_prior_mean) ** 2).sum() / self.disp_prior_var
-        weights = 0.5 * ((self.loadings**2).sum() + (self.cov_coef**2).sum()) / self.weight_prior_sd**2
+        weights = 0.5 * (self.loadings**2).sum() / self.weight_prior_sd**2
+        weights = weights + 0.5 * (self.cov_coef**2).sum() / self.cov_prior_sd**2
         return disp + weights
+
+    def prior_precision_diag(self) -> torch.Tensor:
+        """Prior precision of each decoder coefficient ``[b, W, B]``, shape ``(1 + n_latent + f,)`` (float64).
+
+        ``1e-8`` for the intercept (flat), ``1 / weight_prior_sd^2`` for the loadings, ``1 / cov_prior_sd^2``
+        for the covariate coefficients.
+        """
+        return torch.as_tensor(
+            [1e-8]
+            + [1.0 / self.weight_prior_sd**2] * self.n_latent
+            + [1.0 / self.cov_prior_sd**2] * self.n_cov_features,
+            dtype=torch.float64,
+            device=self.intercept.device,
+        )
 
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0, n_obs: int = 1):
         """Negative ELBO per sample plus the global prior divided by the number of training samples."""

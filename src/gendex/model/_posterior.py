@@ -107,8 +107,9 @@ def glm_state(
 
 
 def _prior_precision(model: NBVAE, p: int) -> torch.Tensor:
-    prec = torch.full((p,), 1.0 / model.module.weight_prior_sd**2, dtype=DTYPE, device=model.device)
-    prec[0] = 1e-8
+    # the module's own prior: flat intercept, weight_prior_sd on the loadings, the weak cov_prior_sd on the design
+    prec = model.module.prior_precision_diag().to(device=model.device, dtype=DTYPE)
+    assert prec.shape == (p,)
     return torch.diag(prec)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from numpy.typing import NDArray
 
@@ -184,8 +185,12 @@ def filter_missing(
 
     Returns
     -------
-    Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``, records
-    the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``.
+    None, or the modified copy when ``copy=True``.
+        Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``,
+        records the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``. The
+        per-gene summary of every gene, the dropped ones included (columns ``n_missing``, ``frac_missing``,
+        ``pass_filter_missing``, indexed by the original ``var_names``), is kept in
+        ``adata.uns["filter_missing"]["summary"]``.
 
     Examples
     --------
@@ -194,6 +199,8 @@ def filter_missing(
     >>> gdx.pp.filter_missing(adata, max_missing=0.5)
     >>> bool(adata.var["pass_filter_missing"].all())
     True
+    >>> adata.uns["filter_missing"]["summary"].shape
+    (100, 3)
     """
     if not 0.0 <= max_missing <= 1.0:
         raise ValueError(f"`max_missing` must lie in [0, 1], got {max_missing}")
@@ -202,5 +209,8 @@ def filter_missing(
     frac = n_missing / adata.n_obs
     keep = frac <= max_missing
     columns = {"n_missing": n_missing.astype(np.int64), "frac_missing": frac}
+    summary = pd.DataFrame({**columns, "pass_filter_missing": keep}, index=adata.var_names.astype(str))
     record = {"max_missing": max_missing}
-    return _apply(adata, keep, key="filter_missing", record=record, subset=subset, copy=copy, columns=columns)
+    out = _apply(adata, keep, key="filter_missing", record=record, subset=subset, copy=copy, columns=columns)
+    (out if copy else adata).uns["filter_missing"]["summary"] = summary  # every gene, the dropped ones too
+    return out

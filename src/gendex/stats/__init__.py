@@ -1,6 +1,7 @@
 """Pure array kernels (no AnnData): size factors, multiple testing, embeddings, DESeq2, limma/voom, NB helpers."""
 
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import Any
 
 from ._ash import AshPosterior, ash, posterior_fdr
 from ._compare import compare_calls
@@ -11,31 +12,35 @@ from ._limma import (
     EBayesResult,
     LinearFit,
     VoomResult,
-    calc_norm_factors_tmm,
     contrasts_fit,
     ebayes,
     fit_f_dist,
     lm_fit,
-    lowess,
     squeeze_var,
     tmixture,
     top_table,
     trigamma_inverse,
     voom,
 )
+from ._lowess import lowess
 from ._metrics import auroc, average_precision, confusion_rates, fdr_curve, precision_recall_curve, roc_curve
 from ._multitest import bh_adjust
+from ._norm_factors import calc_norm_factors_tmm
 from ._size_factors import size_factors_poscounts, size_factors_ratio
 from ._ttest import TTestResult, ttest_ind
 
-if TYPE_CHECKING:
-    from ._deseq2 import BatchedInference
-
 
 def __getattr__(name: str) -> Any:
-    # lazy: BatchedInference imports pydeseq2, which `import gendex` should not pay for
     if name == "BatchedInference":
-        from ._deseq2 import BatchedInference
+        # Deprecated alias (0.1): the PyDESeq2 adapter is not a kernel; it lives in ``gendex.tl``. The one import of
+        # a higher layer from ``stats``, allowed by tests/test_layering.py until the alias is removed.
+        warnings.warn(
+            "`gendex.stats.BatchedInference` moved to `gendex.tl.BatchedInference`; the old name will be removed "
+            "in gendex 0.2",
+            FutureWarning,
+            stacklevel=2,
+        )
+        from ..tl._pydeseq2_inference import BatchedInference
 
         return BatchedInference
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -43,7 +48,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AshPosterior",
-    "BatchedInference",
     "DESeq2Fit",
     "EBayesResult",
     "LinearFit",

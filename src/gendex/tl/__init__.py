@@ -1,5 +1,7 @@
 """Tools: sample embeddings, differential expression (classical and generative), comparison, enrichment."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._compare import compare_de
 from ._compare_enrichment import compare_enrichment
 from ._deseq2 import deseq2
@@ -11,7 +13,21 @@ from ._limma import limma_voom
 from ._nbvae import latent_path, nbvae
 from ._ttest import ttest
 
+if TYPE_CHECKING:
+    from ._pydeseq2_inference import BatchedInference
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: BatchedInference subclasses pydeseq2's Inference, which `import gendex` should not pay for
+    if name == "BatchedInference":
+        from ._pydeseq2_inference import BatchedInference
+
+        return BatchedInference
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "BatchedInference",
     "compare_de",
     "compare_enrichment",
     "deseq2",

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .._results import lookup_de_table
 from .._utils import h5ad_safe
-from ..get._de import lookup_de_table
 from ..stats import compare_calls
 
 if TYPE_CHECKING:

@@ -9,37 +9,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._results import lookup_enrichment as get_enrichment
+from .._results import set_labels
 from .._utils import h5ad_safe
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
-
-
-def get_enrichment(adata: AnnData, key: str) -> pd.DataFrame:
-    """``adata.uns[key]["results"]``, or a KeyError/TypeError naming the problem."""
-    if not isinstance(key, str):
-        raise TypeError(f"`key` must be the str key of an enrichment result in `adata.uns`, got {type(key).__name__}")
-    record = adata.uns.get(key)
-    if record is None:
-        found = [k for k, v in adata.uns.items() if isinstance(v, dict) and isinstance(v.get("results"), pd.DataFrame)]
-        raise KeyError(f"no enrichment result `adata.uns[{key!r}]`; available: {found}")
-    if not isinstance(record, dict) or not isinstance(record.get("results"), pd.DataFrame):
-        raise TypeError(f"`adata.uns[{key!r}]` is not an enrichment result (a dict with a 'results' DataFrame)")
-    res = record["results"]
-    missing = [c for c in ("source", "score", "pvalue", "padj") if c not in res.columns]
-    if missing:
-        raise ValueError(f"`adata.uns[{key!r}]['results']` lacks the columns {missing}")
-    return res
-
-
-def set_labels(res: pd.DataFrame) -> pd.Series:
-    """One label per row: the set name, with ``" (up)"``/``" (down)"`` appended when a set has several rows (ORA)."""
-    source = res["source"].astype(str)
-    if source.is_unique or "direction" not in res.columns:
-        return source
-    return source + " (" + res["direction"].astype(str) + ")"
 
 
 def _rank(score: pd.Series) -> pd.Series:

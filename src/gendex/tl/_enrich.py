@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
+from .._results import lookup_de_table
 from .._utils import h5ad_safe, package_versions
 from .._validation import check_not_backed
-from ..get._de import lookup_de_table
 from ..io import read_gmt
-from ..stats import bh_adjust, gsea_leading_edge, ora_test
+from ._decoupler import _leading_edges, run_decoupler
+from ._ora import _run_ora
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -26,8 +25,6 @@ logger = logging.getLogger(__name__)
 METHODS = ("ulm", "gsea", "zscore", "ora")
 #: Columns of every enrichment result table, in order; ``direction``/``overlap``/``leading_genes`` follow.
 RESULT_COLUMNS = ("source", "score", "pvalue", "padj", "n_genes", "direction")
-#: Separator of the genes in ``leading_genes`` (a string column, so that the table survives h5ad).
-GENE_SEP = ";"
 
 
 # --------------------------------------------------------------------------------------------------- validation
@@ -130,152 +127,8 @@ def _check_overlap(features: pd.Index, net: pd.DataFrame, tmin: int, gene_symbol
     )
 
 
-# ------------------------------------------------------------------------------------------------------ methods
-def run_decoupler(
-    values: pd.Series,
-    net: pd.DataFrame,
-    method: str,
-    *,
-    tmin: int,
-    **kwargs: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run one decoupler 2.2 method on one vector of gene statistics; keep raw and adjusted p-values.
-
-    Performs the steps of ``decoupler.mt.<method>(data, net, tmin=tmin)`` for a one-row DataFrame
-    (``dc.pp.extract`` with its tie-breaking shuffle, ``dc.pp.prune``, ``dc.pp.adjmat``/``idxmat``, then the
-    method's kernel ``dc.mt.<method>.func``), because the public call returns only BH-adjusted p-values. Scores
-    and BH p-values equal those of ``decoupler.mt.<method>`` (tested).
-
-    Returns
-    -------
-    ``(results, pruned_net)``: results with ``source, score, pvalue, padj, n_genes`` and the net restricted to
-    the genes used (exact zeros are dropped by decoupler as empty features) and to sets of >= ``tmin`` genes.
-    """
-    import decoupler as dc
-
-    data = pd.DataFrame([values.to_numpy(dtype=np.float64)], index=["stat"], columns=values.index.astype(str))
-    mat, _obs, features = dc.pp.extract(data)
-    pnet = dc.pp.prune(features=features, net=net, tmin=tmin)
-    runner = getattr(dc.mt, method)
-    if runner.adj:
-        sources, _targets, adjm = dc.pp.adjmat(features=features, net=pnet)
-        es, pv = runner.func(mat, adjm, **kwargs)
-    else:
-        sources, cnct, starts, offsets = dc.pp.idxmat(features=features, net=pnet)
-        es, pv = runner.func(mat, cnct, starts, offsets, **kwargs)
-    es, pv = np.asarray(es, dtype=np.float64)[0], np.asarray(pv, dtype=np.float64)[0]
-    sizes = pnet.groupby("source").size()
-    res = pd.DataFrame(
-        {
-            "source": np.asarray(sources, dtype=str),
-            "score": es,
-            "pvalue": pv,
-            "padj": bh_adjust(pv),
-            "n_genes": sizes.reindex(np.asarray(sources, dtype=str)).to_numpy(dtype=np.int64),
-        }
-    )
-    return res, pnet
-
-
-def _leading_edges(values: pd.Series, pnet: pd.DataFrame, sources: pd.Series) -> list[str]:
-    """Leading-edge genes of each source, ordered from the most extreme statistic inwards."""
-    v = values.to_numpy(dtype=np.float64)
-    pos = {g: i for i, g in enumerate(values.index)}
-    groups = pnet.groupby("source")["target"].agg(list)
-    names = np.asarray(values.index, dtype=object)
-    out = []
-    for src in sources:
-        members = np.zeros(v.size, dtype=bool)
-        members[[pos[g] for g in groups[src]]] = True
-        es, le = gsea_leading_edge(v, members)
-        idx = np.flatnonzero(le)
-        idx = idx[np.argsort(-v[idx] if es > 0 else v[idx], kind="stable")]
-        out.append(GENE_SEP.join(names[idx].tolist()))
-    return out
-
-
 def _direction(score: np.ndarray) -> np.ndarray:
     return np.where(score > 0, "up", np.where(score < 0, "down", "none"))
-
-
-def _run_ora(
-    table: pd.DataFrame,
-    net: pd.DataFrame,
-    *,
-    padj_col: str,
-    alpha: float,
-    lfc_threshold: float,
-    tmin: int,
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    universe = table.index
-    padj, lfc = table[padj_col].to_numpy(), table["log2FoldChange"].to_numpy()
-    sig = padj <= alpha
-    lists = {
-        "up": sig & (lfc > 0) & (lfc >= lfc_threshold),
-        "down": sig & (lfc < 0) & (lfc <= -lfc_threshold),
-    }
-    pnet = net[net["target"].isin(set(universe))]
-    sizes = pnet.groupby("source").size()
-    keep = sizes.index[sizes >= tmin]
-    pnet = pnet[pnet["source"].isin(set(keep))]
-    sources = np.asarray(sorted(keep), dtype=object)
-    src_idx = {s: j for j, s in enumerate(sources)}
-    gene_idx = {g: i for i, g in enumerate(universe)}
-    rows = pnet["target"].map(gene_idx).to_numpy(dtype=np.int64)
-    cols = pnet["source"].map(src_idx).to_numpy(dtype=np.int64)
-    membership = sparse.csc_matrix(
-        (np.ones(rows.size, dtype=bool), (rows, cols)), shape=(len(universe), len(sources)), dtype=bool
-    )
-    names = np.asarray(universe, dtype=object)
-    counts = {"n_universe": len(universe), "n_up": int(lists["up"].sum()), "n_down": int(lists["down"].sum())}
-    parts = []
-    for direction, selected in lists.items():
-        if not selected.any():
-            warnings.warn(
-                f"ORA: no {direction}-regulated genes with {padj_col} <= {alpha} and |log2FoldChange| >= "
-                f"{lfc_threshold}; the {direction} list is not tested",
-                UserWarning,
-                stacklevel=3,
-            )
-            continue
-        res = ora_test(selected, membership)
-        genes = []
-        for j in range(len(sources)):
-            idx = membership.indices[membership.indptr[j] : membership.indptr[j + 1]]
-            idx = idx[selected[idx]]
-            idx = idx[np.lexsort((-np.abs(lfc[idx]), padj[idx]))]  # most significant first
-            genes.append(GENE_SEP.join(names[idx].tolist()))
-        parts.append(
-            pd.DataFrame(
-                {
-                    "source": sources.astype(str),
-                    "score": res["log_odds_ratio"],
-                    "pvalue": res["pvalue"],
-                    "padj": bh_adjust(res["pvalue"]),
-                    "n_genes": res["set_size"],
-                    "direction": direction,
-                    "overlap": res["overlap"],
-                    "leading_genes": genes,
-                }
-            )
-        )
-    if parts:
-        out = pd.concat(parts, ignore_index=True)
-    else:
-        out = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _ORA_DTYPES.items()})
-    return out, counts
-
-
-_ORA_DTYPES = {
-    "source": object,
-    "score": np.float64,
-    "pvalue": np.float64,
-    "padj": np.float64,
-    "n_genes": np.int64,
-    "direction": object,
-    "overlap": np.int64,
-    "leading_genes": object,
-}
 
 
 def sort_results(res: pd.DataFrame) -> pd.DataFrame:

@@ -159,7 +159,7 @@ def generative_de(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
     >>> gdx.pp.size_factors(adata)
     >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu", enable_progress_bar=False)
     >>> gdx.tl.generative_de(adata, model, contrast=["condition", "B", "A"])

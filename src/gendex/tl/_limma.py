@@ -14,7 +14,8 @@ from anndata import AnnData
 from .._design import contrast_vector, design_matrix
 from .._utils import store_de_results
 from .._validation import check_no_empty_samples, check_not_backed, check_unique_names, get_counts
-from ..stats._limma import calc_norm_factors_tmm, contrasts_fit, ebayes, lm_fit, top_table, voom
+from ..stats._limma import contrasts_fit, ebayes, lm_fit, top_table, voom
+from ..stats._norm_factors import calc_norm_factors_tmm
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def limma_voom(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500, random_state=0)
     >>> gdx.pp.filter_by_expr(adata, group="condition")
     >>> gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
     >>> adata.varm["limma_voom"][["log2FoldChange", "stat", "padj"]].shape[1]

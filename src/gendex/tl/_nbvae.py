@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from numpy.typing import NDArray
 
+from .._design import design_factors, design_matrix, prepare_obs
 from .._utils import h5ad_safe, package_versions
 from .._validation import check_no_empty_samples, check_not_backed, check_obs_key, get_counts
 from ._generative_de import check_model_data
@@ -26,152 +29,319 @@ HISTORY_COLUMNS = ("elbo_train", "reconstruction_loss_train", "kl_local_train", 
 def nbvae(
     adata: AnnData,
     *,
-    n_latent: int = 2,
+    design: str | None = None,
+    n_latent: int | Literal["auto"] | None = None,
     layer: str | None = "counts",
     size_factor_key: str = "size_factors",
     categorical_covariate_keys: Sequence[str] | None = None,
     continuous_covariate_keys: Sequence[str] | None = None,
     n_hidden: int = 128,
     weight_prior_sd: float = 1.0,
+    cov_prior_sd: float = 10.0,
     max_epochs: int | None = None,
     lr: float = 1e-2,
     batch_size: int | None = None,
     early_stopping: bool = True,
     accelerator: str = "auto",
     devices: int | list[int] | str = "auto",
-    enable_progress_bar: bool = True,
+    enable_progress_bar: bool | None = None,
     train_kwargs: dict[str, Any] | None = None,
     key_added: str = "X_nbvae",
     random_state: int | None = 0,
 ) -> NBVAE:
     """Train the NB-VAE (:class:`gendex.model.NBVAE`) on raw counts and store the latent space.
 
+    Two modes. **Unsupervised** (no ``design``): the model never sees the sample labels; the latent space is
+    learnt from the counts alone and is what to plot and explore. **Conditional** (``design="~donor +
+    condition"``): the design's factors (the contrast factor and known nuisance factors such as donor or batch;
+    categorical or continuous, additive terms only) are decoder covariates, and the latent codes absorb the
+    remaining, unknown variation (as RUV/SVA factors do for linear models). The codes are kept orthogonal to
+    the design's columns over the samples, so they cannot take over the design's effects, and the design
+    coefficients have only a weak prior (``cov_prior_sd``), so large fold changes keep their size.
+    :func:`gendex.tl.generative_de` on a design factor then decodes every sample as each level
+    (counterfactual DE). Use the conditional mode for DE whenever the groups are known; the unsupervised mode
+    for the latent space itself.
+
     The model is trained on a private AnnData holding only the counts, size factors and covariates, so scvi-tools'
-    registry fields never enter ``adata``.
+    registry fields never enter ``adata``, and under a private random state, so the caller's global numpy,
+    torch and Python generators are left as they were.
 
     Parameters
     ----------
     adata
         Samples x genes AnnData with raw counts and size factors (:func:`gendex.pp.size_factors`).
+    design
+        Formula of additive ``obs`` columns (``"~donor + condition"``) decoded as covariates: the conditional
+        mode. None: the unsupervised mode (or the low-level covariate keys below).
     n_latent
-        Dimension of the latent space.
+        Dimension of the latent space: an integer, ``"auto"`` (from the residual structure after the design: a
+        parallel analysis of the log-normalised counts, capped so that every gene's GLM keeps residual degrees
+        of freedom; the choice and why are in ``uns[key_added]["params"]["latent_dim"]``), or None: ``"auto"``
+        with a design, 2 without (a plottable space; GSE60450's story).
     layer
         Layer with the raw counts; None means ``X``.
     size_factor_key
         Column of ``obs`` with the size factors (fixed offsets of the likelihood).
     categorical_covariate_keys, continuous_covariate_keys
-        Columns of ``obs`` decoded as covariates (for counterfactual DE with :func:`generative_de`).
+        The low-level form of ``design`` (columns of ``obs`` decoded as covariates); give one or the other.
     n_hidden
         Width of the encoder's hidden layer.
     weight_prior_sd
-        Standard deviation of the normal prior on the decoder's loadings and covariate coefficients (log scale per
-        unit of the latent space); it keeps genes that are zero in one region of the latent space finite.
+        Standard deviation of the normal prior on the decoder's loadings (log scale per unit of the latent
+        space); it keeps genes that are zero in one region of the latent space finite.
+    cov_prior_sd
+        Standard deviation of the weak normal prior on the covariate (design) coefficients, natural log.
     max_epochs, lr, batch_size, early_stopping, accelerator, devices
         Training settings, see :meth:`gendex.model.NBVAE.train` (defaults suit bulk data of any size).
     enable_progress_bar
-        Show a progress bar.
+        Show a progress bar; None shows one only when stderr is a terminal.
     train_kwargs
-        Further arguments of :meth:`gendex.model.NBVAE.train` (e.g. ``strategy``, ``plan_kwargs``).
+        Further arguments of :meth:`gendex.model.NBVAE.train` (e.g. ``strategy``, ``plan_kwargs``,
+        ``fit_dispersions``).
     key_added
         Key of ``obsm`` (latent means) and ``uns`` (parameters and training history).
     random_state
-        Seed (``scvi.settings.seed``); None leaves the global seed alone.
+        Seed of a private random state for the initialisation and training; None uses (and advances) the
+        global torch/numpy generators.
 
     Returns
     -------
     The trained model. Sets ``adata.obsm[key_added]`` (samples x ``n_latent`` latent means) and
     ``adata.uns[key_added] = {"params": {...}, "history": DataFrame, "versions": {...}}`` (ELBO terms per epoch,
-    indexed from 0).
+    indexed from 0). ``params`` records the mode, the design, ``n_latent`` and how it was chosen, the
+    dispersion trend and prior, and ``latent_design_max_abs_corr`` (largest absolute correlation of a latent
+    dimension with a design column over the samples; near 0 by construction).
 
     Notes
     -----
     The model (:class:`gendex.model.NBVAE`): counts ``x_ig ~ NB(s_i exp(b_g + z_i W_g + c_i B_g), alpha_g)`` with
     the DESeq2 size factors ``s_i`` as fixed offsets, a normal latent code ``z_i`` per sample encoded from
     ``log1p(x_i / s_i)``, and a per-gene log-linear decoder (a negative-binomial GLM on shared latent features).
-    Training starts from the data: the encoder at the PCA of the log-normalised counts, every gene's decoder at
-    its NB GLM fit on those codes, and the dispersions at DESeq2's empirical-Bayes estimates given those fits;
-    Adam (full batch up to 512 samples, else minibatches of 256) then maximises the ELBO plus the log priors
-    (the dispersion prior around the mean-dispersion trend and a normal prior on the loadings). All samples are
-    used for training: early stopping watches the training ELBO, since a held-out sample of a dozen cannot
-    monitor anything. After training, DESeq2's dispersion procedure (gene-wise Cox-Reid estimates, parametric
-    trend, prior variance, MAP, dispersion outliers) runs again on the decoded means.
+    Training starts from the data: the encoder at the PCA of the log-normalised counts (after the covariates'
+    effects), every gene's decoder at its NB GLM fit on those codes, and the dispersions at DESeq2's
+    empirical-Bayes estimates given those fits; Adam (full batch up to 512 samples, else minibatches of 256)
+    then maximises the ELBO plus the log priors (the dispersion prior around the mean-dispersion trend and
+    normal priors on the loadings and the covariate coefficients). All samples are used for training: early
+    stopping watches the training ELBO, since a held-out sample of a dozen cannot monitor anything. After
+    training, DESeq2's dispersion procedure (gene-wise Cox-Reid estimates, the DESeq2 engine's trend and prior
+    variance, a heavy upper tail of the prior estimated from the data, MAP, dispersion outliers) runs again on
+    the decoded means.
 
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
     >>> gdx.pp.size_factors(adata)
-    >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu", enable_progress_bar=False)
+    >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu")
     >>> adata.obsm["X_nbvae"].shape
     (8, 2)
+    >>> model = gdx.tl.nbvae(adata, design="~condition", n_latent=1, max_epochs=20, accelerator="cpu")
+    >>> adata.uns["X_nbvae"]["params"]["mode"]
+    'conditional'
     """
     check_not_backed(adata)
     counts = get_counts(adata, layer, dense=False)  # validated, not copied
     check_no_empty_samples(counts, adata.obs_names)
-    sf = check_obs_key(adata, size_factor_key)
-    covs = [*_as_list(categorical_covariate_keys), *_as_list(continuous_covariate_keys)]
-    for key in covs:
-        check_obs_key(adata, key)
-    if n_latent < 1:
-        raise ValueError(f"`n_latent` must be >= 1, got {n_latent}")
     if adata.n_obs < 2:
         raise ValueError(f"the NB-VAE needs at least 2 samples, got {adata.n_obs}")
+    cat_keys, cont_keys = _as_list(categorical_covariate_keys), _as_list(continuous_covariate_keys)
+    design_obs = None
+    if design is not None:
+        if cat_keys or cont_keys:
+            raise ValueError(
+                "give the covariates once: either `design=` or `categorical_covariate_keys`/`continuous_covariate_keys`"
+            )
+        cat_keys, cont_keys, design_obs = design_covariates(adata.obs, design)
+    n_latent_arg = n_latent
+    if n_latent is None:
+        n_latent = "auto" if design is not None else 2
+    if not (n_latent == "auto" or (isinstance(n_latent, int | np.integer) and not isinstance(n_latent, bool))):
+        raise ValueError(f"`n_latent` must be a positive integer, 'auto' or None, got {n_latent!r}")
+    if n_latent != "auto" and n_latent < 1:
+        raise ValueError(f"`n_latent` must be >= 1, got {n_latent}")
+    train_opts = dict(train_kwargs or {})
+    fit_disp = train_opts.get("fit_dispersions", True)
 
-    import scvi
+    with _private_random_state(random_state):  # importing scvi-tools draws from Python's generator too
+        from ..model import NBVAE
+        from ..model._latent_dim import check_n_latent
+        from ..model._model import private_anndata, quiet_lightning
 
-    from ..model import NBVAE
-
-    if random_state is not None:
-        scvi.settings.seed = int(random_state)
-    obs = adata.obs[[size_factor_key, *covs]].copy()
-    obs[size_factor_key] = sf.to_numpy(dtype=np.float64)
-    private = AnnData(obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
-    if layer is None:
-        private.X = counts
-    else:
-        private.layers[layer] = counts
-    NBVAE.setup_anndata(
-        private,
+    private = private_anndata(
+        adata,
         layer=layer,
         size_factor_key=size_factor_key,
-        categorical_covariate_keys=categorical_covariate_keys,
-        continuous_covariate_keys=continuous_covariate_keys,
+        categorical_covariate_keys=cat_keys,
+        continuous_covariate_keys=cont_keys,
     )
-    model = NBVAE(private, n_latent=n_latent, n_hidden=n_hidden, weight_prior_sd=weight_prior_sd)
-    model.train(
-        max_epochs=max_epochs,
-        lr=lr,
-        batch_size=batch_size,
-        early_stopping=early_stopping,
-        accelerator=accelerator,
-        devices=devices,
-        enable_progress_bar=enable_progress_bar,
-        **(train_kwargs or {}),
-    )
+    if design_obs is not None:  # the design's coding (levels sorted, first = reference), as tl.deseq2 uses it
+        for col in design_obs.columns:
+            private.obs[col] = design_obs[col].to_numpy()
+            if isinstance(design_obs[col].dtype, pd.CategoricalDtype):
+                private.obs[col] = pd.Categorical(design_obs[col].to_numpy(), categories=design_obs[col].cat.categories)
+    n_feat = sum(len(private.obs[k].astype("category").cat.categories) - 1 for k in cat_keys) + len(cont_keys)
+    if n_latent != "auto":
+        check_n_latent(int(n_latent), adata.n_obs, n_feat)
+    _check_confounding(private.obs, cat_keys, cont_keys)
+
+    with _private_random_state(random_state), quiet_lightning():
+        NBVAE.setup_anndata(
+            private,
+            layer=layer,
+            size_factor_key=size_factor_key,
+            categorical_covariate_keys=cat_keys or None,
+            continuous_covariate_keys=cont_keys or None,
+        )
+        model = NBVAE(
+            private,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            weight_prior_sd=weight_prior_sd,
+            cov_prior_sd=cov_prior_sd,
+        )
+        train_opts.setdefault("enable_progress_bar", enable_progress_bar)
+        model.train(
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            accelerator=accelerator,
+            devices=devices,
+            **train_opts,
+        )
+        latent = model.get_latent_representation().astype(np.float64)  # a DataLoader draws a torch seed
+        max_corr = _max_abs_corr(latent, model)
     history = training_history(model)
-    adata.obsm[key_added] = model.get_latent_representation().astype(np.float64)
     params = {
-        "n_latent": n_latent,
+        "mode": "conditional" if (cat_keys or cont_keys) else "unsupervised",
+        "design": design,
+        "n_latent": int(model.module.n_latent),
+        "n_latent_requested": "default" if n_latent_arg is None else n_latent_arg,
+        "latent_dim": model.latent_dim_ if model.latent_dim_ is not None else {"method": "given"},
         "layer": layer,
         "size_factor_key": size_factor_key,
-        "categorical_covariate_keys": _as_list(categorical_covariate_keys),
-        "continuous_covariate_keys": _as_list(continuous_covariate_keys),
+        "categorical_covariate_keys": cat_keys,
+        "continuous_covariate_keys": cont_keys,
         "n_hidden": n_hidden,
         "weight_prior_sd": weight_prior_sd,
+        "cov_prior_sd": cov_prior_sd,
         "max_epochs": max_epochs,
         "n_epochs": len(history),
         "lr": lr,
         "batch_size": batch_size,
         "early_stopping": early_stopping,
         "random_state": random_state,
-        "dispersion_trend": model.dispersion_trend_,
+        "fit_dispersions": bool(fit_disp),
+        "dispersion_trend": getattr(model, "dispersion_trend_", None) if fit_disp else None,
+        "latent_design_max_abs_corr": max_corr,
     }
+    adata.obsm[key_added] = latent
     adata.uns[key_added] = {
-        "params": h5ad_safe(params),
+        "params": h5ad_safe({k: v for k, v in params.items() if v is not None}),
         "history": history,
         "versions": package_versions("scvi-tools", "torch"),
     }
     return model
+
+
+def design_covariates(obs: pd.DataFrame, design: str) -> tuple[list[str], list[str], pd.DataFrame]:
+    """Categorical and continuous covariate keys of an additive design formula, and its prepared columns.
+
+    Raises a ``ValueError`` for interactions, transformed terms or a formula without intercept (the model has
+    its own per-gene intercept), and the errors of :func:`gendex._design.design_matrix` (unknown columns,
+    missing values, single levels, rank-deficient designs).
+    """
+    from formulaic import Formula
+
+    factors = design_factors(obs, design)
+    formula = Formula(design)
+    terms = [str(t) for t in (formula.rhs.terms if hasattr(formula, "rhs") else formula)]
+    for term in terms:
+        if term == "1":
+            continue
+        if ":" in term:
+            raise ValueError(
+                f"design {design!r} has the interaction {term!r}: the NB-VAE's design takes additive terms only "
+                "(e.g. '~donor + condition'); model an interaction as one combined factor column"
+            )
+        if term not in factors:
+            raise ValueError(
+                f"design {design!r} has the term {term!r}, which is not a plain `obs` column: add the transformed "
+                "values as a column and name it in the design"
+            )
+    if "1" not in terms:
+        raise ValueError(f"design {design!r} drops the intercept; the NB-VAE always has per-gene intercepts")
+    design_matrix(obs, design)  # missing values, single levels, confounded factors: clear errors
+    prepared = prepare_obs(obs, factors)
+    cat = [f for f in factors if isinstance(prepared[f].dtype, pd.CategoricalDtype)]
+    cont = [f for f in factors if f not in cat]
+    return cat, cont, prepared
+
+
+def _check_confounding(obs: pd.DataFrame, cat_keys: list[str], cont_keys: list[str]) -> None:
+    """Refuse covariates whose features are linearly dependent (confounded factors), before any fit."""
+    if not (cat_keys or cont_keys):
+        return
+    parts = [np.ones((len(obs), 1))]
+    names = ["intercept"]
+    for key in cat_keys:
+        col = obs[key].astype("category")
+        for level in col.cat.categories[1:]:
+            parts.append((col == level).to_numpy(dtype=float)[:, None])
+            names.append(f"{key}[{level}]")
+    for key in cont_keys:
+        parts.append(obs[key].to_numpy(dtype=float)[:, None])
+        names.append(key)
+    x = np.hstack(parts)
+    rank = np.linalg.matrix_rank(x)
+    if rank < x.shape[1]:
+        raise ValueError(
+            f"the covariates {cat_keys + cont_keys} are confounded (their features {names} have rank {rank} < "
+            f"{x.shape[1]}): one factor is determined by the others, so their effects cannot be told apart; "
+            "drop one of them or combine them"
+        )
+
+
+def _max_abs_corr(latent: NDArray, model: NBVAE) -> float | None:
+    """Largest absolute correlation between a latent dimension and a covariate feature over the samples."""
+    if not model.module.n_cov_features:
+        return None
+    from ..model import _posterior
+
+    feats = _posterior.covariate_features(model).cpu().numpy().astype(np.float64)
+    zc, fc = latent - latent.mean(0), feats - feats.mean(0)
+    denom = np.outer(np.linalg.norm(zc, axis=0), np.linalg.norm(fc, axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(denom > 0, (zc.T @ fc) / denom, 0.0)
+    return float(np.max(np.abs(corr)))
+
+
+@contextmanager
+def _private_random_state(seed: int | None):
+    """Seed torch, numpy and Python's generators for the block, then restore the caller's states."""
+    if seed is None:
+        yield
+        return
+    py, npy = random.getstate(), np.random.get_state()  # before importing scvi-tools, which draws from them
+    import scvi
+    import torch
+
+    tor = torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    scvi_seed = scvi.settings._seed  # read by scvi-tools' data splitter (sample order); set without reseeding
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    torch.manual_seed(int(seed))
+    scvi.settings._seed = int(seed)
+    try:
+        yield
+    finally:
+        scvi.settings._seed = scvi_seed
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.random.set_rng_state(tor)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def training_history(model: NBVAE) -> pd.DataFrame:
@@ -248,7 +418,7 @@ def latent_path(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
     >>> gdx.pp.size_factors(adata)
     >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu", enable_progress_bar=False)
     >>> gdx.tl.latent_path(adata, model, start=("condition", "A"), end=("condition", "B"), n_points=5)
@@ -274,6 +444,13 @@ def latent_path(
     t = np.linspace(0.0, 1.0, n_points)
     path = p0[None, :] + t[:, None] * (p1 - p0)[None, :]
     decoded = model.decode_latent(path)
+    if not np.all(np.isfinite(decoded)):
+        lo, hi = latent.min(0), latent.max(0)
+        raise ValueError(
+            "the path decodes to expression too large to represent (the decoder is log-linear): its end points "
+            f"{p0.tolist()} and {p1.tolist()} lie far outside the samples' latent codes, which span "
+            f"{np.round(lo, 3).tolist()} to {np.round(hi, 3).tolist()}; choose end points near the samples"
+        )
     cols = adata.var_names.get_indexer(gene_list)
     expression = pd.DataFrame(decoded[:, cols], columns=pd.Index(gene_list, dtype=str))
     expression.index = pd.RangeIndex(n_points).astype(str)

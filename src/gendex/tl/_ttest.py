@@ -24,7 +24,7 @@ def ttest(
     group1: str,
     group2: str,
     layer: str | None = None,
-    equal_var: bool = False,
+    equal_var: bool = True,
     key_added: str = "ttest",
     copy: bool = False,
 ) -> AnnData | None:
@@ -46,7 +46,8 @@ def ttest(
     layer
         Layer with the (log-scale) values; None means ``X``.
     equal_var
-        Student's pooled-variance t-test instead of Welch's unequal-variance test.
+        Student's pooled-variance t-test (default, as R's teaching ``t.test(var.equal = TRUE)``); False runs
+        Welch's unequal-variance test, safer when the groups' variances or sizes differ.
     key_added
         Key of the results in ``varm`` and ``uns``.
     copy

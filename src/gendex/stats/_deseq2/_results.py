@@ -7,16 +7,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .._limma import lowess
+from .._lowess import lowess
 from .._multitest import bh_adjust
 from ._backend import single_threaded_blas
-from ._fit import DESeq2Fit, _Ctx, fit_glm
+from ._fit import DESeq2Fit
+from ._glm import _Ctx, fit_glm
 
 LOG2E = 1.0 / math.log(2.0)
-RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "na_reason"]
+#: Columns of every DESeq2 table (DESeq2's names, then gendex's ``na_reason``).
+RESULT_COLUMNS = ("baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "na_reason")
+#: The values ``na_reason`` takes.
+NA_REASONS = ("", "all_zero", "cooks_outlier", "independent_filtering")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -317,3 +321,16 @@ def deseq2_lrt(
     )
     out.attrs["df"] = df
     return out
+
+
+def na_reasons(
+    all_zero: NDArray[np.bool_], pvalue: NDArray[np.float64], padj: NDArray[np.float64]
+) -> NDArray[np.object_]:
+    """Why ``pvalue``/``padj`` is NaN: ``"all_zero"``, ``"cooks_outlier"``, ``"independent_filtering"`` or ``""``."""
+    pvalue = np.asarray(pvalue, dtype=np.float64)
+    padj = np.asarray(padj, dtype=np.float64)
+    reason = np.full(pvalue.shape, "", dtype=object)
+    reason[np.isnan(pvalue)] = "cooks_outlier"
+    reason[np.isfinite(pvalue) & np.isnan(padj)] = "independent_filtering"
+    reason[np.asarray(all_zero, dtype=bool)] = "all_zero"
+    return reason

@@ -1,0 +1,276 @@
+"""Validation for ``tl.deseq2``: every argument checked, and the request built, before any computation or write."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._design import contrast_vector, design_factors, design_matrix, prepare_obs
+from .._utils import contrast_key
+from .._validation import check_no_empty_samples, check_not_backed, check_unique_names, get_counts
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+    from pydeseq2.inference import Inference
+
+_COEF_RE = re.compile(r"^(?P<factor>.+)\[T\.(?P<level>.+)\]$")
+
+
+@dataclass
+class _Request:
+    """Everything ``deseq2`` needs, validated before any computation or write."""
+
+    counts: NDArray[np.int64]
+    obs: pd.DataFrame  # the design factors only: categoricals (first category = reference) or floats
+    var_names: pd.Index
+    design: str
+    design_df: pd.DataFrame
+    test: str
+    contrasts: list[list[str]]  # [factor, test, ref] per result; for the LRT the LFC column's contrast
+    vectors: list[NDArray[np.float64]]  # contrast vectors over design_df's columns
+    contrast_given: bool  # False: the default contrast (the design's last coefficient)
+    keys: list[str]
+    reduced: str | None
+    reduced_df: pd.DataFrame | None
+    shrink_coefs: list[str | None]
+    inference: str | Inference
+    params: dict[str, Any]
+    n_cpus: int
+
+
+@dataclass
+class _Outcome:
+    """What one DESeq2 run produced, ready to be written into the AnnData."""
+
+    size_factors: NDArray[np.float64]
+    var_columns: dict[str, NDArray[np.float64]]
+    tables: list[pd.DataFrame]  # one per key, indexed by var_names, columns RESULT_COLUMNS (+ unshrunk)
+    fit_info: dict[str, Any] = field(default_factory=dict)  # trend coefficients, prior variance, ...
+    result_info: list[dict[str, Any]] = field(default_factory=list)  # per key
+
+
+def _validate(
+    adata: AnnData,
+    *,
+    design: str,
+    contrast: Any,
+    layer: str | None,
+    alpha: float,
+    cooks_filter: bool,
+    independent_filter: bool,
+    test: str,
+    reduced: str | None,
+    shrink: str | None,
+    inference: Any,
+    fit_type: str,
+    min_replicates: int,
+    refit_cooks: bool,
+    n_cpus: int | None,
+    device: str,
+    key_added: Any,
+) -> _Request:
+    from pydeseq2.inference import Inference
+
+    check_not_backed(adata)
+    check_unique_names(adata)
+    if test not in ("wald", "lrt"):
+        raise ValueError(f"`test` must be 'wald' or 'lrt', got {test!r}")
+    if not isinstance(inference, Inference) and inference not in ("batched", "pydeseq2"):
+        raise ValueError(
+            f"`inference` must be 'batched', 'pydeseq2' or a pydeseq2.inference.Inference instance, got {inference!r}"
+        )
+    if shrink not in (None, "apeglm"):
+        raise ValueError(f"`shrink` must be None or 'apeglm', got {shrink!r}")
+    if fit_type not in ("parametric", "mean", "local"):
+        raise ValueError(f"`fit_type` must be 'parametric', 'mean' or 'local', got {fit_type!r}")
+    if fit_type == "local" and inference != "batched":
+        raise ValueError("fit_type='local' is only available with inference='batched'")
+    if not (isinstance(alpha, float | int) and 0 < alpha < 1):
+        raise ValueError(f"`alpha` must be in (0, 1), got {alpha!r}")
+    if not isinstance(min_replicates, int | np.integer) or min_replicates < 1:
+        raise ValueError(f"`min_replicates` must be a positive integer, got {min_replicates!r}")
+    if n_cpus is not None and (not isinstance(n_cpus, int | np.integer) or n_cpus < 1):
+        raise ValueError(f"`n_cpus` must be None or a positive integer, got {n_cpus!r}")
+    if str(device) != "cpu" and inference != "batched":
+        raise ValueError(f"`device` ({device!r}) is only used by inference='batched'")
+
+    counts = get_counts(adata, layer)
+    check_no_empty_samples(counts, adata.obs_names)
+
+    design_df = design_matrix(adata.obs, design)
+    factors = design_factors(adata.obs, design)
+    obs = prepare_obs(adata.obs, factors)
+    design_df.index = adata.obs_names.copy()
+    obs.index = adata.obs_names.copy()
+
+    reduced_df = None
+    if test == "lrt":
+        if reduced is None:
+            raise ValueError("`test='lrt'` needs a `reduced` design nested in `design`, e.g. reduced='~1'")
+        if shrink is not None:
+            raise ValueError("`shrink` applies to Wald contrasts; it cannot be combined with test='lrt'")
+        reduced_df = _reduced_design(adata.obs, design, design_df, reduced)
+    elif reduced is not None:
+        raise ValueError(f"`reduced` ({reduced!r}) is only used with test='lrt'; got test={test!r}")
+
+    contrasts = _normalise_contrasts(contrast, design, design_df, obs, factors, test=test)
+    vectors = [contrast_vector(design_df, obs, c) for c in contrasts]
+    if len({tuple(c) for c in contrasts}) < len(contrasts):
+        raise ValueError(f"duplicate contrasts in {contrasts}")
+
+    shrink_coefs: list[str | None] = [None] * len(contrasts)
+    if shrink == "apeglm":
+        shrink_coefs = [_shrink_coefficient(c, design_df, obs) for c in contrasts]
+
+    keys = _result_keys(key_added, contrasts, test=test)
+
+    if isinstance(inference, str):
+        inference_name = inference
+    else:
+        inference_name = type(inference).__name__
+    params = {
+        "layer": "X" if layer is None else layer,
+        "alpha": float(alpha),
+        "cooks_filter": bool(cooks_filter),
+        "independent_filter": bool(independent_filter),
+        "test": test,
+        "reduced": reduced,
+        "shrink": shrink,
+        "inference": inference_name,
+        "fit_type": fit_type,
+        "min_replicates": int(min_replicates),
+        "refit_cooks": bool(refit_cooks),
+        "n_cpus": n_cpus if n_cpus is not None or inference != "pydeseq2" else _available_cpus(),
+        "device": str(device),
+    }
+    return _Request(
+        counts=counts,
+        obs=obs,
+        var_names=adata.var_names.copy(),
+        design=design,
+        design_df=design_df,
+        test=test,
+        contrasts=contrasts,
+        vectors=vectors,
+        contrast_given=contrast is not None,
+        keys=keys,
+        reduced=reduced,
+        reduced_df=reduced_df,
+        shrink_coefs=shrink_coefs,
+        inference=inference,
+        params=params,
+        n_cpus=int(n_cpus) if n_cpus is not None else _available_cpus(),
+    )
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _coefficient_contrast(name: str, obs: pd.DataFrame) -> list[str] | None:
+    """``[factor, level, reference]`` for a treatment-coded coefficient name ``"factor[T.level]"``, else None."""
+    m = _COEF_RE.match(name)
+    if m is None:
+        return None
+    factor, level = m.group("factor"), m.group("level")
+    if factor not in obs.columns or not isinstance(obs[factor].dtype, pd.CategoricalDtype):
+        return None
+    return [factor, level, str(obs[factor].cat.categories[0])]
+
+
+def _normalise_contrasts(
+    contrast: Any, design: str, design_df: pd.DataFrame, obs: pd.DataFrame, factors: list[str], *, test: str
+) -> list[list[str]]:
+    if contrast is None:
+        last = str(design_df.columns[-1])
+        default = _coefficient_contrast(last, obs)
+        if default is None:
+            raise ValueError(
+                f"the last coefficient of {design!r} ({last!r}) is not a factor level; pass `contrast=` "
+                "as [factor, test_level, reference_level]"
+            )
+        return [default]
+    if isinstance(contrast, str):
+        raise TypeError(f"`contrast` must be [factor, test_level, reference_level] or a list of them, got {contrast!r}")
+    items = list(contrast)
+    if len(items) == 0:
+        raise ValueError("`contrast` is an empty list")
+    if all(isinstance(c, str) for c in items):
+        items = [items]
+    out = []
+    for c in items:
+        if isinstance(c, str) or not isinstance(c, Sequence) or len(c) != 3:
+            raise ValueError(f"each contrast must be [factor, test_level, reference_level], got {c!r}")
+        c = [str(v) for v in c]
+        if c[0] not in factors:
+            raise ValueError(f"contrast factor {c[0]!r} is not in the design {design!r} (factors: {factors})")
+        if not isinstance(obs[c[0]].dtype, pd.CategoricalDtype):
+            raise ValueError(f"contrast factor {c[0]!r} is numeric (continuous); contrasts need a categorical factor")
+        out.append(c)
+    if test == "lrt" and len(out) > 1:
+        raise ValueError(
+            f"test='lrt' gives one result; pass at most one contrast (it only picks the reported LFC), got {out}"
+        )
+    return out
+
+
+def _shrink_coefficient(c: list[str], design_df: pd.DataFrame, obs: pd.DataFrame) -> str:
+    factor, level, ref = c
+    first = str(obs[factor].cat.categories[0])
+    coef = f"{factor}[T.{level}]"
+    if ref != first or coef not in design_df.columns:
+        raise ValueError(
+            f"shrink='apeglm' shrinks one coefficient, so the contrast must be [factor, level, reference] with the "
+            f"reference level of {factor!r} ({first!r}); got {c}. Reorder the categories of `obs[{factor!r}]` "
+            "to make the reference level first."
+        )
+    return coef
+
+
+def _reduced_design(obs: pd.DataFrame, design: str, design_df: pd.DataFrame, reduced: str) -> pd.DataFrame:
+    if not isinstance(reduced, str):
+        raise TypeError(f"`reduced` must be a formula string such as '~celltype', got {reduced!r}")
+    red_factors = design_factors(obs, reduced)
+    full_factors = design_factors(obs, design)
+    extra = [f for f in red_factors if f not in full_factors]
+    if extra:
+        raise ValueError(f"the reduced design {reduced!r} uses {extra}, which are not in the full design {design!r}")
+    red = design_matrix(obs, reduced)
+    red.index = design_df.index
+    missing = [c for c in red.columns if c not in design_df.columns]
+    if missing or red.shape[1] >= design_df.shape[1]:
+        raise ValueError(
+            f"the reduced design {reduced!r} (coefficients {list(red.columns)}) is not nested in the full design "
+            f"{design!r} (coefficients {list(design_df.columns)}): it must keep a strict subset of them"
+        )
+    return red
+
+
+def _result_keys(key_added: Any, contrasts: list[list[str]], *, test: str) -> list[str]:
+    if len(contrasts) == 1:
+        if key_added is None:
+            keys = ["deseq2_lrt" if test == "lrt" else "deseq2"]
+        elif isinstance(key_added, str):
+            keys = [key_added]
+        else:
+            keys = [str(k) for k in key_added]
+    elif key_added is None or isinstance(key_added, str):
+        prefix = "deseq2" if key_added is None else key_added
+        keys = [contrast_key(prefix, c) for c in contrasts]
+    else:
+        keys = [str(k) for k in key_added]
+    if len(keys) != len(contrasts):
+        raise ValueError(f"`key_added` has {len(keys)} names for {len(contrasts)} contrasts")
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"the result keys {keys} are not unique; pass `key_added` as a list of distinct names")
+    return keys
