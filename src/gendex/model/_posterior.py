@@ -293,7 +293,8 @@ def with_group_feature(
     for _ in range(2):  # fit with the decoder's dispersions, re-estimate them with the group feature, refit
         beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), n_iter=n_iter, max_elements=max_elements)
         mu = state.size_factors[:, None] * torch.exp((design @ beta.T).clamp(max=60.0))
-        fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean)
+        heavy = bool((getattr(model, "dispersion_trend_", None) or {}).get("heavy_tail", True))
+        fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy)
         log_disp = torch.as_tensor(fit.log_final, dtype=DTYPE, device=dev)
     var = torch.as_tensor(fit.log_final_var * len(state.indices) / model.adata.n_obs, dtype=DTYPE, device=dev)
     feats = torch.cat([state.cov_features, c[:, None]], dim=1)
