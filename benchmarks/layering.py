@@ -34,6 +34,7 @@ RANKS = {
     "get": 5,
     "pl": 6,
     "cli": 8,
+    "demo": 8,
     "_demo": 8,
     "__init__": 8,
     "__main__": 8,

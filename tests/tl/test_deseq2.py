@@ -279,8 +279,17 @@ def _bad(kind, adata):
         return {**base, "test": "lrt", "reduced": "~1", "shrink": "apeglm"}, ValueError, "shrink"
     if kind == "device_with_pydeseq2":
         return {**base, "inference": "pydeseq2", "device": "cuda"}, ValueError, "device"
-    if kind == "string_contrast":
-        return {**base, "contrast": "condition"}, TypeError, "contrast"
+    if kind == "string_contrast":  # a string is a coefficient name (R's name=)
+        return {**base, "contrast": "condition"}, ValueError, "not columns of the design"
+    if kind == "device_tpu":
+        return {**base, "device": "tpu"}, ValueError, "torch device such as 'cuda'"
+    if kind == "numeric_contrast_length":
+        return {**base, "contrast": [0.0, 1.0, 1.0]}, ValueError, "one weight per design column"
+    if kind == "list_contrast_unknown":
+        return {**base, "contrast": [["condition[T.C]"], []]}, ValueError, "not columns of the design"
+    if kind == "numeric_levels_continuous":
+        adata.obs["batch"] = [1, 2] * 4
+        return {**base, "design": "~batch + condition", "contrast": ["batch", 2, 1]}, ValueError, "astype"
     raise AssertionError(kind)
 
 
@@ -312,6 +321,10 @@ BAD_KINDS = [
     "shrink_with_lrt",
     "string_contrast",
     "device_with_pydeseq2",
+    "device_tpu",
+    "numeric_contrast_length",
+    "list_contrast_unknown",
+    "numeric_levels_continuous",
 ]
 
 
@@ -592,6 +605,50 @@ def test_stats_batched_inference_is_a_deprecated_alias():
     with pytest.warns(FutureWarning, match="gendex.tl.BatchedInference"):
         old = gdx.stats.BatchedInference
     assert old is BatchedInference
+
+
+def test_contrast_forms_through_tl(three_groups):
+    """Every R contrast form through tl.deseq2 gives the same table as the equivalent factor contrast."""
+    ad3 = three_groups.copy()
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "B"], key_added="factor")
+    ref = ad3.varm["factor"]
+    cols = list(gdx.get.design_matrix(ad3, "~condition").columns)
+    assert cols == ["Intercept", "condition[T.B]", "condition[T.C]"]
+    gdx.tl.deseq2(ad3, design="~condition", contrast=[0, -1, 1], key_added="numeric")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=[["condition[T.C]"], ["condition[T.B]"]], key_added="listed")
+    gdx.tl.deseq2(ad3, design="~0 + condition", contrast=["condition", "C", "B"], key_added="cellmeans")
+    for key in ("numeric", "listed", "cellmeans"):
+        got = ad3.varm[key]
+        # the same fit gives the same numbers; the cell-means parametrisation is another IRLS path, which stops
+        # within its 1e-8 relative deviance tolerance
+        tol = 1e-4 if key == "cellmeans" else 1e-10
+        np.testing.assert_allclose(got["log2FoldChange"], ref["log2FoldChange"], rtol=0, atol=tol)
+        np.testing.assert_array_equal(got["padj"].isna(), ref["padj"].isna())
+    assert ad3.uns["listed"]["contrast"] == ["condition[T.C]", "condition[T.B]"]
+    gdx.tl.deseq2(ad3, design="~condition", contrast="condition[T.C]", key_added="name")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "A"], key_added="c_vs_a")
+    # R's name= has no zero-count rule: genes with zero counts in every A and C sample keep their fitted LFC
+    cond = ad3.obs["condition"].astype(str).to_numpy()
+    zero = ad3.layers["counts"][np.isin(cond, ["A", "C"])].sum(0) == 0
+    zero &= ad3.layers["counts"].sum(0) > 0
+    assert zero.any()
+    by_name, by_factor = ad3.varm["name"]["log2FoldChange"], ad3.varm["c_vs_a"]["log2FoldChange"]
+    np.testing.assert_allclose(by_name[~zero], by_factor[~zero], atol=1e-12)
+    assert np.all(by_factor[zero] == 0) and np.all(by_name[zero] != 0)
+    # several contrasts of different forms in one call reuse one fit and get distinct default keys
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition[T.B]", ["condition", "C", "A"]])
+    assert {"deseq2_condition_T.B", "deseq2_C_vs_A"} <= set(ad3.varm)
+
+
+def test_numeric_levels_and_quoted_factor_names(three_groups):
+    ad3 = three_groups.copy()
+    ad3.obs["batch"] = pd.Categorical(np.tile([1, 2], ad3.n_obs // 2 + 1)[: ad3.n_obs])
+    gdx.tl.deseq2(ad3, design="~batch + condition", contrast=["batch", 2, 1], key_added="batch")
+    assert ad3.uns["batch"]["contrast"] == ["batch", "2", "1"]
+    ad3.obs["cell type"] = ad3.obs["condition"].astype(str)
+    gdx.tl.deseq2(ad3, design="~Q('cell type')", contrast=["cell type", "C", "A"], key_added="quoted")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "A"], key_added="plain")
+    np.testing.assert_allclose(ad3.varm["quoted"]["log2FoldChange"], ad3.varm["plain"]["log2FoldChange"], atol=1e-10)
 
 
 def test_two_fits_with_different_designs_keep_their_own_outputs(three_groups):

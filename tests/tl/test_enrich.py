@@ -207,13 +207,15 @@ def test_duplicated_symbols_keep_the_highest_basemean(de_adata):
 def test_net_from_gmt_path_and_weights(de_adata, tmp_path):
     adata, net = de_adata
     gmt = tmp_path / "sets.gmt"
-    gmt.write_text("".join(f"{s}\tdesc\t" + "\t".join(g) + "\n" for s, g in net.groupby("source")["target"]))
+    gmt.write_text("".join(f"{s}\tterm {s}\t" + "\t".join(g) + "\n" for s, g in net.groupby("source")["target"]))
     gdx.tl.enrich(adata, key="de", net=str(gmt), key_added="from_path")
     gdx.tl.enrich(adata, key="de", net=net, key_added="from_df")
     a = by_source(adata.uns["from_path"]["results"]).sort_index()
     b = by_source(adata.uns["from_df"]["results"]).sort_index()
     np.testing.assert_allclose(a["score"], b["score"])
     assert adata.uns["from_path"]["params"]["net"] == str(gmt)
+    # the GMT's description column reaches the results (the name a plot can show), a plain net has none
+    assert (a["description"] == "term " + a.index).all() and "description" not in b.columns
     # weights are used by ulm: negating the UP set's weights flips its score
     w = net.assign(weight=np.where(net["source"] == "UP", -1.0, 1.0))
     gdx.tl.enrich(adata, key="de", net=w, key_added="weighted")

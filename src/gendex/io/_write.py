@@ -42,8 +42,7 @@ def write_de(
 
     Returns
     -------
-    pathlib.Path
-        The path written.
+    The path written.
 
     Examples
     --------

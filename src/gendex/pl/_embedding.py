@@ -223,7 +223,7 @@ def pca(
     dims: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """PCA plot of the samples from :func:`gendex.tl.pca`: :func:`embedding` with ``basis="X_pca"``.
+    """PCA plot of the samples from :func:`gendex.tl.pca`: :func:`~gendex.pl.embedding` with ``basis="X_pca"``.
 
     Parameters
     ----------
@@ -238,7 +238,7 @@ def pca(
     dims
         Deprecated: use ``components``.
     **kwargs
-        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`~gendex.pl.embedding`, or
         arguments of ``Axes.scatter``.
 
     Returns
@@ -266,7 +266,7 @@ def mds(
     dims: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """MDS plot of the samples (limma's ``plotMDS``) from :func:`gendex.tl.mds`: :func:`embedding` of ``X_mds``.
+    """MDS plot of the samples (limma's ``plotMDS``) from :func:`gendex.tl.mds`: :func:`~gendex.pl.embedding` of X_mds.
 
     Distances on the plot approximate the typical (root-mean-square leading) log2 fold changes between
     samples; the axes show each dimension's share of the variance.
@@ -284,7 +284,7 @@ def mds(
     dims
         Deprecated: use ``components``.
     **kwargs
-        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`~gendex.pl.embedding`, or
         arguments of ``Axes.scatter``.
 
     Returns
@@ -313,7 +313,7 @@ def latent(
 ) -> Axes:
     """The samples in a model's latent space (``obsm[basis]``, e.g. from :func:`gendex.tl.nbvae`).
 
-    :func:`embedding` with ``basis="X_nbvae"``.
+    :func:`~gendex.pl.embedding` with ``basis="X_nbvae"``.
 
     Parameters
     ----------
@@ -327,7 +327,7 @@ def latent(
     annotate
         Deprecated: use ``labels=True``.
     **kwargs
-        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`~gendex.pl.embedding`, or
         arguments of ``Axes.scatter``.
 
     Returns

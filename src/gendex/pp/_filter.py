@@ -196,12 +196,11 @@ def filter_missing(
 
     Returns
     -------
-    None, or the modified copy when ``copy=True``.
-        Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``,
-        records the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``. The
-        per-gene summary of every gene, the dropped ones included (columns ``n_missing``, ``frac_missing``,
-        ``pass_filter_missing``, indexed by the original ``var_names``), is kept in
-        ``adata.uns["filter_missing"]["summary"]``.
+    Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``,
+    records the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``. The per-gene
+    summary of every gene, the dropped ones included (columns ``n_missing``, ``frac_missing``,
+    ``pass_filter_missing``, indexed by the original ``var_names``), is kept in
+    ``adata.uns["filter_missing"]["summary"]``. Returns None, or the modified copy when ``copy=True``.
 
     Examples
     --------

@@ -17,7 +17,6 @@ from ._deseq2_request import _Outcome, _Request, _validate
 from ._pydeseq2 import _run_pydeseq2, _shrink_batched
 
 if TYPE_CHECKING:
-    from numpy.typing import NDArray
     from pydeseq2.inference import Inference
 
 logger = logging.getLogger(__name__)
@@ -191,18 +190,18 @@ def _run_batched(req: _Request) -> _Outcome:
     }
     tables: list[pd.DataFrame] = []
     infos: list[dict[str, Any]] = []
-    for contrast, vec, coef in zip(req.contrasts, req.vectors, req.shrink_coefs, strict=True):
+    for contrast, vec, coef, masks in zip(req.contrasts, req.vectors, req.shrink_coefs, req.masks, strict=True):
         info: dict[str, Any]
         if req.test == "lrt":
             assert req.reduced_df is not None  # validated: test="lrt" needs `reduced`
             table = deseq2_lrt(fit, req.reduced_df.to_numpy(), **tests)
             if req.contrast_given:  # R's results(dds, contrast=...) of an LRT fit: that contrast's LFC and SE
-                wald = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)
+                wald = deseq2_wald(fit, vec, contrast_samples=masks, **tests)
                 table["log2FoldChange"] = wald["log2FoldChange"].to_numpy()
                 table["lfcSE"] = wald["lfcSE"].to_numpy()
             info = {**_filter_info(table), "lrt_df": int(table.attrs.get("df", 0))}
         else:
-            table = deseq2_wald(fit, vec, contrast_samples=_contrast_samples(req.obs, contrast), **tests)
+            table = deseq2_wald(fit, vec, contrast_samples=masks, **tests)
             info = _filter_info(table)
         table = pd.DataFrame({c: table[c].to_numpy() for c in RESULT_COLUMNS}, index=req.var_names)
         if coef is not None:
@@ -231,12 +230,6 @@ def _run_batched(req: _Request) -> _Outcome:
         fit_info=fit_info,
         result_info=infos,
     )
-
-
-def _contrast_samples(obs: pd.DataFrame, contrast: list[str]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    factor, test, ref = contrast
-    values = obs[factor].astype(str).to_numpy()
-    return values == test, values == ref
 
 
 def _filter_info(table: pd.DataFrame) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def prepare_net(net: pd.DataFrame | str | PathLike) -> tuple[pd.DataFrame, str]:
         raise KeyError(
             f"`net` lacks the column(s) {missing}; it needs `source` and `target` (columns: {list(net.columns)})"
         )
-    cols = ["source", "target"] + (["weight"] if "weight" in net.columns else [])
+    cols = ["source", "target"] + [c for c in ("weight", "description") if c in net.columns]
     out = net[cols].dropna(subset=["source", "target"]).copy()
     out["source"] = out["source"].astype(str)
     out["target"] = out["target"].astype(str)
@@ -213,7 +213,8 @@ def enrich(
     for ORA). ``results`` is a :class:`~pandas.DataFrame` sorted by p-value with columns ``source``, ``score``
     (ULM t-value, GSEA NES, z-score, or the ORA natural-log odds ratio with a 0.5 Haldane-Anscombe correction),
     ``pvalue``, ``padj`` (Benjamini-Hochberg over the sets, per direction for ORA), ``n_genes`` (measured genes
-    of the set), ``direction`` (``"up"``/``"down"``: the sign of the score, or the tested list for ORA) and,
+    of the set), ``direction`` (``"up"``/``"down"``: the sign of the score, or the tested list for ORA),
+    ``description`` when ``net`` has one (:func:`gendex.io.read_gmt`'s second GMT field) and,
     for ``gsea`` and ``ora``, ``leading_genes`` (``";"``-joined GSEA leading edge, or the overlapping genes,
     most extreme statistic first) and for ORA ``overlap``. Returns None, or the modified copy when
     ``copy=True``.
@@ -271,6 +272,7 @@ def enrich(
     if not isinstance(key_added, str) or not key_added:
         raise TypeError(f"`key_added` must be a non-empty string, got {key_added!r}")
     net_df, net_desc = prepare_net(net)
+    net_desc_col = net_df.pop("description") if "description" in net_df.columns else None
     table, n_dup = feature_table(de, adata, columns, gene_symbols=gene_symbols)
     if table.empty:
         raise ValueError(f"`adata.varm[{key!r}]` has no gene with finite {columns}")
@@ -296,6 +298,9 @@ def enrich(
         extra["n_universe"] = int((values != 0).sum())
         n_sets_tested = len(res)
     res = sort_results(res)
+    if net_desc_col is not None:  # a GMT's second field (the term's name in GO-style files)
+        names = pd.Series(net_desc_col.astype(str).to_numpy(), index=net_df["source"]).groupby(level=0).first()
+        res["description"] = res["source"].map(names).fillna("").to_numpy()
 
     params: dict[str, Any] = {
         "key": key,

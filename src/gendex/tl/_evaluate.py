@@ -118,12 +118,11 @@ def evaluate_de(
 
     Returns
     -------
-    pandas.DataFrame
-        One row indexed by ``key`` with ``method, call, threshold, score, n_genes, n_true, n_called, TP, FP,
-        FN, TN, TPR, FPR, FNR, FDR, precision, AUROC, AUPRC``. Also sets ``adata.uns[key_added]`` with
-        ``params``, ``metrics`` (that DataFrame), ``roc`` (DataFrame ``fpr, tpr``), ``pr`` (DataFrame
-        ``recall, precision``) and ``fdr`` (DataFrame ``alpha, observed_fdr, tpr, n_called``), read by
-        :func:`gendex.pl.roc` and :func:`gendex.pl.fdr_curve`.
+    A one-row :class:`~pandas.DataFrame` indexed by ``key`` with ``method, call, threshold, score, n_genes, n_true,
+    n_called, TP, FP, FN, TN, TPR, FPR, FNR, FDR, precision, AUROC, AUPRC``. Also sets ``adata.uns[key_added]``
+    with ``params``, ``metrics`` (that DataFrame), ``roc`` (DataFrame ``fpr, tpr``), ``pr`` (DataFrame
+    ``recall, precision``) and ``fdr`` (DataFrame ``alpha, observed_fdr, tpr, n_called``), read by
+    :func:`gendex.pl.roc` and :func:`gendex.pl.fdr_curve`.
 
     Examples
     --------

@@ -89,9 +89,9 @@ def _run_pydeseq2(req: _Request) -> _Outcome:
     tables: list[pd.DataFrame] = []
     infos: list[dict[str, Any]] = []
     if req.test == "wald":
-        for contrast, coef in zip(req.contrasts, req.shrink_coefs, strict=True):
+        for comparison, vec, coef in zip(req.comparisons, req.vectors, req.shrink_coefs, strict=True):
             with _pydeseq2_quiet():
-                ds = _deseq_stats(dds, list(contrast), req, inference)
+                ds = _deseq_stats(dds, list(comparison) if comparison else np.asarray(vec), req, inference)
                 ds.summary()
             table = _pydeseq2_table(ds.results_df, all_zero)
             info: dict[str, Any] = {}
