@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.gendex-installed
+# one BLAS/OpenMP thread per test worker unless the caller says otherwise (`OMP_NUM_THREADS=2 make test`)
+OMP_NUM_THREADS ?= 1
 # lint only the folders that exist (benchmarks/ may not yet)
 LINT_PATHS := $(wildcard src tests benchmarks tutorials)
 
@@ -27,10 +29,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	# type hints of src/ (settings and the modules not yet typed: [tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: that is a failure too
 test: $(STAMP) lint
-	MPLBACKEND=agg OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS); \
+	MPLBACKEND=agg OMP_NUM_THREADS=$(OMP_NUM_THREADS) $(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 $(DOCS_STAMP): $(STAMP)

@@ -43,7 +43,8 @@ def _axis_format(adata: AnnData, basis: str) -> tuple[str, np.ndarray | None, st
     rec = found[0] if found else {}
     ratio = np.asarray(rec["variance_ratio"], dtype=np.float64) if "variance_ratio" in rec else None
     params = rec.get("params") if isinstance(rec.get("params"), Mapping) else {}
-    kind = "pca" if "n_comps" in params or name == "pca" else "mds" if "axis_label" in rec or name == "mds" else None
+    kind = rec.get("method") if rec.get("method") in ("pca", "mds") else None
+    kind = kind or ("pca" if "n_comps" in params or name == "pca" else "mds" if "axis_label" in rec else None)
     if "axis_label" in rec:
         fmt = f"{rec['axis_label']} {{d}}"
     elif kind == "pca":
