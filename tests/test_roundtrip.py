@@ -54,7 +54,9 @@ def workflow():
             gdx.pp.log_cpm(adata)
             gdx.tl.mds(adata)
             gdx.tl.pca(adata)
-            gdx.tl.deseq2(adata, "~batch + condition", contrast=[["condition", "B", "A"], ["condition", "C", "A"]])
+            gdx.tl.deseq2(
+                adata, design="~batch + condition", contrast=[["condition", "B", "A"], ["condition", "C", "A"]]
+            )
             gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
             gdx.tl.ttest(adata, groupby="condition", group1="B", group2="A", layer="log_cpm")
             gdx.tl.compare_de(adata, "deseq2_B_vs_A", "limma_voom")
