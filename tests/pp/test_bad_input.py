@@ -183,9 +183,21 @@ def _all_slots_equal(a, b):
         np.testing.assert_allclose(dense(a.layers[k]), dense(b.layers[k]), equal_nan=True)
     pd.testing.assert_frame_equal(a.obs, b.obs)
     pd.testing.assert_frame_equal(a.var, b.var)
-    assert a.uns.keys() == b.uns.keys()
-    for k in a.uns:
-        assert a.uns[k] == b.uns[k]
+    _uns_equal(dict(a.uns), dict(b.uns))
+
+
+def _uns_equal(a, b):
+    """Deep equality of two `uns` mappings holding scalars, lists, arrays and DataFrames."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for k in a:
+            _uns_equal(a[k], b[k])
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
 
 
 @pytest.mark.parametrize("name", COUNT_FUNCS)
