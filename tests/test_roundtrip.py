@@ -142,6 +142,8 @@ def test_get_readers_work_on_read_back_files(workflow, read_back):
     assert len(gdx.get.de_keys(workflow)) >= 5
     for key in gdx.get.de_keys(workflow):
         pd.testing.assert_frame_equal(gdx.get.de_results(read_back, key), gdx.get.de_results(workflow, key))
+    keys = sorted(gdx.get.de_keys(workflow))
+    pd.testing.assert_frame_equal(gdx.get.de_summary(read_back, keys), gdx.get.de_summary(workflow, keys))
     assert sorted(gdx.get.enrich_keys(read_back)) == sorted(gdx.get.enrich_keys(workflow)) != []
     for key in gdx.get.enrich_keys(workflow):
         pd.testing.assert_frame_equal(gdx.get.enrich_results(read_back, key), gdx.get.enrich_results(workflow, key))
