@@ -25,7 +25,7 @@ from scvi import REGISTRY_KEYS
 
 from .._contrast import Comparison, resolve_comparison
 from .._validation import check_groups
-from ..tl._generative_de import UNCERTAINTY_SOURCES
+from ..tl._generative_de import DEFAULT_UNCERTAINTY, UNCERTAINTY_SOURCES
 from . import _posterior
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class GenerativeDEMixin:
         group1: str | None = None,
         group2: str | None = None,
         n_draws: int = 500,
-        uncertainty: Sequence[str] = SOURCES,
+        uncertainty: Sequence[str] = DEFAULT_UNCERTAINTY,
         random_state: int | None = 0,
     ) -> np.ndarray:
         """Posterior draws of every gene's log2 fold change ``test / reference``, shape ``(n_draws, n_genes)``.
@@ -90,9 +90,11 @@ class GenerativeDEMixin:
           posterior jointly with the decoder's coefficients; both groups are decoded at their common latent
           centroid, so the draws are that coefficient's. Without it such groups decode to the same means and a
           large true change gets a tight interval around 0;
-        - ``"samples"``: the sampling of the samples within each group, a Bayesian bootstrap (flat Dirichlet
-          weights per draw) of the group means of the decoded expression, so that the draws cover the groups'
-          population means, not only these samples' (it matters when the groups' latent composition differs).
+        - ``"samples"`` (not in the default): the sampling of the samples within each group, a Bayesian bootstrap
+          (flat Dirichlet weights per draw) of the group means of the decoded expression, so that the draws cover
+          the groups' population means, not only these samples'. For observational groups whose latent
+          composition is itself random; a designed experiment (e.g. cell types balanced within each status)
+          has a fixed composition, and the bootstrap would count it as noise.
 
         Parameters
         ----------
@@ -128,7 +130,7 @@ class GenerativeDEMixin:
         ci_level: float = 0.9,
         n_draws: int = 500,
         lfc_prior: Literal["adaptive", "flat"] = "adaptive",
-        uncertainty: Sequence[str] = SOURCES,
+        uncertainty: Sequence[str] = DEFAULT_UNCERTAINTY,
         random_state: int | None = 0,
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
