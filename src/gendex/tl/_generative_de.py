@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from ..model import NBVAE
 
 #: Sources of uncertainty of the generative log fold change draws (:meth:`gendex.model.NBVAE.get_lfc_draws`).
-UNCERTAINTY_SOURCES = ("z", "decoder", "dispersion", "residual", "samples")
+UNCERTAINTY_SOURCES = ("z", "decoder", "dispersion", "residual", "imbalance", "samples")
 #: The default sources: all but ``"samples"`` (designed groups have a fixed composition, see ``get_lfc_draws``).
-DEFAULT_UNCERTAINTY = ("z", "decoder", "dispersion", "residual")
+DEFAULT_UNCERTAINTY = ("z", "decoder", "dispersion", "residual", "imbalance")
 #: Columns of a generative DE table, in order (``baseMean`` first, then :func:`de_table`'s).
 DE_TABLE_COLUMNS = (
     "log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "prob_up", "prob_down", "lfsr", "qvalue",
@@ -134,7 +134,7 @@ def generative_de(
         ``"adaptive"`` (empirical-Bayes shrinkage prior) or ``"flat"`` (the draws as they are).
     uncertainty
         Sources of uncertainty in the draws, any of ``"z"``, ``"decoder"``, ``"dispersion"``, ``"residual"``,
-        ``"samples"`` (see :meth:`gendex.model.NBVAE.get_lfc_draws`).
+        ``"imbalance"``, ``"samples"`` (see :meth:`gendex.model.NBVAE.get_lfc_draws`).
     key_added
         Key of ``varm`` and ``uns``.
     copy
