@@ -78,7 +78,7 @@ def hidden_6v6():
     try:
         adata = gdx.datasets.simulate_counts(n_samples=12, n_genes=1500, n_hidden_factors=3, random_state=11)
         gdx.pp.size_factors(adata)
-        gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"])
+        gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"])
         deseq2 = _scores(adata, "deseq2", (adata.varm["deseq2"]["padj"] < 0.05).to_numpy())
         model = _nbvae(adata, "~condition", max_epochs=60)
         yield adata, model, deseq2
@@ -130,7 +130,7 @@ def test_permuted_labels_give_almost_no_calls():
         adata.obs["condition"] = new
         adata.obs["condition"] = adata.obs["condition"].astype("category")
         gdx.pp.size_factors(adata)
-        gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"])
+        gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"])
         n_deseq2 = int((adata.varm["deseq2"]["padj"] < 0.05).sum())
         model = _nbvae(adata, "~condition", max_epochs=60)
     finally:

@@ -373,7 +373,7 @@ def test_calibration_on_simulated_counts(n_samples, seed):
     assert fdr <= 0.10
     assert cover >= 0.85
     ref = adata.copy()
-    gdx.tl.deseq2(ref, "~condition", contrast=["condition", "B", "A"])
+    gdx.tl.deseq2(ref, design="~condition", contrast=["condition", "B", "A"])
     de = adata.var["is_de"].to_numpy()
     deseq2_tpr = ((ref.varm["deseq2"]["padj"] < 0.05).to_numpy() & de).sum() / de.sum()
     # every call has its own lfsr <= 0.05, stricter than BH's list-level FDR of 0.05 that DESeq2's padj gives:

@@ -94,7 +94,7 @@ class GenerativeDEMixin:
           so a chance difference of the groups in the unknown variation the codes describe lands in the group
           coefficient; when the genes' log fold changes line up with their loadings (chi-square test of the
           regression of one on the other, p < 0.05), the draws get that imbalance's sampling variance
-          (:func:`_add_imbalance`). Without it, permuted labels on cohorts with hidden structure give hundreds
+          (``_add_imbalance``). Without it, permuted labels on cohorts with hidden structure give hundreds
           of confident calls where DESeq2 gives none;
         - ``"samples"`` (not in the default): the sampling of the samples within each group, a Bayesian bootstrap
           (flat Dirichlet weights per draw) of the group means of the decoded expression, so that the draws cover
@@ -141,7 +141,7 @@ class GenerativeDEMixin:
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
 
-        Draws from :meth:`get_lfc_draws`, summarised by :func:`gendex.tl._generative_de.de_table`: with
+        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.tl._generative_de.de_table``: with
         ``lfc_prior="adaptive"`` an adaptive shrinkage prior fitted to all genes (:func:`gendex.stats.ash`,
         with a point mass at no change) turns the draws' means and sds into posteriors; ``"flat"`` takes the
         draws as they are.

@@ -155,7 +155,7 @@ def generative_de(
     ``is_de`` controls the posterior expected *directional* false discovery rate at ``fdr_target``: among the
     called genes, the expected share whose log2 fold change is not beyond ``delta`` in the called direction
     (``prob_up``/``prob_down``); and no called gene has a local false sign rate ``lfsr`` above the target, so
-    at the default ``ci_level = 1 - 2 fdr_target`` no called gene's interval spans 0 (see :func:`de_table`).
+    at the default ``ci_level = 1 - 2 fdr_target`` no called gene's interval spans 0 (see ``de_table`` in this module).
 
     Which mode runs depends on the model. If the compared factor is a decoder covariate (``tl.nbvae(design=...)``,
     the conditional mode) the contrast is counterfactual. Otherwise (unsupervised) the answer depends on whether
