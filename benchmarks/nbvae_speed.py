@@ -10,7 +10,8 @@ Parts (``scale`` only when asked):
 
 - ``gse60450``: 12 samples (``filter_genes(min_total_count=10)``, ``size_factors``), design ``~celltype +
   status``, contrast luminal vs basal;
-- ``sim100``: ``simulate_counts`` 100 samples x 20,000 genes (50 vs 50), design ``~condition``;
+- ``sim100``: ``simulate_counts`` 100 samples x 20,000 genes (50 vs 50; ``--sim-samples``, ``--sim-genes``),
+  design ``~condition``;
 - ``scale``: ``simulate_counts`` ``--scale-samples`` x ``--scale-genes`` written to an h5ad by a child process;
   a fresh child reads it and trains ``--scale-epochs`` minibatch epochs (batch 256), reporting the epoch time
   and the peak resident memory of that process (``ru_maxrss``, which includes the int64 counts).
@@ -60,7 +61,7 @@ def epoch_timer():
     return EpochTimer()
 
 
-def load(part: str, shared: Path):
+def load(part: str, shared: Path, sim_shape: tuple[int, int] = (100, 20_000)):
     import gendex as gdx
 
     if part == "gse60450":
@@ -68,7 +69,7 @@ def load(part: str, shared: Path):
         gdx.pp.filter_genes(adata, min_total_count=10)
         design, contrast = "~celltype + status", ["celltype", "luminal", "basal"]
     elif part == "sim100":
-        adata = gdx.datasets.simulate_counts(n_samples=100, n_genes=20_000, random_state=0)
+        adata = gdx.datasets.simulate_counts(n_samples=sim_shape[0], n_genes=sim_shape[1], random_state=0)
         design, contrast = "~condition", ["condition", "B", "A"]
     else:
         raise ValueError(f"unknown part {part!r}")
@@ -134,10 +135,10 @@ def time_scvi(adata, covariates: list[str], n_latent: int, epochs: int, accelera
     return {"train_s": wall, "epochs": len(timer.times), "s_per_epoch": float(np.median(timer.times))}
 
 
-def compare(part: str, shared: Path, modes: list[str], accelerator: str) -> list[dict]:
+def compare(part: str, shared: Path, modes: list[str], accelerator: str, sim_shape: tuple[int, int]) -> list[dict]:
     import gendex as gdx
 
-    adata, design, contrast = load(part, shared)
+    adata, design, contrast = load(part, shared, sim_shape)
     t0 = time.perf_counter()
     gdx.tl.deseq2(adata, design, contrast=contrast)
     deseq2_s = time.perf_counter() - t0
@@ -236,6 +237,8 @@ def markdown(table: pd.DataFrame) -> str:
             v = r[c]
             if pd.isna(v):
                 cells.append("")
+            elif c in ("epochs", "n_latent"):
+                cells.append(str(int(v)))
             elif isinstance(v, float):
                 cells.append(f"{v * 1000:.1f} ms" if c.endswith("per_epoch") else f"{v:.2f}")
             else:
@@ -252,6 +255,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--md", default=None, help="write the table as markdown here")
+    parser.add_argument("--sim-samples", type=int, default=100, help="samples of the sim100 part")
+    parser.add_argument("--sim-genes", type=int, default=20_000, help="genes of the sim100 part")
     parser.add_argument("--scale-samples", type=int, default=10_000)
     parser.add_argument("--scale-genes", type=int, default=18_000)
     parser.add_argument("--scale-epochs", type=int, default=3)
@@ -270,7 +275,7 @@ def main() -> None:
     parts = args.parts.split(",")
     rows = []
     for part in [p for p in parts if p != "scale"]:
-        rows += compare(part, args.shared, args.modes.split(","), args.accelerator)
+        rows += compare(part, args.shared, args.modes.split(","), args.accelerator, (args.sim_samples, args.sim_genes))
         print(pd.DataFrame(rows).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     text = markdown(table) if rows else ""

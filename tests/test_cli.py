@@ -90,7 +90,7 @@ def test_demo_on_simulated_data(tmp_path, capsys):
     np.testing.assert_allclose(sf["size_factors"], expected.obs["size_factors"])
     qc = pd.read_csv(out / "qc_metrics.csv", index_col=0)
     assert list(qc.columns) == ["library_size", "n_genes_detected", "condition"]
-    gdx.tl.deseq2(expected, "~condition", contrast=["condition", "B", "A"])
+    gdx.tl.deseq2(expected, design="~condition", contrast=["condition", "B", "A"])
     deseq2 = pd.read_csv(out / "deseq2_results.csv", index_col=0, keep_default_na=False, na_values=[""])
     assert list(deseq2.index) == list(expected.var_names) and deseq2["symbol"].iloc[0] == "SYM0"
     np.testing.assert_allclose(deseq2["log2FoldChange"], expected.varm["deseq2"]["log2FoldChange"])
@@ -122,10 +122,16 @@ def test_demo_on_simulated_data(tmp_path, capsys):
     path = result.uns["latent_path"]["params"]
     assert (path["start_label"], path["end_label"]) == ("A", "B") and "silhouette by `condition`" in summary
     assert result.n_vars == expected.n_vars and result.var["symbol"].iloc[0] == "SYM0"
-    # progress on stderr, one line per step
+    # progress on stderr, one line per step; no progress bar when stderr is not a terminal
     err = capsys.readouterr().err
     n = len(cli.STEPS) + 1
     assert "[1/" in err and f"[1/{n}] Data ... done" in err and f"[{n}/{n}] Saving results ... done" in err
+    own = [line for line in err.splitlines() if re.match(r"\[\d+/\d+\] |report: ", line)]
+    assert "\r" not in err and len(own) == n + 2, err
+    # the truth counts say they count the genes kept by the filter
+    n_true = int(gdx.datasets.simulate_counts(n_samples=6, n_genes=300, random_state=3).var["is_de"].sum())
+    assert f"{n_true:,} genes truly DE, {int(expected.var['is_de'].sum()):,} of them kept by the filter" in text
+    assert (out / "evaluation.csv").read_text().startswith("method,key,call,threshold,")
 
 
 def test_demo_on_user_files(tmp_path):
@@ -174,7 +180,7 @@ def test_adding_a_step_is_a_few_lines(tmp_path, monkeypatch):
         demo.table("top_genes", "Most counted genes", var[["total_counts"]])
         demo.note(f"Top gene: {var.index[0]}.")
 
-    monkeypatch.setattr(cli, "STEPS", [*cli.STEPS[:6], cli.Step("Top genes", step_top_genes)])
+    monkeypatch.setattr(cli, "STEPS", [*cli.STEPS[:6], cli.Step("Top genes", step_top_genes)])  # read by main
     out = tmp_path / "out"
     assert cli.main(["demo", "--out", str(out), "--n-genes", "200", "--n-samples", "4"]) == 0
     text = (out / "report.md").read_text()
@@ -184,11 +190,11 @@ def test_adding_a_step_is_a_few_lines(tmp_path, monkeypatch):
 
 def test_options_parse(tmp_path):
     argv = ["demo", "--contrast", "status", "lactate", "virgin", "--gene-sets", "h.gmt", "--gene-symbols", "s.tsv"]
-    args = cli.build_parser().parse_args([*argv, "--epochs", "50", "--no-nbvae", "--gse60450"])
+    args = cli.build_parser()[0].parse_args([*argv, "--epochs", "50", "--no-nbvae", "--gse60450"])
     assert args.contrast == ["status", "lactate", "virgin"] and args.epochs == 50 and args.gse60450 == ""
     assert args.no_nbvae
     assert args.gene_sets.name == "h.gmt" and args.gene_symbols.name == "s.tsv"
-    defaults = cli.build_parser().parse_args(["demo"])
+    defaults = cli.build_parser()[0].parse_args(["demo"])
     assert defaults.contrast is None and defaults.epochs is None and defaults.gene_sets is None
     assert not defaults.no_nbvae
     assert defaults.out == "gendex-demo" and defaults.gse60450 is None
@@ -196,9 +202,10 @@ def test_options_parse(tmp_path):
 
 def test_unknown_contrast_level_is_reported(tmp_path, capsys):
     argv = ["demo", "--out", str(tmp_path / "o"), "--n-genes", "100", "--n-samples", "4", "--contrast", "condition"]
-    assert cli.main([*argv, "C", "A"]) == 1
+    assert cli.main([*argv, "C", "A"]) == 2
     err = capsys.readouterr().err
-    assert "gendex demo: error:" in err and "'C'" in err and "Traceback" not in err
+    assert "gendex demo: error: --contrast: no level 'C' in `condition`" in err and "Traceback" not in err
+    assert "[1/" not in err and not (tmp_path / "o").exists()
 
 
 def test_version(capsys):
@@ -235,14 +242,117 @@ def test_bad_input_is_reported_without_traceback(tmp_path, capsys):
     )
     argv = ["demo", "--out", str(tmp_path / "o"), "--counts", str(tmp_path / "counts.tsv")]
     argv += ["--samples", str(tmp_path / "samples.tsv"), "--design", "~cond"]
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert "gendex demo: error: the sample sheet does not cover 1 sample(s)" in err and "sample_03" in err
+    assert "gendex demo: error: --counts/--samples: the sample sheet does not cover 1 sample(s)" in err
+    assert "sample_03" in err
     assert "Traceback" not in err
     # an unknown design column
     argv[-1] = "~genotype"
     pd.DataFrame({"cond": list("aabb")}, index=pd.Index(sim.obs_names, name="s")).to_csv(
         tmp_path / "samples.tsv", sep="\t"
     )
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--design '~genotype'" in err and "'genotype'" in err and "--group" not in err
+
+
+def test_usage_errors_print_the_demo_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--counts", "c.tsv"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: gendex demo ") and "gendex demo: error: --counts needs --samples and --design" in err
+
+
+def test_help_is_plain_text():
+    parser, demo = cli.build_parser()
+    for text in (parser.format_help(), demo.format_help()):
+        assert "``" not in text and ":func:" not in text and ":mod:" not in text
+    assert "generative and classical differential expression" in parser.format_help()
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    sim = gdx.datasets.simulate_counts(n_samples=6, n_genes=60, random_state=2)
+    counts = pd.DataFrame(sim.X.T, index=pd.Index(sim.var_names, name="gene"), columns=sim.obs_names)
+    counts.to_csv(tmp_path / "counts.tsv", sep="\t")
+    sheet = pd.DataFrame(
+        {"treatment": ["ctrl"] * 3 + ["drug"] * 3, "batch": ["b1", "b2"] * 3, "dose": [0.0, 0.1, 0.2, 1, 2, 3]},
+        index=pd.Index(sim.obs_names, name="sample"),
+    )
+    sheet.to_csv(tmp_path / "samples.csv")
+    (tmp_path / "other.gmt").write_text("SET1\tna\tGENE_X\tGENE_Y\n")
+    (tmp_path / "bad.gmt").write_text("just one field\n")
+    (tmp_path / "file.txt").write_text("not a folder\n")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("keep me\n")
+    base = ["demo", "--counts", str(tmp_path / "counts.tsv"), "--samples", str(tmp_path / "samples.csv")]
+    return tmp_path, base
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--design", "~nonexistent"], r"--design '~nonexistent': .*unknown .*\['nonexistent'\]"),
+        (["--design", "~batch +"], r"--design '~batch \+': cannot parse"),
+        (["--design", "~treatment", "--group", "genotype"], r"--group 'genotype' is not a column"),
+        (["--design", "~treatment", "--group", "batch"], r"groups' column 'batch' is not in the design"),
+        (["--design", "~treatment + dose"], r"--design '~treatment \+ dose': its last term 'dose' is numeric"),
+        (["--design", "~treatment", "--contrast", "treatment", "drug", "placebo"], r"no level 'placebo'"),
+        (["--design", "~treatment", "--contrast", "batch", "b2", "b1"], r"--contrast: the factor 'batch' is not in"),
+        (["--design", "~treatment", "--gene-sets", "{tmp}/none.gmt"], r"--gene-sets '.*none.gmt': no such file"),
+        (["--design", "~treatment", "--gene-sets", "{tmp}/bad.gmt"], r"--gene-sets '.*bad.gmt': .*not a GMT record"),
+        (["--design", "~treatment", "--gene-sets", "{tmp}/other.gmt"], r"none of its 2 genes is measured"),
+        (["--design", "~treatment", "--gene-symbols", "{tmp}/none.tsv"], r"--gene-symbols '.*none.tsv': no such"),
+        (["--design", "~treatment", "--out", "{tmp}/file.txt"], r"--out '.*file.txt' is an existing file"),
+        (["--design", "~treatment", "--out", "{tmp}/busy"], r"--out '.*busy' is a folder with files that are not"),
+    ],
+)
+def test_bad_inputs_fail_before_the_first_step(user_files, capsys, extra, message):
+    tmp, base = user_files
+    extra = [x.replace("{tmp}", str(tmp)) for x in extra]
+    if "--out" not in extra:
+        extra += ["--out", str(tmp / "out")]
+    before = sorted(p.name for p in tmp.iterdir())
+    assert cli.main([*base, *extra, "--no-nbvae"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and re.search(message, errors[0]), err
+    assert "Traceback" not in err and "[1/" not in err, "no step may run before the inputs are checked"
+    assert sorted(p.name for p in tmp.iterdir()) == before, "nothing written"
+    assert (tmp / "busy" / "thesis.tex").read_text() == "keep me\n"
+
+
+def test_failed_or_interrupted_run_leaves_no_output(tmp_path, monkeypatch, capsys):
+    def step_boom(demo):
+        demo.table("half", "A table", demo.adata.obs)
+        raise ValueError("boom in a step")
+
+    out = tmp_path / "nested" / "out"
+    argv = ["demo", "--out", str(out), "--n-genes", "100", "--n-samples", "4"]
+    monkeypatch.setattr(cli, "STEPS", [*cli.STEPS[:2], cli.Step("Boom", step_boom)])
     assert cli.main(argv) == 1
-    assert "'genotype'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "[3/4] Boom ... failed" in err and "gendex demo: error: boom in a step" in err
+    assert list(tmp_path.iterdir()) == [], "no output folder, no partial folder, no created parent"
+
+    # a previous report survives an interrupted rerun, and all its links still resolve
+    monkeypatch.setattr(cli, "STEPS", cli.STEPS[:2])
+    assert cli.main(argv) == 0
+    report = (out / "report.md").read_text()
+
+    def step_interrupt(demo):
+        demo.figure("x", "X", gdx.pl.library_sizes(demo.adata))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "STEPS", [*cli.STEPS[:2], cli.Step("Interrupted", step_interrupt)])
+    assert cli.main(argv) == 130
+    assert (out / "report.md").read_text() == report and not (out / "x.png").exists()
+    assert all((out / link).exists() for link in links(out / "report.md"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+    # a successful rerun replaces the previous demo's folder
+    monkeypatch.setattr(cli, "STEPS", cli.STEPS[:1])
+    assert cli.main(argv) == 0
+    assert "## Quality control" not in (out / "report.md").read_text() and not (out / "qc_metrics.csv").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]

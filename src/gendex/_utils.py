@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._validation import check_string_names
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -31,10 +33,16 @@ def package_versions(*names: str) -> dict[str, str]:
 
 
 def h5ad_safe(value: Any) -> Any:
-    """Convert ``value`` into something ``write_h5ad`` stores and reads back unchanged.
+    """Convert ``value`` into something ``write_h5ad``/``write_zarr`` store and read back with the same values.
 
-    ``None`` becomes the string ``"None"``, tuples and arrays of strings become lists, numpy scalars become
-    Python scalars, mappings are converted recursively. DataFrames are kept as they are.
+    ``None`` becomes the string ``"None"``; mappings are converted recursively (keys become strings); tuples,
+    Series, Index and arrays of strings become lists; a list mixing ints and floats becomes floats and one
+    mixing other kinds becomes strings (anndata would do that on writing, so the list in memory is already what
+    the file gives back); a list of lists becomes a dict keyed ``"0"``, ``"1"``...; numpy scalars become
+    Python scalars; numeric arrays and DataFrames are kept as they are; anything else becomes its ``str``.
+
+    Lists stay lists in memory, but h5ad and zarr have no list type: anndata reads a list back as a 1-D numpy
+    array holding the same elements (``list(value)`` or ``value.tolist()`` gives the list again).
     """
     if value is None:
         return "None"
@@ -46,8 +54,11 @@ def h5ad_safe(value: Any) -> Any:
         return h5ad_safe(value.tolist())
     if isinstance(value, list | tuple):
         items = [h5ad_safe(v) for v in value]
-        if any(isinstance(v, list | dict) for v in items):
+        if any(isinstance(v, list | dict | np.ndarray | pd.DataFrame) for v in items):
             return {str(i): v for i, v in enumerate(items)}
+        kinds = {type(v) for v in items}
+        if len(kinds) > 1:
+            items = [float(v) for v in items] if kinds <= {int, float} else [str(v) for v in items]
         return items
     if isinstance(value, np.generic):
         return value.item()
@@ -74,6 +85,7 @@ def store_de_results(
     columns of :data:`DE_COLUMNS` are required. Extra keyword arguments (``design``, ``contrast``, ...)
     are stored beside ``method``/``params``/``versions`` in ``uns``.
     """
+    check_string_names(adata)
     missing = [c for c in DE_COLUMNS if c not in results.columns]
     if missing:
         raise ValueError(f"DE results for {key_added!r} lack the columns {missing}")

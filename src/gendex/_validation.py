@@ -34,13 +34,33 @@ def check_unique_names(adata: AnnData) -> None:
             raise ValueError(f"duplicate {axis}: {dups[:10]}{' ...' if len(dups) > 10 else ''}; make them unique first")
 
 
+def check_string_names(adata: AnnData) -> None:
+    """Raise unless ``obs_names`` and ``var_names`` are strings.
+
+    anndata turns other names into strings when it builds an AnnData, but assigning ``adata.var.index``
+    directly can leave integers; results stored under integer names would be written by ``write_h5ad`` into a
+    file that ``read_h5ad`` then refuses ("value.index does not match parent's var names").
+    """
+    for axis in ("obs", "var"):
+        names = getattr(adata, f"{axis}_names")
+        bad = next((n for n in names if not isinstance(n, str)), None) if names.dtype == object else None
+        if bad is None and (names.dtype == object or pd.api.types.is_string_dtype(names.dtype)):
+            continue
+        got = f"{type(bad).__name__} names (e.g. {bad!r})" if bad is not None else f"dtype {names.dtype}"
+        raise TypeError(
+            f"`adata.{axis}_names` must be strings, got {got}: results stored under them could not be read back "
+            f"from .h5ad; convert them first with `adata.{axis}_names = adata.{axis}_names.astype(str)`"
+        )
+
+
 def get_matrix(adata: AnnData, layer: str | None) -> NDArray | sparse.spmatrix:
     """Return ``adata.layers[layer]`` (or ``X`` when ``layer`` is None) without copying.
 
-    Refuses backed or empty AnnData and duplicated sample or gene names first.
+    Refuses backed or empty AnnData, names that are not strings and duplicated sample or gene names first.
     """
     check_not_backed(adata)
     check_not_empty(adata)
+    check_string_names(adata)
     check_unique_names(adata)
     if layer is None:
         if adata.X is None:

@@ -1,52 +1,85 @@
-import socket
+import dataclasses
+import gzip
 
 import decoupler as dc
-import pandas as pd
 import pytest
 
 import gendex as gdx
+from gendex.datasets import _hallmark as mod
+
+# the layout of OmniPath's msigdb-hallmark.tsv.gz (decoupler's source), with a complex member
+TABLE = (
+    "genesymbol\tcollection\tgeneset\n"
+    "A\thallmark\tHALLMARK_HYPOXIA\n"
+    "B\thallmark\tHALLMARK_HYPOXIA\n"
+    "A\thallmark\tHALLMARK_HYPOXIA\n"
+    "COMPLEX:C_D\thallmark\tHALLMARK_APOPTOSIS\n"
+)
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Simulate a machine without network: name resolution and connections fail, as they do offline."""
-
-    def refuse(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (network disabled in tests)")
-
-    def refuse_connect(self, *args, **kwargs):
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+def omnipath(http_server, monkeypatch):
+    """OmniPath replaced by a local server serving TABLE at `/hallmark`."""
+    monkeypatch.setattr(mod, "HALLMARK_REMOTE", dataclasses.replace(mod.HALLMARK_REMOTE, url=http_server.url("/h")))
+    http_server.files["/h"] = (200, gzip.compress(TABLE.encode()), None)
+    return http_server
 
 
 @pytest.mark.parametrize("organism", ["human", "mouse"])
-def test_hallmark_without_network_names_the_offline_alternative(no_network, organism):
+def test_hallmark_without_network_names_the_offline_alternative(no_network, cache, organism):
     with pytest.raises(ConnectionError, match=r"gdx\.io\.read_gmt") as info:
         gdx.datasets.hallmark(organism)
-    assert "decoupler.op.hallmark" in str(info.value) and "needs the network" in str(info.value)
+    assert "could not download the MSigDB hallmark gene sets (OmniPath)" in str(info.value)
+    assert "\n" not in str(info.value) and not cache.exists()
 
 
-def test_hallmark_restores_msigdb_names(monkeypatch):
-    fake = pd.DataFrame({"source": ["HYPOXIA", "HYPOXIA", "HYPOXIA", "APOPTOSIS"], "target": ["A", "B", "A", "C"]})
-    calls = {}
-
-    def fake_hallmark(organism="human", license="academic", verbose=False):
-        calls.update(organism=organism, license=license)
-        return fake.copy()
-
-    monkeypatch.setattr(dc.op, "hallmark", fake_hallmark)
-    net = gdx.datasets.hallmark("mouse", license="commercial")
-    assert calls == {"organism": "mouse", "license": "commercial"}
+def test_hallmark_is_downloaded_once_and_read_offline_from_the_cache(omnipath, cache, monkeypatch):
+    net = gdx.datasets.hallmark()
     assert net.to_records(index=False).tolist() == [
         ("HALLMARK_HYPOXIA", "A"),
         ("HALLMARK_HYPOXIA", "B"),
         ("HALLMARK_APOPTOSIS", "C"),
+        ("HALLMARK_APOPTOSIS", "D"),
     ]
+    assert sorted(p.name for p in cache.iterdir()) == ["msigdb-hallmark.tsv.gz"]
+    omnipath.files.clear()  # the server now answers 404: the cache must be used
+    assert gdx.datasets.hallmark().equals(net)
+    assert omnipath.requests == ["/h"]
 
 
-def test_hallmark_rejects_bad_organism():
+def test_hallmark_translates_other_organisms_with_decoupler(omnipath, cache, monkeypatch):
+    calls = {}
+
+    def fake_translate(net, columns=None, target_organism="mouse", **kwargs):
+        calls.update(columns=columns, target_organism=target_organism)
+        out = net.copy()
+        out["target"] = out["target"].str.capitalize()
+        return out
+
+    monkeypatch.setattr(dc.op, "translate", fake_translate)
+    net = gdx.datasets.hallmark("mouse")
+    assert calls == {"columns": ["target"], "target_organism": "mouse"}
+    assert sorted(net["target"]) == ["A", "B", "C", "D"]
+
+
+def test_hallmark_translation_offline_names_the_alternative(omnipath, cache, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(dc.op, "translate", offline)
+    with pytest.raises(ConnectionError, match=r"decoupler\.op\.translate.*needs the network.*gdx\.io\.read_gmt"):
+        gdx.datasets.hallmark("mouse")
+
+
+def test_hallmark_refuses_a_page_that_is_not_the_table(omnipath, cache):
+    omnipath.files["/h"] = (200, b"<html>maintenance</html>", None)
+    with pytest.raises(ConnectionError, match=r"not the expected one: it is not the hallmark table"):
+        gdx.datasets.hallmark()
+    assert not cache.exists()
+
+
+def test_hallmark_rejects_bad_arguments():
     with pytest.raises(TypeError, match="organism"):
         gdx.datasets.hallmark(organism=None)
+    with pytest.raises(ValueError, match="license"):
+        gdx.datasets.hallmark(license="free")

@@ -13,7 +13,7 @@ def genesets_dir(shared_data_dir):
     return path
 
 
-def test_read_gmt_parses_tabs_drops_description_empty_and_duplicates(tmp_path):
+def test_read_gmt_parses_tabs_keeps_description_drops_empty_and_duplicates(tmp_path):
     text = (
         "SET_A\tdescription with spaces\tg1\tg2\t\tg3\r\n"
         "SET_B\thttp://x\t12345\t 67890 \t12345\n"
@@ -24,8 +24,10 @@ def test_read_gmt_parses_tabs_drops_description_empty_and_duplicates(tmp_path):
     path = tmp_path / "sets.gmt"
     path.write_text(text)
     net = gdx.io.read_gmt(path)
-    assert list(net.columns) == ["source", "target"]
-    assert net.to_records(index=False).tolist() == [
+    assert list(net.columns) == ["source", "target", "description"]
+    descriptions = net.drop_duplicates("source").set_index("source")["description"]
+    assert descriptions.to_dict() == {"SET_A": "description with spaces", "SET_B": "http://x"}
+    assert net[["source", "target"]].to_records(index=False).tolist() == [
         ("SET_A", "g1"),
         ("SET_A", "g2"),
         ("SET_A", "g3"),

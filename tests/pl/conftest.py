@@ -89,3 +89,32 @@ def de_adata():
     add_deseq2(adata)
     add_nbvae_de(adata)
     return adata
+
+
+def _check_texts(ax, texts=None, *, inside=True):
+    from matplotlib.text import Text
+
+    """Draw the figure; assert the texts lie inside the axes and their boxes do not overlap. Returns the boxes."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = list(ax.texts) if texts is None else list(texts)
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text only, not its leader line
+    frame = ax.get_window_extent(renderer)
+    for t, b in zip(texts, boxes, strict=True):
+        if inside:
+            assert frame.x0 - 0.5 <= b.x0 and b.x1 <= frame.x1 + 0.5, (t.get_text(), b, frame)
+            assert frame.y0 - 0.5 <= b.y0 and b.y1 <= frame.y1 + 0.5, (t.get_text(), b, frame)
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            a, b = boxes[i], boxes[j]
+            w = min(a.x1, b.x1) - max(a.x0, b.x0)
+            h = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert w <= 0.5 or h <= 0.5, (texts[i].get_text(), texts[j].get_text())
+    return boxes
+
+
+@pytest.fixture
+def check_texts():
+    """``check_texts(ax, texts=None)``: labels inside the axes, no two label boxes overlapping."""
+    return _check_texts

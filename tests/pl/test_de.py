@@ -50,13 +50,36 @@ def test_volcano_data_directions_and_labels(de_adata):
     assert (data["direction"] == "up").sum() == (sig & (table["log2FoldChange"] > 0)).sum()
     assert (data["direction"] == "down").sum() == (sig & (table["log2FoldChange"] < 0)).sum()
     assert (data["direction"] != "ns").sum() > 5
-    np.testing.assert_allclose(data["neg_log10_padj"], -np.log10(table.loc[finite, "padj"]))
+    np.testing.assert_allclose(data["neg_log10"], -np.log10(table.loc[finite, "padj"]))
     expected = table.loc[sig, "padj"].nsmallest(5).index
     assert set(data.index[data["labelled"]]) == set(expected)
     assert data.loc[expected, "label"].tolist() == [f"Sym{int(g[-5:])}" for g in expected]
+    assert data.attrs["rule"] == "padj < 0.05, |log2FC| \u2265 1"
 
 
-def test_volcano_artists(de_adata):
+def test_volcano_counts_match_the_table_and_md(de_adata, check_texts):
+    """The default volcano calls exactly the genes with padj < alpha: the MD plot's and the table's counts."""
+    table = de_adata.varm["deseq2"].copy()
+    table.iloc[[20, 21, 30], table.columns.get_loc("padj")] = 0.0  # drawn apart at the top, still counted
+    table.iloc[[20, 21, 30], table.columns.get_loc("log2FoldChange")] = [2.0, 3.0, -2.0]
+    de_adata.varm["deseq2"] = table
+    ax = gdx.pl.volcano(de_adata, "deseq2", n_labels=12)
+    assert any(c.get_label() == "padj = 0, drawn at the top (3, counted above)" for c in ax.collections)
+    sig = table["padj"] < 0.05
+    n_up = int((sig & (table["log2FoldChange"] > 0)).sum())
+    n_down = int((sig & (table["log2FoldChange"] < 0)).sum())
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"up ({n_up})" in texts and f"down ({n_down})" in texts
+    assert ax.get_legend().get_title().get_text() == "padj < 0.05"
+    md_texts = [t.get_text() for t in gdx.pl.md(de_adata, "deseq2").get_legend().get_texts()]
+    assert f"up ({n_up})" in md_texts and f"down ({n_down})" in md_texts
+    assert ax.get_title() == "DESeq2: B vs A"
+    assert [ln for ln in ax.lines if ln.get_ydata()[0] == 0 and ln.get_ydata()[1] == 1] == []  # no |lfc| line
+    check_texts(ax)  # gene labels inside the axes, not over each other (nor the legend, outside the axes)
+    assert len(ax.texts) == 12
+
+
+def test_volcano_artists(de_adata, check_texts):
     ax = gdx.pl.volcano(de_adata, "deseq2", n_labels=4, lfc_threshold=1.0)
     data = _volcano_data(de_adata, "deseq2", n_labels=4, lfc_threshold=1.0)
     assert _n_points(ax) == len(data)
@@ -72,6 +95,37 @@ def test_volcano_artists(de_adata):
     np.testing.assert_allclose(vlines, [-1.0, 1.0])
     assert ax.get_xlabel() == "log2 fold change"
     assert ax.get_ylabel() == "-log10 adjusted p-value"
+    assert "|log2FC| \u2265 1" in ax.get_legend().get_title().get_text()  # the extra threshold is stated
+    check_texts(ax)
+
+
+def test_volcano_raw_pvalue_axis(de_adata):
+    table = de_adata.varm["deseq2"]
+    ax = gdx.pl.volcano(de_adata, "deseq2", y="pvalue", n_labels=0)
+    data = _volcano_data(de_adata, "deseq2", y="pvalue", call="pvalue")
+    ok = table["log2FoldChange"].notna() & table["pvalue"].notna()
+    assert len(data) == ok.sum()
+    np.testing.assert_allclose(data["neg_log10"], -np.log10(table.loc[ok, "pvalue"]))
+    n_up = int(((table["pvalue"] < 0.05) & (table["log2FoldChange"] > 0)).sum())
+    assert f"up ({n_up})" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_ylabel() == "-log10 p-value"
+    assert ax.get_legend().get_title().get_text() == "p < 0.05"
+    # raw p on the axis, calls on padj: the legend says padj, no p = alpha line (it would mean something else)
+    ax2 = gdx.pl.volcano(de_adata, "deseq2", y="pvalue", call="padj")
+    assert ax2.get_legend().get_title().get_text() == "padj < 0.05"
+    assert [ln for ln in ax2.lines if ln.get_xdata()[0] == 0 and ln.get_xdata()[1] == 1] == []
+    with pytest.raises(ValueError, match="`y` must be"):
+        gdx.pl.volcano(de_adata, y="qvalue")
+
+
+def test_volcano_labels_stay_apart_when_crowded(check_texts):
+    """Twenty genes at nearly the same point: every label inside the axes, none over another."""
+    padj = np.r_[np.full(20, 1e-8) * np.linspace(1, 1.1, 20), np.full(30, 0.5)]
+    lfc = np.r_[np.linspace(4.0, 4.05, 20), np.linspace(-1, 1, 30)]
+    adata = _tiny(padj=padj, lfc=lfc, symbols=[f"GeneName{i}" for i in range(50)])
+    ax = gdx.pl.volcano(adata, "deseq2", n_labels=20)
+    assert len(ax.texts) == 20
+    check_texts(ax)
 
 
 def test_volcano_labels_fall_back_to_var_names_and_clips_zero():
@@ -79,12 +133,12 @@ def test_volcano_labels_fall_back_to_var_names_and_clips_zero():
     data = _volcano_data(adata, "deseq2", lfc_threshold=1.0, n_labels=10)
     assert list(data.index) == ["g0", "g1", "g2", "g4"]
     assert data.loc["g0", "clipped"] and not data["clipped"].iloc[1:].any()
-    assert data.loc["g0", "neg_log10_padj"] == pytest.approx(5.0)  # clipped to the smallest positive padj
+    assert data.loc["g0", "neg_log10"] == pytest.approx(5.0)  # clipped to the smallest positive padj
     assert data["direction"].tolist() == ["up", "down", "ns", "ns"]  # g4: padj < alpha but |lfc| < 1
     assert data.loc[data["labelled"], "label"].tolist() == ["A", "g1"]  # empty symbol -> var_name
 
     del adata.var["symbol"]
-    ax = gdx.pl.volcano(adata, "deseq2", n_labels=10)
+    ax = gdx.pl.volcano(adata, "deseq2", n_labels=10, lfc_threshold=1.0)
     assert sorted(t.get_text() for t in ax.texts) == ["g0", "g1"]
     assert any(str(c.get_label()).startswith("padj = 0") for c in ax.collections)
     assert _n_points(ax) == 4
@@ -153,6 +207,8 @@ def test_md_artists(de_adata):
     ys = sorted(ln.get_ydata()[0] for ln in ax.lines)
     np.testing.assert_allclose(ys, [-0.5, 0.0, 0.5])
     assert ax.get_ylabel() == "log2 fold change"
+    assert ax.get_title() == "DESeq2: B vs A"
+    assert ax.get_legend().get_title().get_text() == "padj < 0.05, |log2FC| \u2265 0.5"
 
 
 # ---------------------------------------------------------------------------------------- p-value histogram
@@ -167,6 +223,7 @@ def test_pvalue_hist(de_adata):
     assert [p.get_height() for p in ax.patches] == data["count"].tolist()
     assert ax.lines[0].get_ydata()[0] == pytest.approx(n / 10)
     assert ax.get_xlabel() == "p-value"
+    assert ax.get_title() == "DESeq2: B vs A (195 genes)"
 
 
 def test_pvalue_hist_rejects_non_pvalues(de_adata):

@@ -61,7 +61,7 @@ def test_enrichment_plot_draws_the_data(two, kind, tmp_path):
         widths = sorted(p.get_width() for p in ax.patches)
         np.testing.assert_allclose(widths, sorted([5.0, 3.0, -4.0, -1.0]))
     assert (tmp_path / "e.png").exists()
-    assert "ulm" in ax.get_title()
+    assert ax.get_title() == "ULM enrichment"  # the method, not the key
 
 
 def test_enrichment_on_real_tl_output(adata):
@@ -81,7 +81,7 @@ def test_enrichment_on_real_tl_output(adata):
     assert ax.get_yticklabels()[-1].get_text() == "UP"
 
 
-def test_enrichment_compare_data_and_plots(two):
+def test_enrichment_compare_data_and_plots(two, check_texts):
     data = _enrichment_compare_data(two, "cmp", n_sets=3)
     assert len(data) == 6 and data["result"].tolist() == [1, 2, 1, 2, 1, 2]
     assert data["label"].tolist()[::2] == ["SET_0", "SET_3", "SET_1"]  # by the first result's score
@@ -98,6 +98,47 @@ def test_enrichment_compare_data_and_plots(two):
     assert len(ax.collections[0].get_offsets()) == 6
     assert ax.get_xlabel() == "score (DESeq2)" and len(ax.texts) == 2
     assert "Spearman" in ax.get_title()
+    check_texts(gdx.pl.enrichment_compare(two, "cmp", kind="scatter", n_sets=6))  # set names inside, apart
+
+
+def _with_contrast(adata):
+    """Give the two results the DE records the demo has: method names and a contrast for the colour scales."""
+    de = pd.DataFrame({"baseMean": 1.0, "log2FoldChange": 0.0, "stat": 0.0, "pvalue": 0.5, "padj": 0.5},
+                      index=adata.var_names)  # fmt: skip
+    contrast = ["condition", "luminal", "basal"]
+    store_de_results(adata, "deseq2", de, method="deseq2", params={}, contrast=contrast)
+    store_de_results(adata, "nbvae_de", de, method="nbvae", params={}, contrast=contrast)
+    adata.uns["e1"] |= {"de_key": "deseq2", "contrast": contrast}
+    adata.uns["e2"] |= {"de_key": "nbvae_de", "contrast": contrast}
+    return adata
+
+
+def test_enrichment_legends_name_directions_and_caps(two):
+    _with_contrast(two)
+    ax = gdx.pl.enrichment(two, "e1", n_sets=4)
+    assert ax.get_title() == "ULM enrichment of DESeq2: luminal vs basal"
+    colorbar = ax.collections[0].colorbar
+    assert colorbar.ax.get_xlabel() == "score (> 0: higher in luminal)"
+    sizes = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sizes and all(float(t) <= 13 for t in sizes)  # n_genes up to 13: no capped value, no "≥"
+
+    cmp = gdx.pl.enrichment_compare(two, "cmp", n_sets=4, max_log10=5.0)  # SET_0 has -log10 padj 6 in e1
+    texts = [t.get_text() for t in cmp.get_legend().get_texts()]
+    assert "\u2265 5" in texts  # the capped size is marked
+    assert "padj < 0.05 (black edge)" in texts and "padj \u2265 0.05 (grey edge)" in texts  # faded dots explained
+    assert [t.get_text() for t in cmp.get_xticklabels()] == ["DESeq2", "NB-VAE generative DE"]
+    assert cmp.get_title() == "ULM enrichment, side by side: luminal vs basal"
+    bar = cmp.collections[0].colorbar
+    assert bar.ax.get_xlabel().endswith("(> 0: higher in luminal)")
+    # no empty band: the colour bar sits right under the dots (the result names head the columns instead)
+    fig = cmp.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    gap = cmp.get_window_extent(renderer).y0 - bar.ax.get_tightbbox(renderer).y1
+    assert 0 <= gap < 0.5 * fig.dpi
+    assert cmp.xaxis.get_ticks_position() == "top"
+    uncapped = gdx.pl.enrichment_compare(two, "cmp", n_sets=4)
+    assert not any(t.get_text().startswith("\u2265") for t in uncapped.get_legend().get_texts()[:-2])
 
 
 def test_plot_errors(two):

@@ -49,10 +49,35 @@ def test_heatmap_artists(de_adata):
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == [f"Sym{int(g[-5:])}" for g in data.index]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(data.columns)
-    assert image.colorbar is not None and "log_cpm" in image.colorbar.ax.get_ylabel()
+    assert image.colorbar is not None and image.colorbar.ax.get_ylabel() == "row z-score of log2-CPM"
+    assert ax.get_title() == "DESeq2: B vs A\ntop 6 genes by stat"
     top = ax.child_axes[0]
     assert [t.get_text() for t in top.get_xticklabels()] == ["A", "B"]
     assert all(t.get_rotation() == 0 for t in top.get_xticklabels())  # short labels stay horizontal
+
+
+def test_heatmap_short_sample_labels(de_adata):
+    """Column labels use the rule every plot uses (MCL1-DG, not MCL1-DG_BC2CTUACXX_ACTTGA_L002_R1)."""
+    de_adata.obs_names = [f"MCL1-D{c}_BC2CTUACXX_ACTTGA_L002_R1" for c in "GHIJKLMN"]
+    de_adata.obs["name"] = [f"mouse {i}" for i in range(de_adata.n_obs)]
+    data = _heatmap_data(de_adata, "deseq2", n_genes=4)
+    ax = gdx.pl.heatmap(de_adata, "deseq2", n_genes=4)
+    short = {f"MCL1-D{c}_BC2CTUACXX_ACTTGA_L002_R1": f"MCL1-D{c}" for c in "GHIJKLMN"}
+    assert [t.get_text() for t in ax.get_xticklabels()] == [short[s] for s in data.columns]
+    by_column = gdx.pl.heatmap(de_adata, "deseq2", n_genes=4, labels="name")
+    assert [t.get_text() for t in by_column.get_xticklabels()] == de_adata.obs.loc[data.columns, "name"].tolist()
+    full = gdx.pl.heatmap(de_adata, "deseq2", n_genes=4, labels=False)
+    assert [t.get_text() for t in full.get_xticklabels()] == list(data.columns)
+    with pytest.raises(KeyError, match="available columns"):
+        gdx.pl.heatmap(de_adata, "deseq2", labels="mouse")
+
+
+def test_heatmap_reads_a_vst_layer(de_adata):
+    de_adata.layers["vst"] = np.log2(de_adata.layers["counts"] + 1.0)
+    ax = gdx.pl.heatmap(de_adata, "deseq2", n_genes=4, layer="vst")
+    data = _heatmap_data(de_adata, "deseq2", n_genes=4, layer="vst")
+    np.testing.assert_allclose(ax.images[0].get_array(), data.to_numpy())
+    assert ax.images[0].colorbar.ax.get_ylabel() == "row z-score of VST"
 
 
 def test_heatmap_long_group_labels_are_turned_upright(de_adata):

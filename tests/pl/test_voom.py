@@ -18,7 +18,7 @@ def test_voom_data_reads_the_stored_trend(fitted):
     np.testing.assert_array_equal(points["sx"], trend["sx"])
     np.testing.assert_array_equal(line["y"], trend["trend_y"])
     # sx is AveExpr on the log2-count scale: AveExpr + mean(log2(lib + 1)) - log2(1e6)
-    lib = fitted.layers["counts"].sum(axis=1) * fitted.obs["norm_factors"].to_numpy()
+    lib = fitted.layers["counts"].sum(axis=1) * fitted.uns["limma_voom"]["norm_factors"]
     offset = np.mean(np.log2(lib + 1)) - np.log2(1e6)
     used = fitted.layers["counts"].sum(axis=0) > 0
     np.testing.assert_allclose(points["sx"], fitted.varm["limma_voom"]["AveExpr"].to_numpy()[used] + offset)
@@ -36,6 +36,7 @@ def test_voom_plot_artists(fitted, tmp_path):
     (line,) = ax.get_lines()
     np.testing.assert_array_equal(line.get_ydata(), fitted.uns["limma_voom"]["voom"]["trend_y"])
     assert "sqrt" in ax.get_ylabel() and "log2" in ax.get_xlabel()
+    assert ax.get_title() == "limma-voom: mean-variance trend"
     assert (tmp_path / "voom.png").exists()
 
 

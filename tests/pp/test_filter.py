@@ -1,4 +1,6 @@
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import gendex as gdx
@@ -39,6 +41,21 @@ def test_filter_missing_flags_and_subsets():
     assert adata.n_vars == 29
     assert "gene_0005" not in adata.var_names
     assert adata.var["frac_missing"].max() <= 0.8
+    # the summary keeps a row for every gene, the dropped one too
+    summary = adata.uns["filter_missing"]["summary"]
+    assert summary.shape == (30, 3) and summary.index[5] == "gene_0005"
+    assert summary.loc["gene_0005"].tolist() == [18, 0.9, False]
+    assert summary["pass_filter_missing"].sum() == 29
+
+
+def test_filter_missing_summary_survives_h5ad(tmp_path):
+    adata = gdx.datasets.simulate_shift(n_samples=10, n_genes=20, missing_p=0.3, seed=2)
+    copy = gdx.pp.filter_missing(adata, max_missing=0.3, copy=True)
+    assert "filter_missing" not in adata.uns
+    copy.write_h5ad(tmp_path / "f.h5ad")
+    back = ad.read_h5ad(tmp_path / "f.h5ad").uns["filter_missing"]["summary"]
+    pd.testing.assert_frame_equal(back, copy.uns["filter_missing"]["summary"], check_index_type=False)
+    assert len(back) == 20 > copy.n_vars
 
 
 def test_filter_nothing_left_raises(adata, unchanged):
@@ -46,3 +63,16 @@ def test_filter_nothing_left_raises(adata, unchanged):
     with pytest.raises(ValueError, match="no gene"):
         gdx.pp.filter_genes(adata, min_total_count=10**12)
     check()
+
+
+def test_filters_write_under_key_added():
+    adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=100, random_state=0)
+    out = gdx.pp.filter_genes(adata, min_total_count=10, subset=False, key_added="strict", copy=True)
+    assert "pass_strict" in out.var and "strict" in out.uns and "pass_filter_genes" not in out.var
+    default = gdx.pp.filter_genes(adata, min_total_count=10, subset=False, copy=True)
+    np.testing.assert_array_equal(out.var["pass_strict"], default.var["pass_filter_genes"])
+    shift = gdx.datasets.simulate_shift(n_samples=10, n_genes=20, missing_p=0.3, seed=2)
+    gdx.pp.filter_missing(shift, max_missing=0.5, key_added="miss")
+    assert "miss" in shift.uns and "pass_miss" in shift.uns["miss"]["summary"]
+    with pytest.raises(ValueError, match="key_added"):
+        gdx.pp.filter_genes(adata, key_added="")

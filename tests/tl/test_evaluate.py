@@ -101,14 +101,51 @@ def test_evaluate_nan_padj_not_called(sim):
     assert m["n_called"].iloc[0] == int((table["padj"] < 0.05).sum())
 
 
+def test_evaluate_calls_on_raw_pvalue(sim):
+    m = gdx.tl.evaluate_de(sim, "limma_voom", call="pvalue", threshold=0.05, key_added="eval_p")
+    table, truth = sim.varm["limma_voom"], sim.var["is_de"].to_numpy()
+    called = (table["pvalue"] < 0.05).to_numpy()
+    row = m.iloc[0]
+    assert (row["call"], row["threshold"]) == ("pvalue", 0.05)
+    assert row["n_called"] == called.sum() and row["FP"] == (called & ~truth).sum()
+    assert row["FPR"] == pytest.approx((called & ~truth).sum() / (~truth).sum())
+    # raw p calls more genes than padj at the same level
+    assert row["n_called"] > gdx.tl.evaluate_de(sim, "limma_voom")["n_called"].iloc[0]
+    assert sim.uns["eval_p"]["params"]["call"] == "pvalue"
+
+
+def test_evaluate_null_simulation(sim, unchanged):
+    """No truly DE gene: every call is false (FDR 1), TPR/FNR/AUROC undefined (NaN), FPR the share called."""
+    sim.var["none_de"] = False
+    m = gdx.tl.evaluate_de(sim, "limma_voom", truth="none_de", call="pvalue", key_added="eval_null").iloc[0]
+    called = (sim.varm["limma_voom"]["pvalue"] < 0.05).to_numpy()
+    assert called.any() and m["n_true"] == 0 and m["FDR"] == 1.0 and m["FP"] == called.sum()
+    assert m["FPR"] == pytest.approx(called.mean())
+    assert np.isnan(m["TPR"]) and np.isnan(m["FNR"]) and np.isnan(m["AUROC"]) and np.isnan(m["AUPRC"])
+    assert sim.uns["eval_null"]["roc"].empty and sim.uns["eval_null"]["pr"].empty
+    sim.var["all_de"] = True
+    m = gdx.tl.evaluate_de(sim, "limma_voom", truth="all_de", key_added="eval_all").iloc[0]
+    assert m["FDR"] == 0.0 and np.isnan(m["FPR"]) and np.isnan(m["AUROC"]) and m["TPR"] > 0
+
+
+def test_evaluate_old_argument_names_warn(sim):
+    with pytest.warns(FutureWarning, match="truth_key"):
+        old = gdx.tl.evaluate_de(sim, key="limma_voom", truth_key="is_de", key_added="eval_old")
+    with pytest.warns(FutureWarning, match="alpha"):
+        old_alpha = gdx.tl.evaluate_de(sim, key="limma_voom", alpha=0.1, key_added="eval_old_alpha")
+    pd.testing.assert_frame_equal(old, gdx.tl.evaluate_de(sim, "limma_voom"))
+    assert old_alpha["threshold"].iloc[0] == 0.1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"key": "nope"}, KeyError, "nope"),
-        ({"key": "limma_voom", "truth_key": "missing"}, KeyError, "missing"),
-        ({"key": "limma_voom", "truth_key": "true_log2fc"}, TypeError, "boolean"),
+        ({"key": "limma_voom", "truth": "missing"}, KeyError, "missing"),
+        ({"key": "limma_voom", "truth": "true_log2fc"}, TypeError, "boolean"),
         ({"key": "limma_voom", "score": "nocol"}, KeyError, "nocol"),
-        ({"key": "limma_voom", "alpha": 1.5}, ValueError, "alpha"),
+        ({"key": "limma_voom", "call": "lfsr"}, KeyError, "call='padj' or 'pvalue'"),
+        ({"key": "limma_voom", "threshold": 1.5}, ValueError, "threshold"),
     ],
 )
 def test_evaluate_bad_input(sim, unchanged, kwargs, error, match):
@@ -118,9 +155,8 @@ def test_evaluate_bad_input(sim, unchanged, kwargs, error, match):
     check()
 
 
-def test_evaluate_needs_both_classes(sim, unchanged):
-    sim.var["all_true"] = True
-    check = unchanged(sim)
-    with pytest.raises(ValueError, match="both true and false"):
-        gdx.tl.evaluate_de(sim, key="limma_voom", truth_key="all_true")
-    check()
+def test_evaluate_copy_leaves_adata_alone(sim):
+    metrics = gdx.tl.evaluate_de(sim, "limma_voom", key_added="eval_pos")
+    out = gdx.tl.evaluate_de(sim, "limma_voom", key_added="eval_copy", copy=True)
+    assert "eval_copy" not in sim.uns and "eval_copy" in out.uns
+    pd.testing.assert_frame_equal(out.uns["eval_copy"]["metrics"], metrics)

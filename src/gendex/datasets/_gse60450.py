@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import shutil
-import tempfile
-import urllib.request
 from os import PathLike
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from ..io._counts import join_sample_sheet, read_counts
+from ._download import Remote, cache_dir, fetch
 
 logger = logging.getLogger(__name__)
 
 GEO_FILE = "GSE60450_Lactation-GenewiseCounts.txt.gz"
 GEO_URL = f"https://www.ncbi.nlm.nih.gov/geo/download/?acc=GSE60450&format=file&file={GEO_FILE}"
 LOCAL_FILE = "counts_matrix.tsv"
+#: GEO serves the file itself; its byte size and SHA-256 could not be pinned offline (the shared copy is a
+#: re-export without the ``Length`` column), so the download is checked by its content instead: the SHA-256 of
+#: the sample names, the gene IDs and the int64 counts (see :func:`content_digest`), computed from the shared
+#: ``counts_matrix.tsv``, which holds GEO's counts.
+GEO_REMOTE = Remote(url=GEO_URL, filename=GEO_FILE, what="the GSE60450 counts (GEO)")
+SHAPE = (12, 27179)
+CONTENT_SHA256 = "4eadc4c690b6fce597c677f603ea47ec77fddb71a5917857122753ca75bca78d"
+OFFLINE_HINT = (
+    "Without the network, pass a local copy with `gdx.datasets.gse60450(path=...)` (the file, or a folder holding "
+    f"{LOCAL_FILE!r} or {GEO_FILE!r}) or set the environment variable GENDEX_DATA_DIR to that folder."
+)
 
 # The sample annotation is a fact from the paper (GEO sample characteristics), not a download.
 # MCL1-D* are basal cells and MCL1-L* luminal cells; each cell type spans virgin, pregnant and lactate.
@@ -52,25 +63,24 @@ def sample_sheet() -> pd.DataFrame:
     return df
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "gendex"
+def content_digest(adata: AnnData) -> str:
+    """SHA-256 of the sample names, gene IDs and counts (little-endian int64, samples x genes) of ``adata``."""
+    digest = hashlib.sha256()
+    digest.update("\t".join(adata.obs_names).encode() + b"\n")
+    digest.update("\t".join(adata.var_names).encode() + b"\n")
+    digest.update(np.ascontiguousarray(adata.layers["counts"], dtype="<i8").tobytes())
+    return digest.hexdigest()
 
 
-def _download(url: str, dest: Path) -> None:  # pragma: no cover - network, never run in tests
-    from tqdm.auto import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=60) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with (
-            tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp,
-            tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar,
-        ):
-            while chunk := response.read(1 << 16):
-                tmp.write(chunk)
-                bar.update(len(chunk))
-    shutil.move(tmp.name, dest)
+def _check_geo_file(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` holds GEO's GSE60450 counts (shape and content digest)."""
+    adata = read_counts(path)
+    if adata.shape != SHAPE:
+        raise ValueError(
+            f"it holds {adata.shape[0]} samples x {adata.shape[1]} genes, {SHAPE[0]} x {SHAPE[1]} expected"
+        )
+    if content_digest(adata) != CONTENT_SHA256:
+        raise ValueError("its counts differ from GEO's GSE60450 counts (content checksum)")
 
 
 def _find_local(path: Path) -> Path:
@@ -88,9 +98,12 @@ def gse60450(path: str | PathLike | None = None) -> AnnData:
     """GSE60450: 12 mouse mammary samples (basal/luminal x virgin/pregnant/lactate, 2 each) x 27,179 genes.
 
     The counts are read from ``path`` when given, else from ``$GENDEX_DATA_DIR``, else from the cache
-    (``~/.cache/gendex``), where GEO's ``GSE60450_Lactation-GenewiseCounts.txt.gz`` is downloaded once with
-    a progress bar. ``path`` may be the file itself or a folder holding ``counts_matrix.tsv`` (the counts
-    without the ``Length`` column) or GEO's file.
+    (``$XDG_CACHE_HOME/gendex``, by default ``~/.cache/gendex``), where GEO's
+    ``GSE60450_Lactation-GenewiseCounts.txt.gz`` is downloaded once (a progress bar shows in a terminal). The
+    download is checked (complete, and the counts' checksum pinned in gendex) before it is moved into the cache,
+    so the cache never holds a partial file; a cached file that fails the check is downloaded again. ``path``
+    may be the file itself or a folder holding ``counts_matrix.tsv`` (the counts without the ``Length`` column)
+    or GEO's file.
 
     Parameters
     ----------
@@ -104,6 +117,14 @@ def gse60450(path: str | PathLike | None = None) -> AnnData:
     ``celltype`` (``basal``: MCL1-D*, ``luminal``: MCL1-L*), ``status`` (``virgin``, ``pregnant``,
     ``lactate``) and ``group``, as categoricals with the first level as reference.
 
+    Raises
+    ------
+    ConnectionError
+        The download failed (no network, server error, cut short) or gave other data; the message names
+        ``path=`` and ``GENDEX_DATA_DIR``. Nothing is left in the cache.
+    FileNotFoundError
+        ``path`` (or ``$GENDEX_DATA_DIR``) holds no GSE60450 counts.
+
     Examples
     --------
     >>> import gendex as gdx
@@ -116,10 +137,8 @@ def gse60450(path: str | PathLike | None = None) -> AnnData:
     if path is not None:
         source = _find_local(Path(path))
     else:
-        source = _cache_dir() / GEO_FILE
-        if not source.is_file():
-            logger.info("downloading GSE60450 counts from GEO into %s", source)
-            _download(GEO_URL, source)
+        logger.info("GSE60450 counts: cache %s", cache_dir() / GEO_REMOTE.filename)
+        source = fetch(GEO_REMOTE, check=_check_geo_file, offline_hint=OFFLINE_HINT)
     adata = read_counts(source)
     sheet = sample_sheet()
     adata.obs = join_sample_sheet(adata.obs_names, sheet)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
+import io
 import logging
-import lzma
 from os import PathLike
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+from ._text import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -23,58 +22,107 @@ FEATURECOUNTS_COLUMNS = ("Geneid", "Chr", "Start", "End", "Strand", "Length")
 _LENGTH_COLUMNS = ("Length", "length")
 
 
-def _open_text(path: Path) -> IO[str]:
-    """Open a possibly compressed text file for reading (the compression is taken from the suffix)."""
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        return gzip.open(path, "rt", newline="")
-    if suffix == ".bz2":
-        return bz2.open(path, "rt", newline="")
-    if suffix == ".xz":
-        return lzma.open(path, "rt", newline="")
-    return open(path, newline="")
+#: Separators tried, in order after the one the file name suggests, when ``sep`` is not given.
+_SEPARATORS = ("\t", ",", ";", " ")
+_SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", " ": "space"}
 
 
 def _split(line: str, sep: str) -> list[str]:
-    return next(csv.reader([line.rstrip("\r\n")], delimiter=sep))
+    try:
+        if sep == " ":  # runs of spaces (aligned columns, R's write.table) separate one field
+            return next(csv.reader([line.strip()], delimiter=" ", skipinitialspace=True), [])
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
+    except csv.Error as err:
+        reason = str(err).split(" - ")[0]  # drop csv's advice about universal-newline mode
+        raise ValueError(
+            f"cannot split the line {line[:60]!r} on {sep!r}: {reason} (a stray carriage return or quote?)"
+        ) from None
 
 
-def _scan(path: Path, sep: str | None) -> tuple[int, list[str], str, int]:
-    """Skip leading ``#``/blank lines; return (lines to skip, header fields, separator, fields in the first row).
+def _n_fields(line: str, sep: str) -> int:
+    """Number of fields of ``line`` split on ``sep``; -1 when it does not split (a stray quote)."""
+    try:
+        return len(_split(line, sep))
+    except ValueError:
+        return -1
 
-    When ``sep`` is None it is guessed from the file name (``,`` for ``.csv``, else tab) and switched when
-    the header holds the other separator only.
-    """
+
+def _head(lines: list[str]) -> tuple[int, str | None, str | None]:
+    """Skip leading ``#``/blank lines; return (lines skipped, header line, first data line)."""
     n_skip = 0
-    header = first = None
-    with _open_text(path) as fh:
-        for line in fh:
-            if header is None and (line.startswith("#") or not line.strip()):
-                n_skip += 1
-                continue
-            if header is None:
-                header = line
-                continue
-            first = line
-            break
+    header = None
+    for line in lines:
+        if header is None and (line.startswith("#") or not line.strip()):
+            n_skip += 1
+            continue
+        if header is None:
+            header = line
+            continue
+        if line.strip():
+            return n_skip, header, line
+    return n_skip, header, None
+
+
+def _guess_sep(path: Path, header: str, first: str | None) -> str:
+    """The separator: the file name's (``,`` for ``.csv``, else tab) unless the first two lines say otherwise.
+
+    A candidate fits when it splits the header into several fields and the first row into as many (or one more:
+    R's nameless row-name column).
+    """
+    name = path.name.lower()
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    preferred = "," if name.endswith(".csv") else "\t"
+    candidates = (preferred, *[s for s in _SEPARATORS if s != preferred])
+    for sep in candidates:
+        n_header = _n_fields(header, sep)
+        n_first = _n_fields(first, sep) if first is not None else n_header
+        if n_header > 1 and n_first in (n_header, n_header + 1):
+            return sep
+    for sep in candidates:  # ragged rows: keep the first separator the header holds; parsing will say more
+        if _n_fields(header, sep) > 1:
+            return sep
+    return preferred
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of ``text``, split on newlines only (as pandas does; ``str.splitlines`` also splits on NEL)."""
+    return [line + "\n" for line in text.split("\n")]
+
+
+def _scan(path: Path, text: str, sep: str | None) -> tuple[int, list[str], str, int]:
+    """Return (lines to skip, header fields, separator, fields in the first row) of the decoded ``text``."""
+    n_skip, header, first = _head(_lines(text))
     if header is None:
         raise ValueError(f"{path.name}: the file is empty (no header line)")
     if sep is None:
-        name = path.name.lower()
-        for suffix in (".gz", ".bz2", ".xz"):
-            name = name.removesuffix(suffix)
-        sep = "," if name.endswith(".csv") else "\t"
-        other = "\t" if sep == "," else ","
-        if sep not in header and other in header:
-            sep = other
-    fields = _split(header, sep)
-    n_first = len(_split(first, sep)) if first is not None else len(fields)
+        sep = _guess_sep(path, header, first)
+    try:
+        fields = _split(header, sep)
+        n_first = len(_split(first, sep)) if first is not None else len(fields)
+    except ValueError as err:
+        raise ValueError(f"{path.name}: {err}") from None
     return n_skip, fields, sep, n_first
+
+
+def _one_column_hint(path: Path, sep: str, header: str) -> str:
+    """What a table with a single column looked like, and how to read it if it is a table after all."""
+    seen = header.strip()[:80]
+    return (
+        f"the header line {seen!r} has one field when split on {_SEP_NAMES.get(sep, repr(sep))}s "
+        "(no tab, comma, semicolon or space between fields); if the file has columns, pass `sep=` with its separator"
+    )
 
 
 def _read_table(path: Path, sep: str | None, gene_column: str | None) -> tuple[pd.DataFrame, str]:
     """Read the table with its header taken verbatim (pandas would rename duplicated names ``S1.1``)."""
-    n_skip, fields, sep, n_first = _scan(path, sep)
+    text = read_text(path, what="count table")
+    n_skip, fields, sep, n_first = _scan(path, text, sep)
+    if len(fields) == 1 and n_first <= 1:
+        raise ValueError(
+            f"{path.name}: the count table is empty: no sample columns; "
+            + _one_column_hint(path, sep, _head(_lines(text))[1] or "")
+        )
     if n_first == len(fields) + 1:
         # R's write.table: the row names have no header field
         fields = ["", *fields]
@@ -85,8 +133,8 @@ def _read_table(path: Path, sep: str | None, gene_column: str | None) -> tuple[p
         gene_idx = fields.index(gene_column)
     try:
         table = pd.read_csv(
-            path,
-            sep=sep,
+            io.StringIO(text),
+            sep=r"\s+" if sep == " " else sep,
             header=None,
             skiprows=n_skip + 1,
             names=list(range(len(fields))),
@@ -147,8 +195,11 @@ def _read_sample_sheet(sample_sheet: str | PathLike | pd.DataFrame) -> pd.DataFr
     path = Path(sample_sheet)
     if not path.exists():
         raise FileNotFoundError(f"sample sheet not found: {path}")
-    n_skip, fields, sep, _ = _scan(path, None)
-    sheet = pd.read_csv(path, sep=sep, skiprows=n_skip, dtype=str, keep_default_na=True)
+    text = read_text(path, what="sample sheet")
+    n_skip, fields, sep, _ = _scan(path, text, None)
+    sheet = pd.read_csv(
+        io.StringIO(text), sep=r"\s+" if sep == " " else sep, skiprows=n_skip, dtype=str, keep_default_na=True
+    )
     if not sheet.columns.is_unique or len(set(fields)) != len(fields):
         raise ValueError(f"sample sheet {path.name}: duplicated column names {fields}")
     sheet = sheet.set_index(sheet.columns[0])
@@ -166,6 +217,9 @@ def join_sample_sheet(obs_names: pd.Index, sample_sheet: pd.DataFrame) -> pd.Dat
     stay numeric.
     """
     sheet = sample_sheet.copy()
+    if not sheet.columns.is_unique:
+        dups = sheet.columns[sheet.columns.duplicated()].unique().tolist()
+        raise ValueError(f"the sample sheet has duplicated column names {dups}; rename them")
     sheet.index = sheet.index.astype(str)
     if not sheet.index.is_unique:
         dups = sheet.index[sheet.index.duplicated()].unique().tolist()
@@ -200,7 +254,8 @@ def read_counts(
     a nameless row-name column too), featureCounts output (``Geneid, Chr, Start, End, Strand, Length``, then
     one column per BAM file; the ``#`` command line is skipped and the BAM paths become sample names:
     ``/data/S1.bam`` -> ``S1``) and GEO genewise tables (``EntrezGeneID, Length``, then samples). Files may be
-    compressed (``.gz``, ``.bz2``, ``.xz``). Annotation columns are dropped; a ``Length`` column is kept as
+    compressed (gzip, bzip2, xz: recognised from the file's first bytes, whatever its name). Text that is not
+    UTF-8 is read as Latin-1 with a warning. Annotation columns are dropped; a ``Length`` column is kept as
     ``var["length"]``.
 
     Parameters
@@ -213,8 +268,8 @@ def read_counts(
         ``adata.obs[col].cat.reorder_categories`` to choose the reference level), columns holding only numbers
         stay numeric. Every sample of the count table must be listed; extra rows are ignored.
     sep
-        Field separator; guessed from the file name (``,`` for ``.csv``, else tab, switched when the header only
-        holds the other one) when None.
+        Field separator; when None, the file name's (``,`` for ``.csv``, else tab) unless the header and first
+        row split consistently on another of tab, comma, semicolon or spaces (runs of spaces count as one).
     gene_column
         Header of the column with the gene IDs; the first column when None.
 
@@ -227,8 +282,10 @@ def read_counts(
     Raises
     ------
     ValueError
-        The table is empty; sample or gene names are duplicated; a count is missing, infinite, negative,
-        non-integer or not a number; the sample sheet does not cover every sample (the error lists them).
+        The table is empty or has a single column (the message shows the header it saw); the file is binary
+        (a spreadsheet, an ``.h5ad``) or corrupt compressed data; sample or gene names are duplicated;
+        a count is missing, infinite, negative, non-integer or not a number; the sample sheet does not cover
+        every sample (the error lists them).
     KeyError
         ``gene_column`` is not in the header.
 
@@ -237,10 +294,20 @@ def read_counts(
     >>> import gendex as gdx
     >>> adata = gdx.io.read_counts("counts.tsv", sample_sheet="samples.tsv")  # doctest: +SKIP
     """
+    if not isinstance(path, str | PathLike):
+        raise TypeError(f"`path` must be a file path (str or Path), got {type(path).__name__}")
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\r\n\"'"):
+        raise ValueError(f"`sep` must be one separator character such as '\\t' or ',', got {sep!r}")
+    if sample_sheet is not None and not isinstance(sample_sheet, str | PathLike | pd.DataFrame):
+        raise TypeError(f"`sample_sheet` must be a path or a DataFrame, got {type(sample_sheet).__name__}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"count table not found: {path}")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise ValueError(f"{path} is {what}, not a count table; pass the path of the table file itself")
     table, gene_name = _read_table(path, sep, gene_column)
+    original = [gene_name, *table.columns]
 
     layout = "table"
     length = None
@@ -260,7 +327,10 @@ def read_counts(
     if isinstance(length, pd.DataFrame):
         raise ValueError(f"{path.name}: more than one 'Length' column")
     if table.shape[1] == 0:
-        raise ValueError(f"{path.name}: the count table is empty: no sample columns")
+        raise ValueError(
+            f"{path.name}: the count table is empty: no sample columns (the header holds only {original}, which are "
+            "gene annotation, not samples)"
+        )
     if table.shape[0] == 0:
         raise ValueError(f"{path.name}: the count table is empty: no gene rows (samples {list(table.columns)})")
     if not table.columns.is_unique:

@@ -2,16 +2,17 @@
 
 from ._compare import lfc_scatter, na_genes
 from ._de import md, pvalue_hist, volcano
-from ._embedding import mds, pca
+from ._embedding import embedding, latent, mds, pca
 from ._enrichment import enrichment, enrichment_compare
 from ._evaluate import fdr_curve, roc
 from ._heatmap import heatmap
-from ._nbvae import latent, latent_genes, training_curve
+from ._nbvae import latent_genes, training_curve
 from ._qc import density, library_sizes
 from ._voom import voom
 
 __all__ = [
     "density",
+    "embedding",
     "enrichment",
     "enrichment_compare",
     "fdr_curve",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._data import CATEGORY_COLORS, compare_record, gene_labels, numeric
+from ._data import CATEGORY_COLORS, compare_record, contrast_label, gene_labels, method_name, numeric
 from ._de import _legend, _palette
 from ._utils import finish, get_ax
 
@@ -26,6 +26,13 @@ _DRAW_ORDER = ("neither", "untested", "only1", "only2", "both")
 def _keys(record: Mapping[str, Any]) -> tuple[str, str]:
     params = record.get("params", {})
     return str(params.get("key1", "result 1")), str(params.get("key2", "result 2"))
+
+
+def _names(adata: AnnData, record: Mapping[str, Any]) -> tuple[str, str]:
+    """The two compared results as a reader names them (their methods), the keys when the methods coincide."""
+    key1, key2 = _keys(record)
+    name1, name2 = method_name(adata, key1), method_name(adata, key2)
+    return (name1, name2) if name1 != name2 else (key1, key2)
 
 
 def _lfc_scatter_data(adata: AnnData, key: str, *, gene_symbols: str | None = "symbol") -> pd.DataFrame:
@@ -103,13 +110,14 @@ def lfc_scatter(
     data = _lfc_scatter_data(adata, key, gene_symbols=gene_symbols)
     record = compare_record(adata, key)
     key1, key2 = _keys(record)
+    name1, name2 = _names(adata, record)
     summary = record["summary"]
     colors = _palette(palette, CATEGORY_COLORS, scatter_kwargs)
     names = {
         "neither": "significant in neither",
         "untested": "padj NA in one",
-        "only1": f"significant only in {key1}",
-        "only2": f"significant only in {key2}",
+        "only1": f"significant only in {name1}",
+        "only2": f"significant only in {name2}",
         "both": "significant in both",
     }
     ax = get_ax(ax, figsize=(5.0, 4.5))
@@ -121,14 +129,14 @@ def lfc_scatter(
     if len(data):
         lo = float(min(data["lfc1"].min(), data["lfc2"].min()))
         hi = float(max(data["lfc1"].max(), data["lfc2"].max()))
-        ax.plot([lo, hi], [lo, hi], color="0.2", linewidth=0.8, linestyle="--", label="identity", zorder=3)
+        ax.plot([lo, hi], [lo, hi], color="0.45", linewidth=0.8, linestyle="--", label="identity", zorder=3)
         slope, intercept = float(summary["slope"]), float(summary["intercept"])
         if fit_line and np.isfinite(slope) and np.isfinite(intercept):
             x0, x1 = float(data["lfc1"].min()), float(data["lfc1"].max())
             ax.plot(
                 [x0, x1],
                 [intercept + slope * x0, intercept + slope * x1],
-                color="#e31a1c",
+                color="black",
                 linewidth=1.0,
                 label=f"least squares (slope {slope:.2f})",
                 zorder=3,
@@ -136,9 +144,11 @@ def lfc_scatter(
         _legend(ax)
     ax.axhline(0.0, color="0.7", linewidth=0.5, zorder=0)
     ax.axvline(0.0, color="0.7", linewidth=0.5, zorder=0)
-    ax.set_xlabel(f"log2 fold change ({key1})")
-    ax.set_ylabel(f"log2 fold change ({key2})")
+    ax.set_xlabel(f"log2 fold change ({name1})")
+    ax.set_ylabel(f"log2 fold change ({name2})")
+    contrast = contrast_label(adata, key1)
     ax.set_title(
+        f"{name1} vs {name2}" + (f": {contrast}" if contrast else "") + "\n"
         f"Pearson r = {float(summary['pearson']):.3f}, Spearman rho = {float(summary['spearman']):.3f}\n"
         f"slope = {float(summary['slope']):.3f}, call agreement = {float(summary['agreement']):.3f} "
         f"(n = {int(summary['n_both_finite'])})",
@@ -154,24 +164,26 @@ def lfc_scatter(
 def _na_genes_data(adata: AnnData, key: str, *, split_reason: bool = True) -> pd.DataFrame:
     """key2's estimates for the genes it has a finite log2FC for, grouped by whether key1 tested them.
 
-    Columns: ``group`` (ordered categorical: ``f"tested by {key1}"``, then ``f"NA in {key1}"`` or, with
+    Columns: ``group`` (ordered categorical: ``f"tested by {name1}"``, then ``f"NA in {name1}"`` or, with
     ``split_reason`` and a ``na_reason`` column in ``varm[key1]``, one group per reason such as
-    ``f"NA in {key1}: cooks_outlier"``; empty groups are dropped), ``lfc2`` and, when ``varm[key2]`` has
-    ``lfc_lower``/``lfc_upper``, ``width`` (the credible interval's width).
+    ``"NA in DESeq2: cooks_outlier"``; ``name1`` is key1's method, e.g. ``"DESeq2"``; empty groups are
+    dropped), ``lfc2`` and, when ``varm[key2]`` has ``lfc_lower``/``lfc_upper``, ``width`` (the credible
+    interval's width).
     """
     record = compare_record(adata, key)
     key1, key2 = _keys(record)
+    name1, _name2 = _names(adata, record)
     table = record["table"]
     lfc2 = numeric(table, "lfc2")
     finite1 = table["finite1"].to_numpy(dtype=bool)
     keep = np.isfinite(lfc2)
-    tested = f"tested by {key1}"
-    groups = np.where(finite1, tested, f"NA in {key1}").astype(object)
+    tested = f"tested by {name1}"
+    groups = np.where(finite1, tested, f"NA in {name1}").astype(object)
     t1 = adata.varm[key1] if key1 in adata.varm else None
     if split_reason and isinstance(t1, pd.DataFrame) and "na_reason" in t1.columns:
         reason = t1["na_reason"].reindex(table.index).fillna("").astype(str).to_numpy()
         named = ~finite1 & (reason != "")
-        groups[named] = np.char.add(f"NA in {key1}: ", reason[named].astype(str))
+        groups[named] = np.char.add(f"NA in {name1}: ", reason[named].astype(str))
     data = pd.DataFrame({"group": groups[keep], "lfc2": lfc2[keep]}, index=table.index[keep])
     t2 = adata.varm[key2] if key2 in adata.varm else None
     if isinstance(t2, pd.DataFrame) and {"lfc_lower", "lfc_upper"} <= set(t2.columns):
@@ -254,34 +266,56 @@ def na_genes(
     >>> gdx.pl.na_genes(adata, "compare_deseq2_vs_nbvae_de")  # doctest: +SKIP
     """
     data = _na_genes_data(adata, key, split_reason=split_reason)
-    key1, key2 = _keys(compare_record(adata, key))
+    record = compare_record(adata, key)
+    key1, key2 = _keys(record)
+    name1, name2 = _names(adata, record)
     has_width = "width" in data.columns
     if show_width is None:
         show_width = has_width
     if show_width and not has_width:
         raise KeyError(f"`adata.varm[{key2!r}]` has no `lfc_lower`/`lfc_upper` columns; use `show_width=False`")
-    n_panels = 2 if show_width else 1
-    if ax is None:
+    none_na = list(data["group"].cat.categories) == [f"tested by {name1}"]
+    n_panels = 2 if show_width and not none_na else 1
+    given = None if ax is None else ([ax] if hasattr(ax, "plot") else list(np.ravel(np.asarray(ax, dtype=object))))
+    if given is not None and len(given) != (2 if show_width else 1):
+        raise ValueError(
+            f"`ax` must hold {2 if show_width else 1} Axes here (show_width={show_width}), got {len(given)}"
+        )
+    if none_na:  # one box over every gene would say nothing: say it in words
+        target = get_ax(None if given is None else given[0], figsize=(5.0, 1.8))
+        for extra in (given or [])[1:]:
+            extra.set_axis_off()
+        target.set_axis_off()
+        target.text(
+            0.5,
+            0.5,
+            f"no NA genes: {name1} tested all {len(data):,} genes\nthat {name2} estimated",
+            ha="center",
+            va="center",
+            transform=target.transAxes,
+        )
+        target.set_title(f"{name2} estimates of the genes {name1} left NA", fontsize="medium")
+        finish(target, show=show, save=save)
+        return target
+    if given is None:
         import matplotlib.pyplot as plt
 
         width = max(3.5, 1.1 * data["group"].cat.categories.size + 1.0)
-        fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, 4.0), squeeze=False, layout="constrained")
-        axes = list(axes[0])
+        fig, grid = plt.subplots(1, n_panels, figsize=(width * n_panels, 4.0), squeeze=False, layout="constrained")
+        axes = list(grid[0])
     else:
-        axes = [ax] if not isinstance(ax, Sequence | np.ndarray) else list(np.ravel(np.asarray(ax, dtype=object)))
-        if len(axes) != n_panels:
-            raise ValueError(f"`ax` must hold {n_panels} Axes here (show_width={show_width}), got {len(axes)}")
+        axes = given
         fig = axes[0].figure
     _box_strip(axes[0], data, "lfc2", point_size=point_size)
     axes[0].axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
-    axes[0].set_ylabel(f"log2 fold change ({key2})")
-    axes[0].set_title(f"{key2} estimates by {key1} status", fontsize="medium")
+    axes[0].set_ylabel(f"log2 fold change ({name2})")
+    axes[0].set_title(f"{name2} estimates by {name1} status", fontsize="medium")
     if show_width:
         _box_strip(axes[1], data, "width", point_size=point_size)
         params = adata.uns.get(key2, {}).get("params", {}) if isinstance(adata.uns.get(key2), dict) else {}
         level = params.get("ci_level") if isinstance(params, dict) else None
         what = f"{100 * float(level):g}% credible interval" if level is not None else "credible interval"
         axes[1].set_ylabel(f"{what} width (log2 fold change)")
-        axes[1].set_title(f"{key2} uncertainty by {key1} status", fontsize="medium")
+        axes[1].set_title(f"{name2} uncertainty by {name1} status", fontsize="medium")
     finish(fig if n_panels == 2 else axes[0], show=show, save=save)
     return fig if n_panels == 2 else axes[0]

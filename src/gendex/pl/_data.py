@@ -8,19 +8,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..get._de import lookup_de_table
+from .._results import lookup_de_table
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Default colours: up / down / not significant, and the comparison categories.
+#: Default colours: up / down / not significant, and the comparison categories (Okabe-Ito colours, which
+#: stay apart under the common colour-vision deficiencies).
 DIRECTION_COLORS = {"up": "#d62728", "down": "#1f77b4", "ns": "#bdbdbd"}
 CATEGORY_COLORS = {
-    "both": "#6a3d9a",
-    "only1": "#1f77b4",
-    "only2": "#ff7f0e",
+    "both": "#0072B2",
+    "only1": "#D55E00",
+    "only2": "#009E73",
     "neither": "#bdbdbd",
-    "untested": "#2ca02c",
+    "untested": "#CC79A7",
 }
 
 
@@ -75,3 +76,49 @@ def uns_record(adata: AnnData, key: str, field: str, producer: str) -> Any:
         have = [str(k) for k, v in adata.uns.items() if isinstance(v, dict) and field in v]
         raise KeyError(f"no `adata.uns[{key!r}][{field!r}]` (written by `{producer}`); keys holding one: {have}")
     return record[field]
+
+
+#: How each ``uns[key]["method"]`` is named in titles.
+METHOD_NAMES = {
+    "deseq2": "DESeq2",
+    "pydeseq2": "PyDESeq2",
+    "limma_voom": "limma-voom",
+    "limma": "limma",
+    "ttest_welch": "Welch t-test",
+    "ttest_student": "Student t-test",
+    "ttest": "t-test",
+    "nbvae": "NB-VAE generative DE",
+    "ulm": "ULM enrichment",
+    "mlm": "MLM enrichment",
+    "gsea": "GSEA",
+    "ora": "ORA",
+}
+
+
+def method_name(adata: AnnData, key: str) -> str:
+    """The method of ``uns[key]`` as a reader names it (``"DESeq2"``, ``"limma-voom"``), else the key itself."""
+    record = adata.uns.get(key)
+    method = str(record.get("method", "")) if isinstance(record, dict) else ""
+    if not method:
+        return key
+    name = METHOD_NAMES.get(method.lower(), method)
+    if method.lower() == "deseq2" and isinstance(record, dict) and str(record.get("test", "")).lower() == "lrt":
+        name += " (LRT)"
+    return name
+
+
+def contrast_label(adata: AnnData, key: str) -> str | None:
+    """``"test vs reference"`` from ``uns[key]["contrast"]`` (``[factor, test, reference]``), else None."""
+    record = adata.uns.get(key)
+    contrast = record.get("contrast") if isinstance(record, dict) else None
+    if contrast is None or isinstance(contrast, str):
+        return str(contrast) if contrast else None
+    values = [str(c) for c in np.ravel(np.asarray(contrast, dtype=object))]
+    return f"{values[1]} vs {values[2]}" if len(values) == 3 else None
+
+
+def result_title(adata: AnnData, key: str) -> str:
+    """A title naming the method and the comparison, ``"DESeq2: luminal vs basal"``, from ``uns[key]``."""
+    label = contrast_label(adata, key)
+    name = method_name(adata, key)
+    return f"{name}: {label}" if label else name

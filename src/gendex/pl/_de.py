@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from ._data import DIRECTION_COLORS, de_method, de_table, gene_labels, numeric
+from ._data import DIRECTION_COLORS, de_method, de_table, gene_labels, numeric, result_title
+from ._labels import place_labels
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -53,99 +54,96 @@ def _scatter_groups(
     colors: Mapping[str, str],
     names: Mapping[str, str],
     kwargs: Mapping[str, Any],
+    counts: Mapping[str, int] | None = None,
 ) -> None:
-    """One scatter (PathCollection) per non-empty group, in the order of ``names``, labelled with its size."""
+    """One scatter (PathCollection) per non-empty group, in the order of ``names``, labelled with its size.
+
+    ``counts`` overrides the sizes in the labels (the volcano counts the genes it draws apart at the top).
+    """
     style = {"s": 8, "linewidths": 0} | dict(kwargs)
     for level, name in names.items():
         sub = data[data[group] == level]
-        if len(sub):
-            ax.scatter(sub[x], sub[y], c=colors[level], label=f"{name} ({len(sub)})", **style)
+        n = len(sub) if counts is None else int(counts.get(level, 0))
+        if n:
+            ax.scatter(sub[x], sub[y], c=colors[level], label=f"{name} ({n})", **style)
 
 
 def _legend(ax: Axes, **kwargs: Any) -> None:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small", **kwargs)
-
-
-def _place_labels(ax: Axes, xs: pd.Series, ys: pd.Series, texts: pd.Series, genes: pd.Index) -> None:
-    """Annotate points, moving a label down (with a leader line) until it overlaps no label placed before.
-
-    Greedy and deterministic, from the top point down; sizes are estimated in display units from the font
-    size, so no renderer is needed.
-    """
-    from matplotlib.font_manager import FontProperties
-
-    if len(xs) == 0:
-        return
-    size = FontProperties(size="x-small").get_size_in_points()
-    ax.autoscale_view()
-    px = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))
-    scale = ax.figure.dpi / 72.0  # pixels per point
-    height = 1.25 * size * scale
-    placed: list[tuple[float, float, float, float]] = []
-    for i in np.argsort(-px[:, 1], kind="stable"):
-        width = 0.62 * size * scale * len(str(texts.iloc[i]))
-        x0, y0 = px[i, 0] + 3 * scale, px[i, 1] + 3 * scale
-        while any(x0 < bx1 and bx0 < x0 + width and y0 < by1 and by0 < y0 + height for bx0, by0, bx1, by1 in placed):
-            y0 -= height
-        placed.append((x0, y0, x0 + width, y0 + height))
-        dy = (y0 - px[i, 1]) / scale
-        ax.annotate(
-            str(texts.iloc[i]),
-            (float(xs.iloc[i]), float(ys.iloc[i])),
-            xytext=(3, dy),
-            textcoords="offset points",
-            fontsize=size,
-            arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "0.4"} if dy < 3 else None,
-            gid=f"label:{genes[i]}",
-        )
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize="small",
+        title_fontsize="small",
+        alignment="left",
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- volcano
+
+
+def _threshold_text(call: str, alpha: float, lfc_threshold: float) -> str:
+    """The significance rule as the legend states it, e.g. ``"padj < 0.05, |log2FC| >= 1"``."""
+    rule = f"{'padj' if call == 'padj' else 'p'} < {alpha:g}"
+    return rule + (f", |log2FC| \u2265 {lfc_threshold:g}" if lfc_threshold > 0 else "")
 
 
 def _volcano_data(
     adata: AnnData,
     key: str = "deseq2",
     *,
+    y: Literal["padj", "pvalue"] = "padj",
+    call: Literal["padj", "pvalue"] = "padj",
     alpha: float = 0.05,
-    lfc_threshold: float = 1.0,
+    lfc_threshold: float = 0.0,
     gene_symbols: str | None = "symbol",
     n_labels: int = 10,
 ) -> pd.DataFrame:
-    """Per-gene volcano coordinates for the genes with a finite log2FC and adjusted p-value.
+    """Per-gene volcano coordinates for the genes with a finite log2FC and a finite ``y`` and ``call`` column.
 
-    Columns: ``label`` (symbol or name), ``log2FoldChange``, ``padj``, ``neg_log10_padj`` (``padj == 0`` is
-    clipped to the smallest positive ``padj``), ``clipped``, ``direction`` (``"up"``, ``"down"``, ``"ns"``:
-    significant when ``padj < alpha`` and ``|log2FC| >= lfc_threshold``) and ``labelled`` (the ``n_labels``
-    significant genes with the smallest ``padj``, ties broken by the larger ``|log2FC|``).
+    Columns: ``label`` (symbol or name), ``log2FoldChange``, ``padj``, ``pvalue`` (when stored),
+    ``neg_log10`` (-log10 of the ``y`` column; zeros are clipped to its smallest positive value), ``clipped``,
+    ``direction`` (``"up"``, ``"down"``, ``"ns"``: significant when ``call < alpha`` and ``|log2FC| >=
+    lfc_threshold``) and ``labelled`` (the ``n_labels`` significant genes with the smallest ``y``, ties broken
+    by the larger ``|log2FC|``). With the defaults the counts of ``direction`` are the counts of genes with
+    ``padj < alpha`` that the MD plot and the report give.
     """
     _check_threshold(alpha, lfc_threshold)
+    for name, value in (("y", y), ("call", call)):
+        if value not in ("padj", "pvalue"):
+            raise ValueError(f"`{name}` must be 'padj' or 'pvalue', got {value!r}")
     if isinstance(n_labels, bool) or not isinstance(n_labels, int | np.integer) or n_labels < 0:
         raise ValueError(f"`n_labels` must be an int >= 0, got {n_labels!r}")
-    table = de_table(adata, key, ("log2FoldChange", "padj"))
+    columns = tuple(dict.fromkeys(("log2FoldChange", "padj", y, call)))
+    table = de_table(adata, key, columns)
     lfc = numeric(table, "log2FoldChange")
-    padj = numeric(table, "padj")
-    keep = np.isfinite(lfc) & np.isfinite(padj)
-    lfc, padj = lfc[keep], padj[keep]
-    if (padj < 0).any() or (padj > 1).any():
-        raise ValueError(f"`adata.varm[{key!r}]['padj']` has values outside [0, 1]")
-    positive = padj[padj > 0]
+    values = {c: numeric(table, c) for c in columns[1:]}
+    keep = np.isfinite(lfc) & np.isfinite(values[y]) & np.isfinite(values[call])
+    for c, v in values.items():
+        if (v[keep] < 0).any() or (v[keep] > 1).any():
+            raise ValueError(f"`adata.varm[{key!r}][{c!r}]` has values outside [0, 1]")
+    lfc = lfc[keep]
+    values = {c: v[keep] for c, v in values.items()}
+    shown = values[y]
+    positive = shown[shown > 0]
     floor = positive.min() if positive.size else 1e-300
-    clipped = padj <= 0
+    clipped = shown <= 0
     data = pd.DataFrame(
         {
             "label": gene_labels(adata, gene_symbols).to_numpy()[keep],
             "log2FoldChange": lfc,
-            "padj": padj,
-            "neg_log10_padj": -np.log10(np.where(clipped, floor, padj)),
+            **values,
+            "neg_log10": -np.log10(np.where(clipped, floor, shown)),
             "clipped": clipped,
-            "direction": _direction(lfc, padj, alpha, lfc_threshold),
+            "direction": _direction(lfc, values[call], alpha, lfc_threshold),
         },
         index=adata.var_names[keep],
     )
     sig = data[data["direction"] != "ns"]
-    order = np.lexsort((-sig["log2FoldChange"].abs().to_numpy(), sig["padj"].to_numpy()))
+    order = np.lexsort((-sig["log2FoldChange"].abs().to_numpy(), sig[y].to_numpy()))
     data["labelled"] = data.index.isin(sig.index[order[:n_labels]])
+    data.attrs["rule"] = _threshold_text(call, alpha, lfc_threshold)
     return data
 
 
@@ -153,20 +151,26 @@ def volcano(
     adata: AnnData,
     key: str = "deseq2",
     *,
+    y: Literal["padj", "pvalue"] = "padj",
+    call: Literal["padj", "pvalue"] | None = None,
     alpha: float = 0.05,
-    lfc_threshold: float = 1.0,
+    lfc_threshold: float = 0.0,
     gene_symbols: str | None = "symbol",
     n_labels: int = 10,
     palette: Mapping[str, str] | None = None,
+    title: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | PathLike | None = None,
     **scatter_kwargs: Any,
 ) -> Axes:
-    """Volcano plot: log2 fold change against -log10 adjusted p-value, top genes labelled.
+    """Volcano plot: log2 fold change against -log10 adjusted (or raw) p-value, top genes labelled.
 
-    Genes with a NaN log2FC or adjusted p-value are left out; ``padj == 0`` is drawn at the smallest
-    positive ``padj`` with a triangle marker. Dashed lines mark ``alpha`` and ``±lfc_threshold``.
+    Genes are coloured up/down when ``call < alpha`` (and ``|log2FC| >= lfc_threshold`` when that is > 0);
+    the legend states the rule and the counts, which with the defaults equal those of :func:`md` and of
+    :func:`gendex.get.de_results` at ``padj < alpha``. Genes with a NaN log2FC or p-value are left out; a
+    p-value of 0 is drawn at the smallest positive one with a triangle marker. Gene labels are placed inside
+    the axes without overlapping each other (a small repel step, leader lines for moved labels).
 
     Parameters
     ----------
@@ -174,16 +178,24 @@ def volcano(
         AnnData with a DE result in ``varm[key]``.
     key
         The result's ``key_added`` (e.g. ``"deseq2"``, ``"limma_voom"``, ``"nbvae_de"``).
+    y
+        The y axis: ``"padj"`` (-log10 adjusted p-value) or ``"pvalue"`` (-log10 raw p-value, as limma's
+        ``volcanoplot`` and most teaching material draw it).
+    call
+        The column a gene is called significant on: ``"padj"`` or ``"pvalue"``; None: the ``y`` column.
     alpha
-        Adjusted p-value threshold for calling a gene significant.
+        Threshold on ``call`` for calling a gene significant.
     lfc_threshold
-        Minimum ``|log2 fold change|`` of a significant gene (0 for none).
+        Minimum ``|log2 fold change|`` of a significant gene (0, the default: none, as in the report and the
+        MD plot); when > 0, dashed lines mark it and the legend says so.
     gene_symbols
         ``var`` column with gene symbols for the labels; ``var_names`` are used where it is absent or empty.
     n_labels
-        Number of significant genes (smallest ``padj``) to label.
+        Number of significant genes (smallest ``y``) to label.
     palette
         Colours for ``"up"``, ``"down"`` and ``"ns"`` (not significant), overriding the defaults.
+    title
+        The title; None names the method and the contrast stored in ``uns[key]`` ("DESeq2: luminal vs basal").
     ax
         Axes to draw into; a new figure is created when None.
     show
@@ -200,39 +212,54 @@ def volcano(
     Examples
     --------
     >>> import gendex as gdx
-    >>> gdx.pl.volcano(adata, "deseq2", lfc_threshold=1.0, n_labels=15)  # doctest: +SKIP
+    >>> gdx.pl.volcano(adata, "deseq2", n_labels=15)  # doctest: +SKIP
+    >>> gdx.pl.volcano(adata, "ttest", y="pvalue")  # raw p on the y axis, calls at p < 0.05  # doctest: +SKIP
     """
+    call = y if call is None else call
     data = _volcano_data(
-        adata, key, alpha=alpha, lfc_threshold=lfc_threshold, gene_symbols=gene_symbols, n_labels=n_labels
-    )
+        adata, key, y=y, call=call, alpha=alpha, lfc_threshold=lfc_threshold, gene_symbols=gene_symbols,
+        n_labels=n_labels,
+    )  # fmt: skip
     colors = _palette(palette, DIRECTION_COLORS, scatter_kwargs)
-    ax = get_ax(ax, figsize=(5.0, 4.5))
+    ax = get_ax(ax, figsize=(5.5, 4.5))
+    counts = data["direction"].value_counts().to_dict()  # every gene, those drawn apart at the top included
     _scatter_groups(
-        ax, data[~data["clipped"]], "log2FoldChange", "neg_log10_padj", "direction", colors, _DIRECTION_NAMES,
-        scatter_kwargs,
+        ax, data[~data["clipped"]], "log2FoldChange", "neg_log10", "direction", colors, _DIRECTION_NAMES,
+        scatter_kwargs, counts,
     )  # fmt: skip
     clipped = data[data["clipped"]]
+    what = "padj" if y == "padj" else "p"
     if len(clipped):
         style = {"s": 14, "linewidths": 0} | dict(scatter_kwargs) | {"marker": "^"}
         ax.scatter(
             clipped["log2FoldChange"],
-            clipped["neg_log10_padj"],
+            clipped["neg_log10"],
             c=[colors[d] for d in clipped["direction"]],
-            label=f"padj = 0, clipped ({len(clipped)})",
+            label=f"{what} = 0, drawn at the top ({len(clipped)}, counted above)",
             **style,
         )
     line = {"linestyle": "--", "linewidth": 0.8, "color": "0.35", "zorder": 0}
-    ax.axhline(-np.log10(alpha), **line)
+    if call == y:
+        ax.axhline(-np.log10(alpha), **line)
     if lfc_threshold > 0:
         ax.axvline(-lfc_threshold, **line)
         ax.axvline(lfc_threshold, **line)
-    labelled = data[data["labelled"]]
-    _place_labels(ax, labelled["log2FoldChange"], labelled["neg_log10_padj"], labelled["label"], labelled.index)
     ax.set_xlabel("log2 fold change")
-    ax.set_ylabel("-log10 adjusted p-value")
-    ax.set_title(key)
+    ax.set_ylabel("-log10 adjusted p-value" if y == "padj" else "-log10 p-value")
+    ax.set_title(result_title(adata, key) if title is None else title)
     if len(data):
-        _legend(ax)
+        _legend(ax, title=data.attrs["rule"])
+    ax.margins(x=0.08, y=0.08)
+    labelled = data[data["labelled"]]
+    place_labels(
+        ax,
+        labelled["log2FoldChange"],
+        labelled["neg_log10"],
+        labelled["label"],
+        avoid_points=data.loc[~data["labelled"], ["log2FoldChange", "neg_log10"]].to_numpy(),
+        marker_size=float(scatter_kwargs.get("s", 8)),
+        gids=[f"label:{g}" for g in labelled.index],
+    )
     finish(ax, show=show, save=save)
     return ax
 
@@ -350,9 +377,9 @@ def md(
             ax.axhline(y, linestyle="--", linewidth=0.8, color="0.35", zorder=0)
     ax.set_xlabel(data.attrs["mean_label"])
     ax.set_ylabel("log2 fold change")
-    ax.set_title(key)
+    ax.set_title(result_title(adata, key))
     if len(data):
-        _legend(ax)
+        _legend(ax, title=_threshold_text("padj", alpha, lfc_threshold))
     finish(ax, show=show, save=save)
     return ax
 
@@ -432,7 +459,7 @@ def pvalue_hist(
     ax.set_xlabel(names.get(column, column))
     ax.set_ylabel("number of genes")
     ax.set_xlim(0.0, 1.0)
-    ax.set_title(f"{key} ({n} genes)")
+    ax.set_title(f"{result_title(adata, key)} ({n:,} genes)")
     ax.legend(frameon=False, fontsize="small")
     finish(ax, show=show, save=save)
     return ax

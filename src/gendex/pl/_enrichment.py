@@ -10,6 +10,8 @@ import pandas as pd
 
 from .._results import lookup_enrichment as get_enrichment
 from .._results import set_labels
+from ._data import METHOD_NAMES, contrast_label, method_name, result_title
+from ._labels import place_labels
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -78,17 +80,68 @@ def _sizes(values: np.ndarray, vmax: float) -> np.ndarray:
     return lo + (hi - lo) * np.clip(np.nan_to_num(values) / vmax, 0, 1) if vmax > 0 else np.full(values.shape, lo)
 
 
-def _size_legend(ax, sc, vmax: float, title: str) -> None:
-    """A legend of dot sizes (values up to ``vmax``) to the right of the axes, where it covers no dot."""
-    if not vmax > 0:
-        return
-    handles, texts = sc.legend_elements(
-        prop="sizes",
-        num=3,
-        func=lambda s: (s - _SIZE_RANGE[0]) / (_SIZE_RANGE[1] - _SIZE_RANGE[0]) * vmax,
-        color="0.5",
+def _size_handles(vmax: float, *, cap: float | None = None) -> tuple[list, list[str]]:
+    """Legend handles for dot sizes up to ``vmax``: about three round values, the last ``"≥ cap"`` if capped."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    values = [v for v in MaxNLocator(nbins=4, integer=vmax >= 3).tick_values(0, vmax) if 0 < v <= vmax]
+    if cap is not None:
+        values = [v for v in values if v < cap] + [cap]
+    labels = [f"{v:g}" for v in values]
+    if cap is not None:
+        labels[-1] = f"\u2265 {cap:g}"
+    handles = [
+        Line2D([], [], linestyle="", marker="o", markersize=float(np.sqrt(_sizes(np.array([v]), vmax)[0])),
+               markerfacecolor="0.6", markeredgecolor="0.3", markeredgewidth=0.5)
+        for v in values
+    ]  # fmt: skip
+    return handles, labels
+
+
+def _side_legend(ax, handles: list, labels: list[str], title: str) -> None:
+    """A legend to the right of the axes, where it covers no dot."""
+    ax.legend(
+        handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
+        title_fontsize="small", frameon=False, alignment="left", labelspacing=1.0,
+    )  # fmt: skip
+
+
+def _direction_label(adata: AnnData, key: str) -> str:
+    """``" (> 0: higher in luminal)"`` from the contrast stored with an enrichment or DE result, else ``""``."""
+    for k in (key, _record(adata, key).get("de_key")):
+        label = contrast_label(adata, str(k)) if k is not None else None
+        if label:
+            return f" (> 0: higher in {label.split(' vs ')[0]})"
+    return ""
+
+
+def _record(adata: AnnData, key: str) -> dict:
+    record = adata.uns.get(key)
+    return record if isinstance(record, dict) else {}
+
+
+def _result_names(adata: AnnData, key1: str, key2: str) -> tuple[str, str]:
+    """The two compared enrichment results named by the DE methods they scored, else by their keys."""
+    names = []
+    for k in (key1, key2):
+        de_key = _record(adata, k).get("de_key")
+        names.append(method_name(adata, str(de_key)) if de_key is not None and str(de_key) in adata.uns else k)
+    return (names[0], names[1]) if names[0] != names[1] else (key1, key2)
+
+
+def _enrichment_title(adata: AnnData, key: str) -> str:
+    """``"ULM enrichment of DESeq2: luminal vs basal"`` from the enrichment record and its DE result."""
+    record = _record(adata, key)
+    method = str(record.get("method", ""))
+    name = METHOD_NAMES.get(method.lower(), method) or key
+    de_key = record.get(
+        "de_key", record.get("params", {}).get("key") if isinstance(record.get("params"), dict) else None
     )
-    ax.legend(handles, texts, title=title, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    if de_key is not None and str(de_key) in adata.uns:
+        return f"{name} of {result_title(adata, str(de_key))}"
+    label = contrast_label(adata, key)
+    return f"{name}: {label}" if label else name
 
 
 def _score_norm(scores: np.ndarray):
@@ -153,6 +206,7 @@ def enrichment(
     if kind not in ("dot", "bar"):
         raise ValueError(f"`kind` must be 'dot' or 'bar', got {kind!r}")
     data = _enrichment_data(adata, key, n_sets=n_sets, direction=direction)
+    direction_text = _direction_label(adata, key)
     import matplotlib as mpl
 
     height = max(2.5, 0.35 * len(data) + 1.0) + (1.0 if kind == "dot" else 0.0)  # dot: colour bar below
@@ -175,22 +229,24 @@ def enrichment(
         )
         ax.axvline(-np.log10(alpha), color="0.6", linestyle="--", linewidth=0.8)
         ax.set_xlabel("-log10 adjusted p-value")
-        _size_legend(ax, sc, vmax, "genes")  # outside the axes: the colour bar goes below to make room
+        if vmax > 0:  # outside the axes: the colour bar goes below to make room
+            _side_legend(ax, *_size_handles(vmax), "genes in the set")
         fig_h = ax.figure.get_figheight()  # pad and thickness of about 0.8 and 0.15 inches
         ax.figure.colorbar(
-            sc, ax=ax, label="score", shrink=0.6, location="bottom", pad=0.8 / fig_h, fraction=0.15 / fig_h
-        )
+            sc, ax=ax, label=f"score{direction_text}", shrink=0.6, location="bottom", pad=0.8 / fig_h,
+            fraction=0.15 / fig_h,
+        )  # fmt: skip
         ax.set_ylim(-0.7, len(data) - 0.3)  # room for the largest dots at the ends
     else:
         ax.barh(y, data["score"], color=colormap(norm(data["score"].to_numpy())), **kwargs)
         ax.axvline(0, color="0.3", linewidth=0.8)
         ax.set_xlabel("enrichment score")
-        ax.figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=colormap), ax=ax, label="score", shrink=0.6)
+        ax.figure.colorbar(
+            mpl.cm.ScalarMappable(norm=norm, cmap=colormap), ax=ax, label=f"score{direction_text}", shrink=0.6
+        )
     ax.set_yticks(np.arange(len(data)))
     ax.set_yticklabels(data["label"].to_numpy()[::-1])
-    record = adata.uns[key]
-    method = record.get("method", "") if isinstance(record, dict) else ""
-    ax.set_title(f"{key} ({method})" if method else key)
+    ax.set_title(_enrichment_title(adata, key))
     finish(ax, show=show, save=save)
     return ax
 
@@ -278,7 +334,8 @@ def enrichment_compare(
     max_log10
         Dot plot: -log10 adjusted p-values are capped here for the dot size.
     labels
-        Names of the two results; the compared keys when None.
+        Names of the two results; None names them by the DE methods they scored (``"DESeq2"``), else by
+        their keys.
     ax
         Axes to draw into; a new figure when None.
     show
@@ -303,17 +360,23 @@ def enrichment_compare(
     table = _compare_table(adata, key)
     params = record.get("params", {})
     if labels is None:
-        labels = (str(params.get("key1", "result 1")), str(params.get("key2", "result 2")))
+        labels = _result_names(adata, str(params.get("key1", "result 1")), str(params.get("key2", "result 2")))
     import matplotlib as mpl
 
+    key1 = str(params.get("key1", ""))
     if kind == "dot":
+        from matplotlib.lines import Line2D
+
         data = _enrichment_compare_data(adata, key, n_sets=n_sets)
         n = data["label"].nunique()
-        ax = get_ax(ax, figsize=(4.0 + 0.1 * max(map(len, labels)), max(2.5, 0.35 * n + 1.2)))
+        fig_h = max(2.5, 0.35 * n + 1.6)
+        ax = get_ax(ax, figsize=(4.5 + 0.1 * max(map(len, labels)), fig_h))
         y_of = {label: n - 1 - j for j, label in enumerate(pd.unique(data["label"]))}
         y = data["label"].map(y_of).to_numpy()
+        capped = bool((data["neg_log10_padj"] > max_log10).any())
         size_value = np.minimum(data["neg_log10_padj"].to_numpy(), max_log10)
         vmax = float(np.nanmax(size_value)) if len(data) else 0.0
+        alpha = float(params.get("alpha", 0.05))
         sc = ax.scatter(
             data["result"].to_numpy() - 1,
             y,
@@ -325,32 +388,40 @@ def enrichment_compare(
             linewidths=np.where(data["sig"], 1.0, 0.5),
             **kwargs,
         )
-        _size_legend(ax, sc, vmax, "-log10 padj")
+        handles, texts = _size_handles(vmax, cap=max_log10 if capped else None) if vmax > 0 else ([], [])
+        edge = {"linestyle": "", "marker": "o", "markersize": 8, "markerfacecolor": "white"}
+        handles += [
+            Line2D([], [], markeredgecolor="black", markeredgewidth=1.0, **edge),
+            Line2D([], [], markeredgecolor="0.75", markeredgewidth=0.5, **edge),
+        ]
+        texts += [f"padj < {alpha:g} (black edge)", f"padj \u2265 {alpha:g} (grey edge)"]
+        _side_legend(ax, handles, texts, "size: -log10 padj")
         ax.figure.colorbar(
-            sc, ax=ax, label="score / max |score| of the result", shrink=0.5, location="bottom", pad=0.22
-        )
+            sc, ax=ax, label=f"score / max |score| of the result{_direction_label(adata, key1)}", shrink=0.6,
+            location="bottom", pad=0.35 / fig_h, fraction=0.15 / fig_h,
+        )  # fmt: skip
+        ax.xaxis.tick_top()  # the result names head their columns: no band between the dots and the colour bar
         ax.set_xticks([0, 1])
-        ax.set_xticklabels(labels, rotation=20, ha="right")
+        ax.set_xticklabels(labels, rotation=0 if max(map(len, labels)) <= 12 else 20, ha="center")
         ax.set_xlim(-0.6, 1.6)
+        ax.set_ylim(-0.7, n - 0.3)
         ax.set_yticks(sorted(y_of.values()))
         ax.set_yticklabels([label for label, _ in sorted(y_of.items(), key=lambda kv: kv[1])])
-        ax.set_title("enrichment: side by side")
+        method = METHOD_NAMES.get(str(_record(adata, key1).get("method", "")).lower(), "enrichment")
+        contrast = contrast_label(adata, key1)
+        ax.set_title(f"{method}, side by side" + (f": {contrast}" if contrast else ""))
     else:
         ax = get_ax(ax, figsize=(5.0, 4.5))
         shared = table[table["in1"].astype(bool) & table["in2"].astype(bool)]
         ax.scatter(shared["score1"], shared["score2"], s=18, color="0.4", **kwargs)
         ax.axhline(0, color="0.7", linewidth=0.8)
         ax.axvline(0, color="0.7", linewidth=0.8)
-        for label, row in shared.iloc[:n_sets].iterrows():
-            ax.annotate(
-                str(label),
-                (row["score1"], row["score2"]),
-                fontsize="x-small",
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        ax.set_xlabel(f"score ({labels[0]})")
+        ax.set_xlabel(f"score ({labels[0]}){_direction_label(adata, key1)}")
         ax.set_ylabel(f"score ({labels[1]})")
+        top = shared.iloc[:n_sets]
+        ax.margins(0.1)
+        points = shared[["score1", "score2"]].to_numpy()
+        place_labels(ax, top["score1"], top["score2"], top.index.astype(str), avoid_points=points, marker_size=18.0)
         rho = record.get("summary", {}).get("spearman", float("nan"))
         ax.set_title(f"Spearman rho = {float(rho):.2f} ({len(shared)} sets)")
     finish(ax, show=show, save=save)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from anndata import AnnData
 
+from ._data import contrast_label, method_name
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -34,16 +35,29 @@ def _as_keys(keys: str | Sequence[str]) -> list[str]:
     return out
 
 
+def _names(adata: AnnData, keys: list[str]) -> dict[str, str]:
+    """Each DE result named by its method (``"DESeq2"``); by its key where two results share a method."""
+    names = {k: method_name(adata, k.removeprefix("eval_") if k not in adata.varm else k) for k in keys}
+    counts = pd.Series(list(names.values())).value_counts()
+    return {k: (v if counts[v] == 1 else k) for k, v in names.items()}
+
+
+def _title(adata: AnnData, keys: list[str], what: str) -> str:
+    label = next((c for k in keys if (c := contrast_label(adata, k.removeprefix("eval_")))), None)
+    return f"{what}: {label}" if label else what
+
+
 def _roc_data(adata: AnnData, keys: str | Sequence[str]) -> pd.DataFrame:
-    """Long table of the stored ROC curves: ``key, label, fpr, tpr`` (label carries the AUROC)."""
+    """Long table of the stored ROC curves: ``key, label, fpr, tpr`` (label: the method and its AUROC)."""
     frames = []
-    for key in _as_keys(keys):
+    keys = _as_keys(keys)
+    names = _names(adata, keys)
+    for key in keys:
         rec = _eval_record(adata, key)
         auc = float(rec["metrics"]["AUROC"].iloc[0])
         roc = rec["roc"]
-        frames.append(
-            pd.DataFrame({"key": key, "label": f"{key} (AUROC {auc:.3f})", "fpr": roc["fpr"], "tpr": roc["tpr"]})
-        )
+        label = f"{names[key]} (AUROC {auc:.3f})"
+        frames.append(pd.DataFrame({"key": key, "label": label, "fpr": roc["fpr"], "tpr": roc["tpr"]}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -104,6 +118,7 @@ def roc(
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right", frameon=False)
+    ax.set_title(_title(adata, _as_keys(keys), "ROC"))
     finish(ax, show=show, save=save)
     return ax
 
@@ -150,12 +165,14 @@ def fdr_curve(
     """
     data = _fdr_curve_data(adata, keys)
     ax = get_ax(ax, figsize=(4.5, 4.5))
+    names = _names(adata, _as_keys(keys))
     for key, sub in data.groupby("key", sort=False):
-        ax.plot(sub["alpha"], sub["observed_fdr"], label=key, **plot_kwargs)
+        ax.plot(sub["alpha"], sub["observed_fdr"], label=names[str(key)], **plot_kwargs)
     top = float(max(data["alpha"].max(), data["observed_fdr"].max()))
     ax.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="observed = nominal")
     ax.set_xlabel("nominal FDR (padj threshold)")
     ax.set_ylabel("observed false discovery proportion")
     ax.legend(loc="upper left", frameon=False)
+    ax.set_title(_title(adata, _as_keys(keys), "FDR control"))
     finish(ax, show=show, save=save)
     return ax

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .._validation import check_obs_key, to_dense
-from ._data import de_table, gene_labels, numeric
+from ._data import de_table, gene_labels, numeric, result_title
+from ._labels import sample_labels
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -17,7 +18,15 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 #: Expression layers and the ``gdx.pp`` function that writes each (listed in errors when only the ones present).
-_LAYER_MAKERS = {"log_cpm": "log_cpm", "log2": "log2_normalize", "vst": "vst", "normalized": "normalize"}
+_LAYER_MAKERS = {
+    "log_cpm": "log_cpm",
+    "log2": "log2_normalize",
+    "vst": "vst",
+    "rlog": "rlog",
+    "normalized": "normalize",
+}
+#: how the colour bar names a layer's values
+_LAYER_NAMES = {"log_cpm": "log2-CPM", "log2": "log2", "vst": "VST", "rlog": "rlog", "normalized": "normalised counts"}
 
 
 def _missing_layer_message(adata: AnnData, layer: str) -> str:
@@ -126,6 +135,7 @@ def heatmap(
     layer: str | None = "log_cpm",
     alpha: float | None = None,
     gene_symbols: str | None = "symbol",
+    labels: bool | str = True,
     cmap: str = "RdBu_r",
     vmax: float = 2.5,
     ax: Axes | None = None,
@@ -151,12 +161,15 @@ def heatmap(
         ``obs`` column grouping the samples (in its category order); None uses the factor of the stored
         contrast when there is one, else the samples stay in their order.
     layer
-        Expression layer on a log scale, e.g. ``"log_cpm"`` (:func:`gendex.pp.log_cpm`) or ``"log2"``
-        (:func:`gendex.pp.log2_normalize`); None means ``X``.
+        Expression layer on a log scale, e.g. ``"log_cpm"`` (:func:`gendex.pp.log_cpm`), ``"log2"``
+        (:func:`gendex.pp.log2_normalize`) or a DESeq2 ``"vst"``/``"rlog"`` layer; None means ``X``.
     alpha
         When given, only genes with ``padj < alpha`` are eligible.
     gene_symbols
         ``var`` column with gene symbols for the row labels; ``var_names`` where absent or empty.
+    labels
+        Column labels: True, short sample names (the rule every plot uses: ``MCL1-DG`` for
+        ``MCL1-DG_BC2CTUACXX_ACTTGA_L002_R1``); a string, that ``obs`` column; False, the full ``obs_names``.
     cmap
         Diverging colour map.
     vmax
@@ -185,14 +198,17 @@ def heatmap(
     if groupby is None:
         groupby = _default_groupby(adata, key)
     data = _heatmap_data(adata, key, n_genes=n_genes, groupby=groupby, layer=layer, alpha=alpha)
-    labels = gene_labels(adata, gene_symbols).loc[data.index]
+    names = sample_labels(adata, labels=labels) if labels is not False else None
+    columns = data.columns.astype(str).tolist() if names is None else names.loc[data.columns].tolist()
+    rows = gene_labels(adata, gene_symbols).loc[data.index]
     n_rows, n_cols = data.shape
     ax = get_ax(ax, figsize=(max(4.0, 0.3 * n_cols + 2.5), max(3.0, 0.16 * n_rows + 1.5)))
     style = {"aspect": "auto", "interpolation": "nearest"} | dict(imshow_kwargs)
     image = ax.imshow(data.to_numpy(), cmap=cmap, vmin=-vmax, vmax=vmax, **style)
-    ax.figure.colorbar(image, ax=ax, label=f"row z-score ({layer if layer is not None else 'X'})", shrink=0.6)
-    ax.set_yticks(np.arange(n_rows), labels=labels.tolist(), fontsize="x-small")
-    ax.set_xticks(np.arange(n_cols), labels=data.columns.astype(str).tolist(), rotation=90, fontsize="x-small")
+    what = "X" if layer is None else _LAYER_NAMES.get(layer, layer)
+    ax.figure.colorbar(image, ax=ax, label=f"row z-score of {what}", shrink=0.6)
+    ax.set_yticks(np.arange(n_rows), labels=rows.tolist(), fontsize="x-small")
+    ax.set_xticks(np.arange(n_cols), labels=columns, rotation=90, fontsize="x-small")
     n_up = int((numeric(adata.varm[key], "stat")[adata.var_names.get_indexer(data.index)] > 0).sum())
     if 0 < n_up < n_rows:
         ax.axhline(n_up - 0.5, color="black", linewidth=1.0)
@@ -210,7 +226,7 @@ def heatmap(
         top.tick_params(length=0)
         top.set_xlabel(groupby)
     ax.set_xlabel("sample")
-    ax.set_title(f"{key}: top {n_rows} genes by stat")
+    ax.set_title(f"{result_title(adata, key)}\ntop {n_rows} genes by stat")
     finish(ax, show=show, save=save)
     return ax
 

@@ -1,14 +1,15 @@
-"""NB-VAE plots: latent space, training curve and decoded expression along a latent path."""
+"""NB-VAE plots: training curve and decoded expression along a latent path (the latent space: ``pl.latent``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from .._contrast import deprecated_argument
 from ._data import gene_labels, uns_record
 from ._utils import finish, get_ax
 
@@ -17,164 +18,57 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-# ---------------------------------------------------------------------------------------------------- latent
-
-
-def _resolve_basis(adata: AnnData, basis: str) -> str:
-    if basis in adata.obsm:
-        return basis
-    if f"X_{basis}" in adata.obsm:
-        return f"X_{basis}"
-    raise KeyError(f"`adata.obsm[{basis!r}]` not found (run `gdx.tl.nbvae` first); available: {list(adata.obsm)}")
-
-
-def _is_categorical(col: pd.Series) -> bool:
-    return isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col) or col.dtype == bool
-
-
-def _latent_data(
-    adata: AnnData,
-    *,
-    basis: str = "X_nbvae",
-    color: str | None = "celltype",
-    components: tuple[int, int] = (0, 1),
-) -> pd.DataFrame:
-    """Sample coordinates ``x``, ``y`` (columns ``components`` of ``obsm[basis]``) and the ``color`` column.
-
-    A categorical (or string/bool) ``color`` column is returned as a categorical, a numeric one as float.
-    """
-    basis = _resolve_basis(adata, basis)
-    emb = np.asarray(adata.obsm[basis].to_numpy() if isinstance(adata.obsm[basis], pd.DataFrame) else adata.obsm[basis])
-    if emb.ndim != 2 or emb.shape[1] < 2:
-        raise ValueError(f"`adata.obsm[{basis!r}]` must have at least 2 columns to draw, got shape {emb.shape}")
-    comps = [int(c) for c in components]
-    if len(comps) != 2 or any(not 0 <= c < emb.shape[1] for c in comps) or comps[0] == comps[1]:
-        raise ValueError(f"`components` must be two different column indices in [0, {emb.shape[1]}), got {components}")
-    data = pd.DataFrame(
-        {"x": emb[:, int(components[0])].astype(float), "y": emb[:, int(components[1])].astype(float)},
-        index=adata.obs_names,
-    )
-    if color is not None:
-        if color not in adata.obs.columns:
-            raise KeyError(f"`adata.obs[{color!r}]` not found; available columns: {list(adata.obs.columns)}")
-        col = adata.obs[color]
-        if _is_categorical(col):
-            data[color] = col.astype(str).astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
-        else:
-            data[color] = col.astype(float)
-    return data
-
-
-def _category_colors(adata: AnnData, color: str, levels: Sequence[str], palette: Any) -> dict[str, Any]:
-    import matplotlib as mpl
-
-    if isinstance(palette, Mapping):
-        missing = [lv for lv in levels if lv not in palette]
-        if missing:
-            raise ValueError(f"`palette` has no colour for {missing}")
-        return {lv: palette[lv] for lv in levels}
-    if palette is None:
-        stored = adata.uns.get(f"{color}_colors")  # scanpy's convention
-        if stored is not None and len(stored) >= len(levels):
-            return {lv: stored[i] for i, lv in enumerate(levels)}
-        palette = "tab10" if len(levels) <= 10 else "tab20"
-    if isinstance(palette, str):
-        cmap = mpl.colormaps[palette]
-        n = getattr(cmap, "N", 256)
-        return {lv: cmap(i % n if n < 256 else i / max(len(levels) - 1, 1)) for i, lv in enumerate(levels)}
-    palette = list(palette)
-    if len(palette) < len(levels):
-        raise ValueError(f"`palette` has {len(palette)} colours for {len(levels)} categories")
-    return {lv: palette[i] for i, lv in enumerate(levels)}
-
-
-def latent(
-    adata: AnnData,
-    *,
-    basis: str = "X_nbvae",
-    color: str | None = "celltype",
-    components: tuple[int, int] = (0, 1),
-    annotate: bool = False,
-    palette: str | Sequence[Any] | Mapping[str, Any] | None = None,
-    cmap: str = "viridis",
-    ax: Axes | None = None,
-    show: bool | None = None,
-    save: str | PathLike | None = None,
-    **scatter_kwargs: Any,
-) -> Axes:
-    """Scatter of the samples in a latent space (``obsm[basis]``), coloured by an ``obs`` column.
-
-    Categorical columns get one colour per category and a legend (colours from ``uns[f"{color}_colors"]``
-    when present, scanpy's convention); numeric columns a colour map and a colour bar.
-
-    Parameters
-    ----------
-    adata
-        AnnData with an embedding in ``obsm``.
-    basis
-        ``obsm`` key (``"nbvae"`` also finds ``"X_nbvae"``).
-    color
-        ``obs`` column to colour by; None draws every sample in one colour.
-    components
-        The two embedding columns (0-based) to draw.
-    annotate
-        Write each sample's name beside its point (handy for a dozen bulk samples).
-    palette
-        Colours of the categories: a colour-map name, a list, or a mapping category -> colour.
-    cmap
-        Colour map for a numeric ``color``.
-    ax
-        Axes to draw into; a new figure is created when None.
-    show
-        Call ``plt.show()`` when True; None leaves display to Jupyter.
-    save
-        Full path to save the figure to.
-    **scatter_kwargs
-        Passed to :meth:`~matplotlib.axes.Axes.scatter`.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`.
-
-    Examples
-    --------
-    >>> import gendex as gdx
-    >>> gdx.pl.latent(adata, basis="X_nbvae", color="celltype")  # doctest: +SKIP
-    """
-    data = _latent_data(adata, basis=basis, color=color, components=components)
-    basis = _resolve_basis(adata, basis)
-    ax = get_ax(ax, figsize=(4.5, 4.0))
-    style = {"s": 40, "edgecolors": "white", "linewidths": 0.5} | dict(scatter_kwargs)
-    if color is None:
-        ax.scatter(data["x"], data["y"], **style)
-    elif isinstance(data[color].dtype, pd.CategoricalDtype):
-        levels = [str(c) for c in data[color].cat.categories if (data[color] == c).any()]
-        colors = _category_colors(adata, color, [str(c) for c in data[color].cat.categories], palette)
-        for level in levels:
-            sub = data[data[color].astype(str) == level]
-            ax.scatter(sub["x"], sub["y"], color=colors[level], label=level, **style)
-        ax.legend(title=color, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
-    else:
-        points = ax.scatter(data["x"], data["y"], c=data[color], cmap=cmap, **style)
-        ax.figure.colorbar(points, ax=ax, label=color)
-    if annotate:
-        for name, row in data.iterrows():
-            ax.annotate(str(name), (row["x"], row["y"]), xytext=(3, 3), textcoords="offset points", fontsize="x-small")
-    name = basis[2:] if basis.startswith("X_") else basis
-    ax.set_xlabel(f"{name} latent dimension {int(components[0]) + 1}")
-    ax.set_ylabel(f"{name} latent dimension {int(components[1]) + 1}")
-    finish(ax, show=show, save=save)
-    return ax
-
-
 # -------------------------------------------------------------------------------------------- training curve
 
 
-def _training_curve_data(adata: AnnData, key: str = "X_nbvae", *, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """The training history ``uns[key]["history"]`` indexed by epoch, restricted to ``metrics``.
+#: reader's names of the logged terms (scvi-tools' metric names), the ELBO's terms in its order
+_TERM_NAMES = {
+    "elbo": "ELBO",
+    "reconstruction_loss": "reconstruction",
+    "kl_local": "KL (latent)",
+    "kl_global": "KL (global prior) / n",
+}
 
-    None keeps every numeric column. Rows where all kept metrics are NaN are dropped.
+
+def _term_name(column: str) -> str:
+    for suffix, mode in (("_train", ""), ("_validation", " (validation)")):
+        if column.endswith(suffix) and column.removesuffix(suffix) in _TERM_NAMES:
+            return _TERM_NAMES[column.removesuffix(suffix)] + mode
+    return column
+
+
+def _n_train(history: pd.DataFrame, n_obs: int) -> float:
+    """The number of training samples scvi-tools divided the global KL by: ``elbo = rec + kl_local + kl_global / n``.
+
+    Read back from the logged terms (median over epochs); ``n_obs`` when they do not tell.
     """
+    cols = ("elbo_train", "reconstruction_loss_train", "kl_local_train", "kl_global_train")
+    if not set(cols) <= set(history.columns):
+        return float(n_obs)
+    elbo, rec, kl_local, kl_global = (history[c].to_numpy(dtype=np.float64) for c in cols)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = kl_global / (elbo - rec - kl_local)
+    n = n[np.isfinite(n) & (n > 0.5)]
+    return float(np.round(np.median(n))) if n.size else float(n_obs)
+
+
+def _training_curve_data(
+    adata: AnnData,
+    key: str = "X_nbvae",
+    *,
+    metrics: Sequence[str] | None = None,
+    scale: Literal["relative", "absolute", "log"] = "relative",
+) -> pd.DataFrame:
+    """The training history ``uns[key]["history"]`` per sample, indexed by epoch, restricted to ``metrics``.
+
+    None keeps every numeric column. ``kl_global_*`` (a total over the model's global parameters) is divided
+    by the number of training samples, so that every column is per sample and the ELBO is the sum of its
+    terms. With ``scale="relative"`` each column is its change from its value at the last epoch, in % of
+    the final ELBO's magnitude (so the terms still add up). Rows where all kept metrics are NaN are dropped;
+    ``data.attrs["final"]`` holds each column's last per-sample value, ``attrs["n_train"]`` the divisor.
+    """
+    if scale not in ("relative", "absolute", "log"):
+        raise ValueError(f"`scale` must be 'relative', 'absolute' or 'log', got {scale!r}")
     history = uns_record(adata, key, "history", "gdx.tl.nbvae")
     if isinstance(history, Mapping):
         history = pd.DataFrame(dict(history))
@@ -190,10 +84,32 @@ def _training_curve_data(adata: AnnData, key: str = "X_nbvae", *, metrics: Seque
             raise KeyError(f"metrics {missing} not in `adata.uns[{key!r}]['history']`; available: {numeric_cols}")
     if not metrics:
         raise ValueError(f"`adata.uns[{key!r}]['history']` has no numeric column to draw")
-    data = history[list(metrics)].astype(float)
+    history = history.astype(dict.fromkeys(numeric_cols, float))
+    n_train = _n_train(history, adata.n_obs)
+    data = history[list(metrics)].copy()
+    for col in data.columns:
+        if col.startswith("kl_global"):
+            data[col] = data[col] / n_train
     epoch = pd.to_numeric(pd.Series(history.index), errors="coerce")
     data.index = pd.Index(epoch if epoch.notna().all() else np.arange(len(history)), name="epoch")
-    return data.dropna(how="all")
+    data = data.dropna(how="all")
+    final = {c: float(data[c].dropna().iloc[-1]) if data[c].notna().any() else np.nan for c in data.columns}
+    if scale == "relative":
+        ref = next((abs(final[c]) for c in ("elbo_train", "elbo_validation") if c in final), np.nan)
+        if not np.isfinite(ref) or ref == 0:
+            ref = max((abs(v) for v in final.values() if np.isfinite(v)), default=1.0) or 1.0
+        data = (data - pd.Series(final)) / ref * 100.0
+    data.attrs.update(final=final, n_train=n_train)
+    return data
+
+
+def _model_title(adata: AnnData, key: str) -> str:
+    record = adata.uns.get(key)
+    record = record if isinstance(record, Mapping) else {}
+    params = record.get("params", {}) if isinstance(record.get("params"), Mapping) else {}
+    name = str(record.get("model", "NB-VAE"))
+    bits = [f"{int(params['n_latent'])} latent dimensions"] if "n_latent" in params else []
+    return f"{name} training" + (f" ({', '.join(bits)})" if bits else "")
 
 
 def training_curve(
@@ -201,13 +117,21 @@ def training_curve(
     key: str = "X_nbvae",
     *,
     metrics: Sequence[str] | None = None,
-    logy: bool = False,
+    scale: Literal["relative", "absolute", "log"] = "relative",
+    logy: bool | None = None,
+    title: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | PathLike | None = None,
     **plot_kwargs: Any,
 ) -> Axes:
-    """Training curve of the NB-VAE: loss terms (``elbo_train`` etc.) against epoch.
+    """Training curve of the NB-VAE: the negative ELBO per sample and its terms against epoch.
+
+    Every term is per sample (the global prior's KL divided by the number of training samples, as in
+    the ELBO the model optimises), so ELBO = reconstruction + KL (latent) + KL (global prior) / n. By
+    default each curve is drawn as its change from the last epoch in % of the final ELBO: a converged
+    fit ends flat at 0 whatever the ELBO's size, which a linear axis from 0 to 80,000 hides. The legend
+    gives each term's final value.
 
     Parameters
     ----------
@@ -216,10 +140,15 @@ def training_curve(
     key
         Its ``key_added``; the history is read from ``adata.uns[key]["history"]``.
     metrics
-        History columns to draw; None draws every numeric column (``elbo_train``,
-        ``reconstruction_loss_train``, ``kl_local_train``, ... whatever was logged).
+        History columns to draw (scvi-tools' names: ``elbo_train``, ``reconstruction_loss_train``,
+        ``kl_local_train``, ``kl_global_train``, ...); None draws every numeric column.
+    scale
+        ``"relative"``: change from the last epoch (% of the final ELBO); ``"absolute"``: the per-sample
+        values; ``"log"``: the per-sample values on a log axis.
     logy
-        Log-scale y axis (the ELBO and the KL terms differ by orders of magnitude).
+        Deprecated: use ``scale="log"``.
+    title
+        The title; None names the model ("NB-VAE training (2 latent dimensions)").
     ax
         Axes to draw into; a new figure is created when None.
     show
@@ -236,19 +165,33 @@ def training_curve(
     Examples
     --------
     >>> import gendex as gdx
-    >>> gdx.pl.training_curve(adata, "X_nbvae", metrics=["elbo_train"])  # doctest: +SKIP
+    >>> gdx.pl.training_curve(adata, "X_nbvae")  # doctest: +SKIP
+    >>> gdx.pl.training_curve(adata, "X_nbvae", metrics=["elbo_train"], scale="absolute")  # doctest: +SKIP
     """
-    data = _training_curve_data(adata, key, metrics=metrics)
-    ax = get_ax(ax, figsize=(5.0, 3.5))
+    if logy is not None:
+        deprecated_argument("logy", 'scale="log"', "gdx.pl.training_curve")
+        scale = "log" if logy else scale
+    data = _training_curve_data(adata, key, metrics=metrics, scale=scale)
+    final = data.attrs["final"]
+    ax = get_ax(ax, figsize=(5.5, 3.8))
     for col in data.columns:
         values = data[col].dropna()
-        ax.plot(values.index, values.to_numpy(), label=col, **plot_kwargs)
-    if logy:
+        style = {"linestyle": "--"} if col.endswith("_validation") else {}
+        label = f"{_term_name(col)} (final {final[col]:,.{0 if abs(final[col]) >= 100 else 2}f})"
+        ax.plot(values.index, values.to_numpy(), label=label, **style | dict(plot_kwargs))
+    if scale == "log":
         ax.set_yscale("log")
+    if scale == "relative":
+        ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
+        ax.set_ylabel("change from the last epoch\n(% of the final ELBO)")
+    else:
+        ax.set_ylabel("loss per sample\n(negative ELBO and its terms)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (negative ELBO and its terms)")
-    ax.set_title(key)
-    ax.legend(frameon=False, fontsize="small")
+    ax.set_title(_model_title(adata, key) if title is None else title)
+    ax.legend(
+        title="per sample", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small",
+        title_fontsize="small", alignment="left",
+    )  # fmt: skip
     finish(ax, show=show, save=save)
     return ax
 
@@ -363,7 +306,7 @@ def latent_genes(
     ax.set_xticks([0.0, 1.0], labels=[start, end])
     ax.set_xlabel("position along the latent path")
     ax.set_ylabel("log2 change from the start" if relative else "decoded normalised expression")
-    ax.set_title(f"{key}: {start} to {end}")
+    ax.set_title(f"NB-VAE decoded expression: {start} to {end}")
     if 0 < data.shape[1] <= 20:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     finish(ax, show=show, save=save)

@@ -11,7 +11,9 @@ import pandas as pd
 from anndata import AnnData
 
 from .._validation import get_matrix, to_dense
-from ._colors import palette, sample_colors
+from ..stats._kde import bandwidth_nrd0, binned_kde
+from ._colors import distinct_colors, sample_colors
+from ._labels import sample_labels
 from ._utils import finish, get_ax
 
 if TYPE_CHECKING:
@@ -23,17 +25,17 @@ if TYPE_CHECKING:
 
 
 def _library_sizes_data(
-    adata: AnnData, *, key: str = "library_size", color: str | None = None, labels: str | None = None
+    adata: AnnData, *, key: str = "library_size", color: str | None = None, labels: bool | str | None = True
 ) -> pd.DataFrame:
     """One row per sample (in ``obs`` order): ``library_size``, ``label`` and, when asked, the ``color`` column."""
     if key not in adata.obs.columns:
         hint = " (run `gdx.pp.qc_metrics(adata)` first)" if key == "library_size" else ""
         raise KeyError(f"`adata.obs[{key!r}]` not found{hint}; available columns: {list(adata.obs.columns)}")
     df = pd.DataFrame({"library_size": adata.obs[key].to_numpy(dtype=np.float64)}, index=adata.obs_names.copy())
-    for col in [c for c in (labels, color) if c is not None]:
-        if col not in adata.obs.columns:
-            raise KeyError(f"`adata.obs[{col!r}]` not found; available columns: {list(adata.obs.columns)}")
-    df["label"] = adata.obs_names.astype(str) if labels is None else adata.obs[labels].astype(str).to_numpy()
+    if color is not None and color not in adata.obs.columns:
+        raise KeyError(f"`adata.obs[{color!r}]` not found; available columns: {list(adata.obs.columns)}")
+    names = sample_labels(adata, labels=True if labels is None else labels)
+    df["label"] = adata.obs_names.astype(str) if names is None else names.to_numpy()
     if color is not None:
         df[color] = adata.obs[color].to_numpy()
     return df
@@ -41,10 +43,10 @@ def _library_sizes_data(
 
 def library_sizes(
     adata: AnnData,
+    key: str = "library_size",
     *,
     color: str | None = None,
-    key: str = "library_size",
-    labels: str | None = None,
+    labels: bool | str | None = True,
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | PathLike | None = None,
@@ -56,12 +58,13 @@ def library_sizes(
     ----------
     adata
         AnnData with ``obs[key]``, written by :func:`gendex.pp.qc_metrics`.
-    color
-        ``obs`` column to colour the bars by (categorical: a legend; numeric: a colour bar).
     key
         ``obs`` column with the library sizes.
+    color
+        ``obs`` column to colour the bars by (categorical: a legend; numeric: a colour bar).
     labels
-        ``obs`` column with short sample names for the x axis; None uses ``obs_names``.
+        The x tick labels: True (or None), short sample names (the rule every plot uses: ``MCL1-DG`` for
+        ``MCL1-DG_BC2CTUACXX_ACTTGA_L002_R1``); a string, that ``obs`` column; False, the full ``obs_names``.
     ax
         Axes to draw into; a new figure when None.
     show
@@ -102,30 +105,6 @@ def library_sizes(
 # --- density --------------------------------------------------------------------------------------
 
 
-def _bandwidth_nrd0(x: np.ndarray) -> float:
-    """R's ``bw.nrd0``: ``0.9 * min(sd, IQR / 1.34) * n^(-1/5)`` with R's fallbacks for degenerate data."""
-    sd = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
-    q75, q25 = np.percentile(x, [75, 25])
-    lo = min(sd, (q75 - q25) / 1.34)
-    if lo <= 0:
-        lo = sd or abs(float(x[0])) or 1.0
-    return 0.9 * lo * x.size ** (-0.2)
-
-
-def _kde(x: np.ndarray, grid: np.ndarray, bw: float) -> np.ndarray:
-    """Gaussian kernel density of ``x`` on the evenly spaced ``grid`` (linear binning, then a convolution)."""
-    dx = grid[1] - grid[0]
-    pos = np.clip((x - grid[0]) / dx, 0, len(grid) - 1)
-    left = np.floor(pos).astype(int)
-    frac = pos - left
-    right = np.minimum(left + 1, len(grid) - 1)
-    weights = np.bincount(left, 1 - frac, minlength=len(grid)) + np.bincount(right, frac, minlength=len(grid))
-    half = int(np.ceil(4 * bw / dx))
-    offsets = np.arange(-half, half + 1) * dx
-    kernel = np.exp(-0.5 * (offsets / bw) ** 2) / (bw * np.sqrt(2 * np.pi))
-    return np.convolve(weights, kernel)[half : half + len(grid)] / x.size
-
-
 def _layer_values(adata: AnnData, layer: str) -> np.ndarray:
     if layer not in adata.layers:
         hint = " (run `gdx.pp.log_cpm(adata)` first)" if layer == "log_cpm" else ""
@@ -154,14 +133,14 @@ def _density_data(
     if color is not None and color not in adata.obs.columns:
         raise KeyError(f"`adata.obs[{color!r}]` not found; available columns: {list(adata.obs.columns)}")
     rows = [v[np.isfinite(v)] for v in x]
-    bws = [_bandwidth_nrd0(v) for v in rows]
+    bws = [bandwidth_nrd0(v) for v in rows]
     if grid is None:
         lo = min(v.min() for v in rows) - 3 * max(bws)
         hi = max(v.max() for v in rows) + 3 * max(bws)
         grid = np.linspace(lo, hi, n_points)
     frames = []
     for name, values, bw in zip(adata.obs_names, rows, bws, strict=True):
-        frame = pd.DataFrame({"sample": name, "x": grid, "density": _kde(values, grid, bw)})
+        frame = pd.DataFrame({"sample": name, "x": grid, "density": binned_kde(values, grid, bw)})
         if color is not None:
             frame[color] = adata.obs.loc[name, color]
         frames.append(frame)
@@ -175,7 +154,7 @@ def _common_grid(adatas: Sequence[AnnData], layer: str, n_points: int) -> np.nda
         for v in x:
             v = v[np.isfinite(v)]
             lo, hi = min(lo, v.min()), max(hi, v.max())
-            pad = max(pad, 3 * _bandwidth_nrd0(v))
+            pad = max(pad, 3 * bandwidth_nrd0(v))
     return np.linspace(lo - pad, hi + pad, n_points)
 
 
@@ -190,8 +169,8 @@ def _cutoff(adata: AnnData, layer: str) -> float | None:
 
 def density(
     adata: AnnData,
-    *,
     layer: str = "log_cpm",
+    *,
     before: AnnData | None = None,
     color: str | None = None,
     show_cutoff: bool = True,
@@ -264,7 +243,7 @@ def density(
     # one colour per sample, the same in both panels
     names = list(dict.fromkeys(name for a in panels for name in a.obs_names))
     if color is None:
-        by_sample = dict(zip(names, palette(len(names)), strict=True))
+        by_sample = dict(zip(names, distinct_colors(len(names)), strict=True))
         spec = None
     else:
         spec = sample_colors(panels[-1], color)

@@ -79,6 +79,6 @@ def voom(
     ax.plot(line["x"], line["y"], color=line_color, linewidth=1.5, label="lowess trend")
     ax.set_xlabel("log2(count size + 0.5)")
     ax.set_ylabel("sqrt(standard deviation)")
-    ax.set_title("voom: mean-variance trend")
+    ax.set_title("limma-voom: mean-variance trend")
     finish(ax, show=show, save=save)
     return ax

@@ -133,7 +133,7 @@ def nbvae(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
     >>> gdx.pp.size_factors(adata)
     >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu")
     >>> adata.obsm["X_nbvae"].shape
@@ -422,7 +422,7 @@ def latent_path(
     Examples
     --------
     >>> import gendex as gdx
-    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, seed=0)
+    >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=200, random_state=0)
     >>> gdx.pp.size_factors(adata)
     >>> model = gdx.tl.nbvae(adata, max_epochs=20, accelerator="cpu", enable_progress_bar=False)
     >>> gdx.tl.latent_path(adata, model, start=("condition", "A"), end=("condition", "B"), n_points=5)

@@ -29,7 +29,7 @@ class BatchedInference(Inference):
     --------
     >>> import gendex as gdx
     >>> from pydeseq2.dds import DeseqDataSet
-    >>> ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=100, seed=0)
+    >>> ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=100, random_state=0)
     >>> dds = DeseqDataSet(
     ...     counts=ad.to_df(), metadata=ad.obs, design="~condition", inference=BatchedInference(), quiet=True
     ... )

@@ -163,7 +163,7 @@ def deseq2_fit(
     --------
     >>> import gendex as gdx
     >>> import numpy as np
-    >>> ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=300, seed=0)
+    >>> ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=300, random_state=0)
     >>> design = np.column_stack([np.ones(8), (ad.obs["condition"] == "B").to_numpy(float)])
     >>> fit = gdx.stats.deseq2_fit(ad.X, design, coef_names=["Intercept", "condition[T.B]"])
     >>> fit.beta.shape
