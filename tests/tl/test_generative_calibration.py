@@ -115,11 +115,6 @@ def test_the_bounds_reject_the_unsupervised_latent_space_on_hidden_factors(hidde
     assert "tpr >= 0.9 x DESeq2's" in failed, s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #10: the conditional mode with n_latent=2 calls 152 genes here (DESeq2: 0); remove this mark "
-    "when the model side (n_latent='auto') lands",
-)
 def test_permuted_labels_give_almost_no_calls():
     """40 samples, hidden factors and a true condition whose labels are permuted in a balanced way (each new
     group takes half of each true group): no gene differs between the compared groups, every call is false."""
