@@ -238,6 +238,9 @@ def nbvae(
         "dispersion_trend": getattr(model, "dispersion_trend_", None) if fit_disp else None,
         "latent_design_max_abs_corr": max_corr,
         "confounding": None if model.confounding_ is None else np.asarray(model.confounding_).round(6),
+        "confounding_null_share": None
+        if model.confounding_null_share_ is None
+        else np.asarray(model.confounding_null_share_).round(4),
     }
     adata.obsm[key_added] = latent
     adata.uns[key_added] = {
