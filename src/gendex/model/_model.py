@@ -80,6 +80,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         n_feat = sum(k - 1 for k in n_cats) + n_cont
         self.latent_dim_: dict | None = None
         self.confounding_: np.ndarray | None = None
+        self.confounding_null_share_: np.ndarray | None = None
         if _LOADING.get():  # weights follow from the saved state: skip the data-driven start
             if not isinstance(n_latent, int):
                 raise ValueError("a saved NBVAE must record an integer `n_latent`")
@@ -193,6 +194,10 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     ):
         """Train with bulk-sized defaults, then fit the empirical-Bayes dispersions on the fitted means.
 
+        With covariates, the codes are held orthogonal to the covariate features during training; afterwards
+        the part of them the covariates explain is estimated from the genes that do not change and given back
+        (see ``_adjust_for_confounding``; the estimate is in ``model.confounding_``).
+
         Parameters
         ----------
         max_epochs
@@ -302,12 +307,46 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         gamma = np.zeros((f, k))
         for j in range(f):
             gamma[j] = _tukey_regression(w[expressed], b[expressed, j])
+        self._shift_codes(gamma)
+        # the estimate needs most genes unchanged by the feature (CATE's sparsity); where the adjusted
+        # coefficients say otherwise (Storey's null share of their Wald p-values < MIN_NULL_SHARE, e.g. a cell
+        # type that changes most genes), the shift is undone for that feature
+        null_share = self._null_share()
+        dense = null_share < MIN_NULL_SHARE
+        if dense.any():
+            undo = np.where(dense[:, None], -gamma, 0.0)
+            self._shift_codes(undo)
+            gamma = gamma + undo
+        self.confounding_ = gamma
+        self.confounding_null_share_ = null_share
+
+    @torch.no_grad()
+    def _shift_codes(self, gamma: np.ndarray) -> None:
+        """Codes ``+= (c - c_mean) gamma``, ``B -= W gamma^T``, intercepts absorb the centring (same fit)."""
+        m = self.module
         g = torch.as_tensor(gamma, dtype=m.loadings.dtype, device=m.loadings.device)
         enc = m.z_encoder
         m.intercept += m.loadings @ (g.T @ enc.cov_mean)
         m.cov_coef -= m.loadings @ g.T
         enc.code_cov_coef -= g
-        self.confounding_ = gamma
+
+    @torch.no_grad()
+    def _null_share(self) -> np.ndarray:
+        """Storey's estimate (lambda = 0.5) of the share of genes each covariate feature leaves unchanged."""
+        from scipy.stats import norm
+
+        state = _posterior.glm_state(self, max_samples=200, with_counts=False)
+        mu = state.mu()
+        alpha = torch.exp(self.module.log_disp.detach().to(mu.dtype))
+        wts = mu / (1.0 + alpha * mu)
+        info = torch.einsum("ng,npq->gpq", wts, state.moments) + torch.diag(self.module.prior_precision_diag())
+        p = info.shape[-1]
+        f = self.module.n_cov_features
+        cov = torch.linalg.inv(info)[:, p - f :, p - f :].diagonal(dim1=-2, dim2=-1)
+        z = (state.beta[:, p - f :] / cov.sqrt()).cpu().numpy()
+        keep = np.isfinite(z).all(1) & (self.module.intercept.detach().cpu().numpy() > 0)
+        pvals = 2 * norm.sf(np.abs(z[keep]))
+        return np.minimum(1.0, (pvals > 0.5).mean(0) / 0.5)
 
     @torch.inference_mode()
     def _refresh_orthogonalisation(self) -> None:
@@ -409,6 +448,9 @@ def _tukey_regression(x: np.ndarray, y: np.ndarray, n_iter: int = 30) -> np.ndar
     return coef
 
 
+#: Least share of unchanged genes (per covariate feature) for which the confounding estimate is trusted.
+MIN_NULL_SHARE = 0.7
+
 _LOADING: ContextVar[bool] = ContextVar("nbvae_loading", default=False)
 
 #: Lightning and scvi-tools lines that are noise to a library user (kept out of stdout/stderr while training).
@@ -508,8 +550,10 @@ def _resolve_n_latent(mgr, n_latent: int | str, n_feat: int) -> int | tuple[int,
         counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
         sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
         return _latent_dim.choose_n_latent(counts, sf, feats)
-    if isinstance(n_latent, bool) or not isinstance(n_latent, int | np.integer) or n_latent < 1:
-        raise ValueError(f"`n_latent` must be a positive integer or 'auto', got {n_latent!r}")
+    if isinstance(n_latent, bool) or not isinstance(n_latent, int | np.integer) or n_latent < (0 if n_feat else 1):
+        raise ValueError(
+            f"`n_latent` must be a positive integer (0 is allowed beside covariates) or 'auto', got {n_latent!r}"
+        )
     return int(n_latent)
 
 
