@@ -40,3 +40,19 @@ def test_design_errors(obs):
         contrast_vector(x, obs, ["celltype", "stromal", "basal"])
     with pytest.raises(ValueError, match="matches no coefficient"):
         contrast_vector(x, obs, ["status", "lactate", "virgin"])
+
+
+def test_public_design_matrix_leaves_adata_unchanged():
+    import gendex as gdx
+
+    ad = gdx.datasets.simulate_counts(n_samples=8, n_genes=20, random_state=0)
+    before = ad.obs.copy()
+    x = gdx.get.design_matrix(ad, "~0 + condition")
+    assert list(x.columns) == ["condition[A]", "condition[B]"]
+    assert list(x.index) == list(ad.obs_names)
+    np.testing.assert_array_equal(x.sum(1), 1.0)
+    pd.testing.assert_frame_equal(ad.obs, before)
+    with pytest.raises(KeyError, match="unknown `obs` column"):
+        gdx.get.design_matrix(ad, "~batch")
+    with pytest.raises(TypeError, match="AnnData"):
+        gdx.get.design_matrix(ad.obs, "~condition")

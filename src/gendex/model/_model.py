@@ -52,7 +52,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         AnnData registered with :meth:`setup_anndata`.
     n_latent
         Dimension of the latent space, or ``"auto"``: chosen from the residual structure of the log-normalised
-        counts after the covariates (:func:`gendex.model._latent_dim.choose_n_latent`; the choice and its
+        counts after the covariates (``gendex.model._latent_dim.choose_n_latent``; the choice and its
         reasons are in ``model.latent_dim_``).
     n_hidden
         Width of the encoder's hidden layer.
@@ -333,7 +333,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         engine's trend and prior variance, the MAP dispersions (gene-wise kept for outliers more than two prior
         standard deviations above the trend) and the posterior variance of each log dispersion. With
         ``heavy_tail`` the prior has a one-sided heavy tail above the trend whose weights are estimated from the
-        data (:func:`gendex.model._dispersion.tail_weights`): genes far above the trend keep their dispersion and
+        data (``gendex.model._dispersion.tail_weights``): genes far above the trend keep their dispersion and
         its uncertainty. The trend, the prior and the tail weights are in ``model.dispersion_trend_``.
         At most ``max_samples`` random samples are used (the posterior variances are then scaled to all samples).
 
@@ -362,7 +362,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     def get_decoded_means(self) -> np.ndarray:
         """Decoded size-factor-normalised means of every sample at its latent posterior mean, ``(n_obs, n_genes)``.
 
-        Deterministic, unlike :meth:`get_normalized_expression`, which decodes a draw of each latent code.
+        Deterministic, unlike scvi-tools' ``get_normalized_expression``, which decodes a draw of each latent code.
         """
         z = torch.as_tensor(self.get_latent_representation(), device=self.device)
         feats = _posterior.covariate_features(self) if self.module.n_cov_features else None

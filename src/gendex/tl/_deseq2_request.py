@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._design import contrast_vector, design_factors, design_matrix, prepare_obs
+from .._design import ResolvedContrast, design_factors, design_matrix, prepare_obs, resolve_contrast
 from .._utils import contrast_key
 from .._validation import check_no_empty_samples, check_not_backed, check_unique_names, get_counts
+from ..stats._deseq2._backend import check_device
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -35,6 +36,8 @@ class _Request:
     test: str
     contrasts: list[list[str]]  # [factor, test, ref] per result; for the LRT the LFC column's contrast
     vectors: list[NDArray[np.float64]]  # contrast vectors over design_df's columns
+    masks: list[tuple[NDArray[np.bool_], NDArray[np.bool_]] | None]  # test/reference samples of factor contrasts
+    comparisons: list[list[str] | None]  # [factor, test, reference] of factor contrasts, else None
     contrast_given: bool  # False: the default contrast (the design's last coefficient)
     keys: list[str]
     reduced: str | None
@@ -100,6 +103,7 @@ def _validate(
         raise ValueError(f"`n_cpus` must be None or a positive integer, got {n_cpus!r}")
     if str(device) != "cpu" and inference != "batched":
         raise ValueError(f"`device` ({device!r}) is only used by inference='batched'")
+    check_device(device)
 
     counts = get_counts(adata, layer)
     check_no_empty_samples(counts, adata.obs_names)
@@ -120,14 +124,15 @@ def _validate(
     elif reduced is not None:
         raise ValueError(f"`reduced` ({reduced!r}) is only used with test='lrt'; got test={test!r}")
 
-    contrasts = _normalise_contrasts(contrast, design, design_df, obs, factors, test=test)
-    vectors = [contrast_vector(design_df, obs, c) for c in contrasts]
+    resolved = _normalise_contrasts(contrast, design, design_df, obs, factors, test=test)
+    contrasts = [r.label for r in resolved]
+    vectors = [r.vector for r in resolved]
     if len({tuple(c) for c in contrasts}) < len(contrasts):
         raise ValueError(f"duplicate contrasts in {contrasts}")
 
     shrink_coefs: list[str | None] = [None] * len(contrasts)
     if shrink == "apeglm":
-        shrink_coefs = [_shrink_coefficient(c, design_df, obs) for c in contrasts]
+        shrink_coefs = [_shrink_coefficient(r, design_df, obs) for r in resolved]
 
     keys = _result_keys(key_added, contrasts, test=test)
 
@@ -159,6 +164,8 @@ def _validate(
         test=test,
         contrasts=contrasts,
         vectors=vectors,
+        masks=[r.masks for r in resolved],
+        comparisons=[r.comparison for r in resolved],
         contrast_given=contrast is not None,
         keys=keys,
         reduced=reduced,
@@ -188,43 +195,85 @@ def _coefficient_contrast(name: str, obs: pd.DataFrame) -> list[str] | None:
     return [factor, level, str(obs[factor].cat.categories[0])]
 
 
+def _is_numeric_vector(c: Any) -> bool:
+    if isinstance(c, np.ndarray):
+        return c.ndim == 1 and np.issubdtype(c.dtype, np.number)
+    return (
+        isinstance(c, Sequence)
+        and not isinstance(c, str)
+        and len(c) > 0
+        and all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in c)
+    )
+
+
+def _is_factor_form(c: Any, factors: list[str]) -> bool:
+    return (
+        isinstance(c, Sequence)
+        and not isinstance(c, str)
+        and len(c) == 3
+        and isinstance(c[0], str)
+        and c[0] in factors
+        and not any(isinstance(v, list | tuple) for v in c)
+    )
+
+
+def _is_list_form(c: Any, factors: list[str]) -> bool:
+    return (
+        isinstance(c, Sequence)
+        and not isinstance(c, str)
+        and len(c) in (1, 2)
+        and all(isinstance(v, list | tuple) and all(isinstance(n, str) for n in v) for v in c)
+        and not all(_is_factor_form(v, factors) for v in c)
+    )
+
+
 def _normalise_contrasts(
     contrast: Any, design: str, design_df: pd.DataFrame, obs: pd.DataFrame, factors: list[str], *, test: str
-) -> list[list[str]]:
+) -> list[ResolvedContrast]:
     if contrast is None:
         last = str(design_df.columns[-1])
         default = _coefficient_contrast(last, obs)
         if default is None:
             raise ValueError(
                 f"the last coefficient of {design!r} ({last!r}) is not a factor level; pass `contrast=` "
-                "as [factor, test_level, reference_level]"
+                "as [factor, test_level, reference_level], a coefficient name or a numeric vector"
             )
-        return [default]
-    if isinstance(contrast, str):
-        raise TypeError(f"`contrast` must be [factor, test_level, reference_level] or a list of them, got {contrast!r}")
-    items = list(contrast)
+        return [resolve_contrast(design_df, obs, default)]
+    if isinstance(contrast, str) or _is_numeric_vector(contrast) or _is_list_form(contrast, factors):
+        items = [contrast]
+    elif _is_factor_form(contrast, factors):
+        items = [contrast]
+    elif isinstance(contrast, Sequence) and len(contrast) == 3 and isinstance(contrast[0], str):
+        items = [contrast]  # [factor, test, ref] whose factor is not in the design: resolve says so below
+    elif isinstance(contrast, Sequence):
+        items = list(contrast)
+    else:
+        raise TypeError(
+            "`contrast` must be [factor, test_level, reference_level], a coefficient name, a numeric vector over "
+            f"the design columns, [[numerator names], [denominator names]] or a list of these; got {contrast!r}"
+        )
     if len(items) == 0:
         raise ValueError("`contrast` is an empty list")
-    if all(isinstance(c, str) for c in items):
-        items = [items]
     out = []
     for c in items:
-        if isinstance(c, str) or not isinstance(c, Sequence) or len(c) != 3:
-            raise ValueError(f"each contrast must be [factor, test_level, reference_level], got {c!r}")
-        c = [str(v) for v in c]
-        if c[0] not in factors:
-            raise ValueError(f"contrast factor {c[0]!r} is not in the design {design!r} (factors: {factors})")
-        if not isinstance(obs[c[0]].dtype, pd.CategoricalDtype):
-            raise ValueError(f"contrast factor {c[0]!r} is numeric (continuous); contrasts need a categorical factor")
-        out.append(c)
+        if isinstance(c, Sequence) and not isinstance(c, str) and len(c) == 3 and isinstance(c[0], str):
+            if not _is_list_form(c, factors) and c[0] not in factors:
+                raise ValueError(f"contrast factor {c[0]!r} is not in the design {design!r} (factors: {factors})")
+        out.append(resolve_contrast(design_df, obs, c))
     if test == "lrt" and len(out) > 1:
         raise ValueError(
-            f"test='lrt' gives one result; pass at most one contrast (it only picks the reported LFC), got {out}"
+            f"test='lrt' gives one result; pass at most one contrast (it only picks the reported LFC), "
+            f"got {[r.label for r in out]}"
         )
     return out
 
 
-def _shrink_coefficient(c: list[str], design_df: pd.DataFrame, obs: pd.DataFrame) -> str:
+def _shrink_coefficient(r: ResolvedContrast, design_df: pd.DataFrame, obs: pd.DataFrame) -> str:
+    if r.comparison is None:
+        raise ValueError(
+            f"shrink='apeglm' shrinks one coefficient of a [factor, level, reference] contrast; got {r.label}"
+        )
+    c = r.comparison
     factor, level, ref = c
     first = str(obs[factor].cat.categories[0])
     coef = f"{factor}[T.{level}]"
@@ -256,6 +305,12 @@ def _reduced_design(obs: pd.DataFrame, design: str, design_df: pd.DataFrame, red
     return red
 
 
+def _label_key(prefix: str, label: list[str]) -> str:
+    """Default key of a coefficient-name, list or numeric contrast: the label with only safe characters."""
+    text = "_".join(label)
+    return f"{prefix}_" + re.sub(r"[^0-9A-Za-z_.+-]+", "_", text).strip("_")
+
+
 def _result_keys(key_added: Any, contrasts: list[list[str]], *, test: str) -> list[str]:
     if len(contrasts) == 1:
         if key_added is None:
@@ -266,7 +321,7 @@ def _result_keys(key_added: Any, contrasts: list[list[str]], *, test: str) -> li
             keys = [str(k) for k in key_added]
     elif key_added is None or isinstance(key_added, str):
         prefix = "deseq2" if key_added is None else key_added
-        keys = [contrast_key(prefix, c) for c in contrasts]
+        keys = [contrast_key(prefix, c) if len(c) == 3 else _label_key(prefix, c) for c in contrasts]
     else:
         keys = [str(k) for k in key_added]
     if len(keys) != len(contrasts):

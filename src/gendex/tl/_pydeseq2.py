@@ -89,9 +89,9 @@ def _run_pydeseq2(req: _Request) -> _Outcome:
     tables: list[pd.DataFrame] = []
     infos: list[dict[str, Any]] = []
     if req.test == "wald":
-        for contrast, coef in zip(req.contrasts, req.shrink_coefs, strict=True):
+        for comparison, vec, coef in zip(req.comparisons, req.vectors, req.shrink_coefs, strict=True):
             with _pydeseq2_quiet():
-                ds = _deseq_stats(dds, list(contrast), req, inference)
+                ds = _deseq_stats(dds, list(comparison) if comparison else np.asarray(vec), req, inference)
                 ds.summary()
             table = _pydeseq2_table(ds.results_df, all_zero)
             info: dict[str, Any] = {}
@@ -166,6 +166,7 @@ def _pydeseq2_lrt(req: _Request, dds: Any, all_zero: NDArray[np.bool_]) -> tuple
     if "replaced" in dds.var and bool(dds.var["replaced"].any()) and hasattr(dds, "counts_to_refit"):
         replaced = np.flatnonzero(dds.var["replaced"].to_numpy(dtype=bool))
         fitting_counts[:, replaced] = np.asarray(dds.counts_to_refit.X, dtype=np.float64)
+    assert req.reduced_df is not None  # validated: test="lrt" needs `reduced`
     ll_full = glm_loglik(fitting_counts, req.design_df.to_numpy(), sf, disp)
     ll_red = glm_loglik(fitting_counts, req.reduced_df.to_numpy(), sf, disp)
     df = req.design_df.shape[1] - req.reduced_df.shape[1]

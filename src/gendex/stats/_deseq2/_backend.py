@@ -179,3 +179,32 @@ def get_backend(device: str | Any = "cpu"):
     if dev in ("torch", "torch:cpu"):
         return TorchBackend("cpu")
     return TorchBackend(dev)
+
+
+def check_device(device: str | Any) -> None:
+    """Raise a ``ValueError`` naming the way out unless ``device`` is usable here.
+
+    Usable: ``"cpu"``, ``"torch"`` or a torch device that exists and is available (``"cuda"``, ``"cuda:1"``,
+    ``"mps"``).
+    """
+    dev = str(device)
+    if dev in ("cpu", "torch", "torch:cpu"):
+        return
+    import torch
+
+    try:
+        tdev = torch.device(dev)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"`device` must be 'cpu' or a torch device such as 'cuda', 'cuda:0' or 'mps'; got {device!r}"
+        ) from err
+    if tdev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"`device={device!r}`: torch sees no CUDA GPU here (torch.cuda.is_available() is False); use 'cpu'"
+        )
+    if tdev.type == "cuda" and tdev.index is not None and tdev.index >= torch.cuda.device_count():
+        raise ValueError(f"`device={device!r}`: there are only {torch.cuda.device_count()} CUDA devices")
+    if tdev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"`device={device!r}`: the MPS backend is not available here; use 'cpu'")
+    if tdev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"`device={device!r}` is not supported: use 'cpu', 'cuda' or 'mps'")

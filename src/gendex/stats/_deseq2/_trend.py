@@ -6,8 +6,10 @@ import logging
 import warnings
 
 import numpy as np
-from scipy import stats
-from scipy.special import ndtr, polygamma
+from scipy.special import polygamma
+
+from ._locfit import locfit_trend
+from ._prior_var import kl_prior_var
 
 logger = logging.getLogger(__name__)
 
@@ -90,90 +92,13 @@ def parametric_trend(means: np.ndarray, disps: np.ndarray) -> np.ndarray:
 
 
 def local_trend(means: np.ndarray, disps: np.ndarray, min_disp: float):
-    """Local log-log quadratic regression of dispersion on mean, in the spirit of DESeq2's ``locfit`` fit.
-
-    Nearest-neighbour bandwidth 0.7, tricube kernel, weights = means (``locfit``'s defaults as DESeq2 calls
-    it), evaluated on a grid of 200 log-means and interpolated. An approximation of ``locfit``, used only when
-    the parametric trend fails or ``fit_type="local"`` is asked for.
-    """
-    keep = disps >= min_disp * 10
-    if not keep.any():
-        return lambda q: np.full(np.shape(q), min_disp)
-    lx = np.log(means[keep])
-    ly = np.log(disps[keep])
-    wt = means[keep]
-    grid = np.linspace(lx.min(), lx.max(), 200)
-    k = max(3, int(np.ceil(0.7 * lx.size)))
-    fitted = np.empty_like(grid)
-    for i, g0 in enumerate(grid):
-        d = np.abs(lx - g0)
-        h = np.partition(d, k - 1)[k - 1] if k < lx.size else d.max()
-        h = max(h, 1e-12)
-        u = d / h
-        kern = np.where(u < 1, (1 - u**3) ** 3, 0.0) * wt
-        dx = lx - g0
-        basis = np.column_stack([np.ones_like(dx), dx, dx**2])
-        sw = np.sqrt(kern)
-        coef, *_ = np.linalg.lstsq(basis * sw[:, None], ly * sw, rcond=None)
-        fitted[i] = coef[0]
-
-    def fun(q):
-        return np.exp(np.interp(np.log(q), grid, fitted))
-
-    return fun
+    """R DESeq2's local trend ``locfit(log(disp) ~ log(mean), weights = mean)`` (see :mod:`._locfit`)."""
+    return locfit_trend(means, disps, min_disp)
 
 
 def mad(x: np.ndarray) -> float:
     """R's ``mad`` (constant 1.4826, median centre)."""
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
-
-
-def _kl_prior_var(residuals: np.ndarray, df: int) -> float:
-    """Prior variance for 1-3 residual degrees of freedom (R's Monte Carlo histogram matching).
-
-    R matches the histogram of log residuals (bins of width 0.5 on [-10, 10]) to that of
-    ``log(chi2_df / df) + N(0, v)`` by simulating 10,000 draws for each ``v`` on a grid of 200 values in
-    ``[0, 8]``, smooths the Kullback-Leibler divergences with loess and takes the minimiser (at least 0.25).
-    Here the bin probabilities of that distribution are integrated numerically instead of simulated, so the
-    divergence needs no smoothing: it is evaluated on R's grid and the minimum refined by a bounded scalar
-    search. The result is deterministic.
-    """
-    from scipy.optimize import minimize_scalar
-
-    brks = np.arange(-20, 21) / 2.0
-    obs = residuals[(residuals > brks[0]) & (residuals < brks[-1])]
-    counts, _ = np.histogram(obs, bins=brks)
-    obs_dens = counts / (obs.size * 0.5)
-    # density of U = log(X / df), X ~ chi2(df), on a grid
-    u = np.linspace(-30.0, 6.0, 1201)
-    du = u[1] - u[0]
-    xval = df * np.exp(u)
-    f_u = stats.chi2.pdf(xval, df) * xval
-    f_u /= f_u.sum() * du
-    cdf_u0 = np.array([np.sum(f_u[u <= b]) * du for b in brks])
-
-    def kl_many(vs: np.ndarray) -> np.ndarray:
-        sd = np.sqrt(np.maximum(vs, 1e-300))[:, None, None]
-        cdf = (ndtr((brks[None, :, None] - u[None, None, :]) / sd) * f_u).sum(-1) * du
-        cdf[vs <= 0] = cdf_u0
-        probs = np.maximum(np.diff(cdf, axis=1), 0.0)
-        rand_dens = probs / probs.sum(1, keepdims=True) / 0.5
-        out = np.empty(vs.size)
-        for i in range(vs.size):
-            z = np.concatenate([obs_dens, rand_dens[i]])
-            small = z[z > 0].min()
-            out[i] = np.sum(obs_dens * (np.log(obs_dens + small) - np.log(rand_dens[i] + small)))
-        return out
-
-    grid = np.linspace(0.0, 8.0, 200)
-    vals = kl_many(grid)
-    i = int(np.argmin(vals))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    best = minimize_scalar(
-        lambda v: float(kl_many(np.array([v]))[0]), bounds=(lo, hi), method="bounded", options={"xatol": 1e-4}
-    )
-    v_hat = float(best.x) if best.fun <= vals[i] else float(grid[i])
-    return max(v_hat, 0.25)
 
 
 def prior_variance(
@@ -192,7 +117,7 @@ def prior_variance(
     var_log = mad(resid[above]) ** 2
     m, p = n_samples, n_coefs
     if (m - p) <= 3 and m > p:
-        return _kl_prior_var(resid[above], m - p), var_log
+        return kl_prior_var(resid[above], m - p), var_log
     if m > p:
         return float(max(var_log - polygamma(1, (m - p) / 2.0), 0.25)), var_log
     return var_log, var_log

@@ -1,0 +1,234 @@
+"""R DESeq2's transformations for visualisation: ``vst``, ``varianceStabilizingTransformation`` and ``rlog``.
+
+All three start as ``DESeq()`` does (median-of-ratios size factors, gene-wise dispersions, dispersion trend), with
+an intercept-only design when ``blind`` (R's default), then:
+
+- VST: the closed-form variance-stabilising function of the parametric trend ``a0 + a1 / mean`` (or of a
+  constant dispersion for ``fit_type="mean"``) applied to the normalised counts; R's ``vst`` fits the trend on
+  ``nsub`` genes of mean normalised count above 5, evenly spaced in the order of their means;
+- rlog: an NB GLM per gene with one coefficient per sample, shrunk towards the gene's mean by a normal prior whose
+  variance matches the upper 5% quantile of the weighted observed log fold changes; the fitted log2 means.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._size_factors import size_factors_ratio
+from . import _kernels as K
+from ._backend import get_backend, single_threaded_blas
+from ._dispersion import _genewise, _trend_function
+from ._glm import _Ctx
+
+_CHUNK = 4096
+
+
+def _check_counts(counts) -> np.ndarray:
+    cnt = np.asarray(counts)
+    if cnt.ndim != 2:
+        raise ValueError(f"`counts` must be a 2-D samples x genes array, got shape {cnt.shape}")
+    if not np.issubdtype(cnt.dtype, np.number):
+        raise ValueError("`counts` must be numbers")
+    if not np.issubdtype(cnt.dtype, np.integer):
+        if np.any(~np.isfinite(cnt)) or np.any(cnt != np.round(cnt)):
+            raise ValueError("`counts` must be finite non-negative integers")
+    if np.any(cnt < 0):
+        raise ValueError("`counts` must be non-negative integers")
+    if cnt.shape[0] < 2:
+        raise ValueError("the transformations need at least 2 samples")
+    return cnt
+
+
+def _size_factors(cnt: np.ndarray, size_factors) -> np.ndarray:
+    if size_factors is None:
+        return size_factors_ratio(cnt)
+    sf = np.asarray(size_factors, dtype=np.float64)
+    if sf.shape != (cnt.shape[0],) or np.any(~np.isfinite(sf)) or np.any(sf <= 0):
+        raise ValueError(f"`size_factors` must be {cnt.shape[0]} positive finite numbers")
+    return sf
+
+
+def _inputs(counts, design, size_factors, fit_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked counts, the design (intercept only by default) and the size factors."""
+    cnt = _check_counts(counts)
+    x = np.ones((cnt.shape[0], 1)) if design is None else np.asarray(design, dtype=np.float64)
+    if fit_type not in ("parametric", "local", "mean"):
+        raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
+    return cnt, x, _size_factors(cnt, size_factors)
+
+
+def dispersion_trend(counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, fit_type: str):
+    """Gene-wise dispersions and the dispersion trend (R's ``estimateDispersionsGeneEst`` + ``...Fit``).
+
+    Returns ``(trend function, coefficients, fit type used, base means, gene-wise dispersions)``; genes whose
+    counts are all zero carry NaN.
+    """
+    cnt = np.asarray(counts)
+    n = cnt.shape[0]
+    ctx = _Ctx(design, size_factors, min_mu=0.5, min_disp=1e-8, max_disp=10.0, beta_tol=1e-8, device="cpu")
+    normed = cnt / size_factors[:, None]
+    base_mean = normed.mean(0)
+    nz = np.flatnonzero(base_mean > 0)
+    gene_disp = np.full(cnt.shape[1], np.nan)
+    with np.errstate(all="ignore"), single_threaded_blas():
+        for start in range(0, nz.size, _CHUNK):
+            idx = nz[start : start + _CHUNK]
+            y = cnt[:, idx].T.astype(np.float64)
+            gene_disp[idx] = _genewise(y, ctx)["disp"]
+        if n <= design.shape[1]:
+            raise ValueError("the design leaves no residual degrees of freedom to estimate dispersions")
+        trend, coeffs, used = _trend_function(fit_type, base_mean[nz], gene_disp[nz], ctx.min_disp)
+    return trend, coeffs, used, base_mean, gene_disp
+
+
+def _vst_values(normed: np.ndarray, fit_type: str, coeffs: np.ndarray, trend, size_factors) -> np.ndarray:
+    if fit_type == "parametric":
+        a0, a1 = float(coeffs[0]), float(coeffs[1])
+        q = normed
+        return np.log((1 + a1 + 2 * a0 * q + 2 * np.sqrt(a0 * q * (1 + a1 + a0 * q))) / (4 * a0)) / math.log(2)
+    if fit_type == "mean":
+        alpha = float(coeffs[0])
+        return (2 * np.arcsinh(np.sqrt(alpha * normed)) - math.log(alpha) - math.log(4)) / math.log(2)
+    return _vst_local(normed, trend, size_factors)
+
+
+def _vst_local(normed: np.ndarray, trend, size_factors: np.ndarray) -> np.ndarray:
+    """R's numerical VST for a local trend: the integral of 1/sd on an asinh grid, splined, then scaled."""
+    from scipy.interpolate import CubicSpline
+
+    xg = np.sinh(np.linspace(0.0, np.arcsinh(normed.max()), 1000))[1:]
+    xim = float(np.mean(1.0 / size_factors))
+    integrand = 1.0 / np.sqrt(trend(xg) * xg**2 + xim * xg)
+    knots = np.arcsinh((xg[1:] + xg[:-1]) / 2)
+    values = np.cumsum((xg[1:] - xg[:-1]) * (integrand[1:] + integrand[:-1]) / 2)
+    spl = CubicSpline(knots, values, bc_type="not-a-knot", extrapolate=True)
+    means = normed.mean(0)
+    h1, h2 = np.quantile(means, 0.95), np.quantile(means, 0.999)
+    eta = (math.log2(h2) - math.log2(h1)) / (spl(np.arcsinh(h2)) - spl(np.arcsinh(h1)))
+    xi = math.log2(h1) - eta * spl(np.arcsinh(h1))
+    return eta * spl(np.arcsinh(normed)) + xi
+
+
+def vst(
+    counts,
+    *,
+    design: np.ndarray | None = None,
+    size_factors=None,
+    fit_type: str = "parametric",
+    nsub: int | None = 1000,
+) -> tuple[np.ndarray, dict]:
+    """R DESeq2's ``vst`` (``nsub`` genes for the trend) or, with ``nsub=None``, ``varianceStabilizingTransformation``.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes counts.
+    design
+        Design matrix for the dispersions (default: intercept only, R's ``blind=TRUE``).
+    size_factors
+        Size factors (default: median of ratios).
+    fit_type
+        ``"parametric"``, ``"local"`` or ``"mean"``, as in R (a failed parametric fit falls back to local).
+    nsub
+        Genes (of mean normalised count > 5) the trend is fitted on; None: all genes.
+
+    Returns
+    -------
+    ``(values, info)``: samples x genes log2-scale values and a dict with the trend (``fit_type``,
+    ``coefficients``) and the size factors.
+    """
+    cnt, x, sf = _inputs(counts, design, size_factors, fit_type)
+    n, g = cnt.shape
+    normed = cnt / sf[:, None]
+    if nsub is None:
+        sub = np.arange(g)
+    else:
+        if not isinstance(nsub, int | np.integer) or nsub < 2:
+            raise ValueError(f"`nsub` must be an integer >= 2 or None, got {nsub!r}")
+        if g < nsub:
+            raise ValueError(
+                f"only {g} genes, fewer than nsub={nsub}: use nsub=None (R's varianceStabilizingTransformation)"
+            )
+        base_mean = normed.mean(0)
+        high = np.flatnonzero(base_mean > 5)
+        if high.size < nsub:
+            raise ValueError(
+                f"only {high.size} genes have a mean normalised count above 5, fewer than nsub={nsub}: use "
+                "nsub=None (R's varianceStabilizingTransformation)"
+            )
+        order = high[np.argsort(base_mean[high], kind="stable")]
+        pick = np.round(np.linspace(1, order.size, nsub)).astype(np.int64) - 1
+        sub = order[pick]
+    trend, coeffs, used, _, _ = dispersion_trend(cnt[:, sub], sf, x, fit_type)
+    values = _vst_values(normed, used, np.asarray(coeffs), trend, sf)
+    info = {"fit_type": used, "coefficients": [float(c) for c in np.asarray(coeffs).ravel()], "size_factors": sf}
+    return values, info
+
+
+def _weighted_upper_quantile_variance(x: np.ndarray, weights: np.ndarray, upper: float = 0.05) -> float:
+    """DESeq2's ``matchWeightedUpperQuantileForVariance`` (Hmisc's ``wtd.quantile``, ``normwt=TRUE``)."""
+    keep = ~(np.isnan(weights) | (weights == 0))
+    ax, w = np.abs(x[keep]), weights[keep]
+    ok = ~np.isnan(ax + w)
+    ax, w = ax[ok], w[ok]
+    w = w * ax.size / w.sum()
+    order = np.argsort(ax, kind="stable")
+    ax, w = ax[order], w[order]
+    vals, start = np.unique(ax, return_index=True)
+    wsum = np.add.reduceat(w, start)
+    total = wsum.sum()
+    pos = 1 + (total - 1) * (1 - upper)
+    low = max(math.floor(pos), 1)
+    high = min(low + 1, total)
+    frac = pos % 1
+    cw = np.cumsum(wsum)
+
+    def step(v: float) -> float:  # approx(cw, vals, v, method = "constant", f = 1, rule = 2)
+        i = int(np.searchsorted(cw, v, side="left"))
+        return float(vals[min(i, vals.size - 1)])
+
+    q = (1 - frac) * step(low) + frac * step(high)
+    from scipy.stats import norm
+
+    return float((q / norm.ppf(1 - upper / 2)) ** 2)
+
+
+def rlog(counts, *, design: np.ndarray | None = None, size_factors=None, fit_type: str = "parametric"):
+    """R DESeq2's ``rlog`` (``rlogData`` with the estimated prior variance).
+
+    Parameters as :func:`vst`. Returns ``(values, info)``: samples x genes log2 values (all-zero genes 0) and a
+    dict with ``beta_prior_var``, the trend and the size factors.
+    """
+    cnt, x, sf = _inputs(counts, design, size_factors, fit_type)
+    n, g = cnt.shape
+    trend, coeffs, used, base_mean, _ = dispersion_trend(cnt, sf, x, fit_type)
+    nz = np.flatnonzero(base_mean > 0)
+    disp_fit = trend(base_mean[nz])
+    normed = cnt[:, nz] / sf[:, None]
+    lfc = (np.log2(normed + 0.5) - np.log2(base_mean[nz] + 0.5)).T  # genes x samples, R's column-major order
+    weights = 1.0 / (1.0 / base_mean[nz] + disp_fit)
+    prior_var = _weighted_upper_quantile_variance(lfc.T.ravel(), np.tile(weights, n))
+    # design: intercept + one indicator per sample; ridge 1e-6 on the intercept, 1 / prior_var on the samples
+    mm = np.column_stack([np.ones(n), np.eye(n)])
+    lam_log2 = np.r_[1e-6, np.full(n, 1.0 / prior_var)]
+    ridge = lam_log2 / math.log(2) ** 2
+    ops = K.DesignOps(get_backend("cpu"), mm)
+    out = np.zeros((n, g))
+    with np.errstate(all="ignore"), single_threaded_blas():
+        for start in range(0, nz.size, _CHUNK):
+            idx = np.arange(start, min(start + _CHUNK, nz.size))
+            y = cnt[:, nz[idx]].T.astype(np.float64)
+            beta0 = np.zeros((idx.size, n + 1))
+            beta0[:, 0] = np.log(base_mean[nz[idx]])
+            bf = K.fit_beta(ops, y, sf, disp_fit[idx], beta0, ridge, tol=1e-4, maxit=100, min_mu=0.5)
+            beta_log2 = np.asarray(bf.beta) / math.log(2)
+            out[:, nz[idx]] = (beta_log2 @ mm.T).T
+    info = {
+        "beta_prior_var": prior_var,
+        "fit_type": used,
+        "coefficients": [float(c) for c in np.asarray(coeffs).ravel()],
+        "size_factors": sf,
+    }
+    return out, info
