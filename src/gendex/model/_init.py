@@ -13,7 +13,7 @@ from scvi import REGISTRY_KEYS
 
 from .._validation import to_dense
 from . import _dispersion
-from ._module import N_BASIS, covariate_design
+from ._module import covariate_design
 
 DTYPE = torch.float64
 #: At most this many samples enter the initial GLM and dispersion fits (PCA uses up to 1,000): per-gene fits
@@ -41,7 +41,7 @@ def placeholder_parameters(n_genes: int, n_latent: int, n_cov_features: int) -> 
         "loadings": z((n_genes, n_latent)),
         "cov_coef": z((n_genes, n_cov_features)),
         "encoder_centre": z(n_genes),
-        "encoder_basis": z((n_genes, max(N_BASIS, n_latent))),
+        "encoder_basis": z((n_genes, n_latent)),
         "encoder_cov_effect": z((n_cov_features, n_genes)),
         "log_disp": z(n_genes),
         "log_disp_prior_mean": z(n_genes),
@@ -79,7 +79,7 @@ def init_rows(n_obs: int, max_samples: int = 1000) -> np.ndarray:
 
 
 def pca_projection(u: np.ndarray, n_latent: int, max_samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Centre of ``u`` and the ``(G, n_latent)`` projection onto principal scores (``n_latent`` may be N_BASIS).
+    """Centre of ``u`` and the ``(G, n_latent)`` projection onto principal scores.
 
     All scores share one scale, chosen so that the first has unit variance: the latent space keeps PCA's
     geometry (the dominant axis of variation stays dominant). Uses at most ``max_samples`` evenly spaced samples
@@ -150,7 +150,7 @@ def initial_parameters(
         xc = np.column_stack([np.ones(len(u)), cov_features])
         cov_effect = np.linalg.lstsq(xc, u, rcond=None)[0][1:]
         u = u - cov_features @ cov_effect
-    centre, basis = pca_projection(u, max(N_BASIS, n_latent))
+    centre, basis = pca_projection(u, n_latent)
     z0 = (u - centre) @ basis[:, :n_latent]
     r = init_rows(len(z0), FIT_SAMPLES)
     design_np = np.column_stack([np.ones(len(r)), z0[r], cov_features[r]])

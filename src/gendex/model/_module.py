@@ -17,8 +17,6 @@ from torch.distributions import Normal, kl_divergence
 
 #: Output scale of the encoder's learned heads (see :class:`BulkEncoder`).
 HEAD_SCALE = 0.1
-#: Number of principal scores the encoder's MLP sees (zero-padded beyond the rank of the data).
-N_BASIS = 32
 
 
 def covariate_design(
@@ -34,15 +32,16 @@ def covariate_design(
 
 
 class BulkEncoder(nn.Module):
-    """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA scores plus a learned MLP on them.
+    """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA scores plus a learned MLP.
 
     With ``u = log1p(x / s)`` and covariate features ``c``, the scores are ``t = (u - centre - c E) Q``: ``E``
     (fixed) removes the covariates' least-squares effects, so the codes describe what the covariates do not, and
-    ``Q`` (fixed, ``(G, N_BASIS)``) projects on the leading principal axes of the remainder, all on the scale of
-    the first (unit variance). The posterior mean is ``t[:k] + head(h(t))``: the learned head (a layer-normalised
-    hidden layer on the scores) starts at zero, so training starts from the PCA embedding and learns
-    corrections; working on the scores instead of thousands of genes keeps the encoder small and fast (a learned
-    map of all genes also moves the codes by orders of magnitude per Adam step). The log variance comes from
+    ``Q`` (fixed, ``(G, n_latent)``) projects on the leading principal axes of the remainder, all on the scale of
+    the first (unit variance). The posterior mean is ``t[:k] + head(h(u))``: the learned head (a
+    layer-normalised hidden layer on ``u``) starts at zero, so training starts from the PCA embedding and
+    learns corrections. (A learned linear map of thousands of genes moves the codes by orders of magnitude per
+    Adam step, so the linear part stays fixed; an MLP on the scores instead of ``u`` lets training drift away
+    from the PCA geometry: GSE60450's celltype silhouette falls from 0.72 to 0.63.) The log variance comes from
     the MLP, starting small (bulk samples carry much information about their code). The heads' outputs are
     scaled by ``HEAD_SCALE`` so that an Adam step moves the codes by a small amount.
 
@@ -71,7 +70,7 @@ class BulkEncoder(nn.Module):
         self.register_buffer("code_cov_coef", torch.zeros(f, n_latent))
         self.register_buffer("cov_mean", torch.zeros(f))
         self.hidden = FCLayers(
-            basis.shape[1],
+            n_input,
             n_hidden,
             n_layers=1,
             n_hidden=n_hidden,
@@ -88,7 +87,7 @@ class BulkEncoder(nn.Module):
 
     @property
     def projection(self) -> torch.Tensor:
-        """The fixed linear part of the mean, ``(G, n_latent)``: the first ``n_latent`` columns of the basis."""
+        """The fixed linear part of the mean, ``(G, n_latent)`` (the principal axes)."""
         return self.basis[:, : self.n_latent]
 
     def raw_mean(self, u: torch.Tensor, cov_features: torch.Tensor | None = None):
@@ -97,7 +96,7 @@ class BulkEncoder(nn.Module):
         if cov_features is not None and self.cov_effect.numel():
             v = v - cov_features @ self.cov_effect
         scores = v @ self.basis
-        h = self.hidden(scores)
+        h = self.hidden(u)
         mean = scores[..., : self.n_latent] + HEAD_SCALE * self.mean_head(h)
         return mean, HEAD_SCALE * self.var_head(h) - 4.0
 
@@ -151,7 +150,7 @@ class NBVAEModule(BaseModuleClass):
         Initial values (from ``gendex.model._init.initial_parameters``): ``intercept`` ``(G,)``, ``loadings``
         ``(G, n_latent)``, ``cov_coef`` ``(G, f)``, ``log_disp`` ``(G,)``, the dispersion prior
         ``log_disp_prior_mean`` ``(G,)`` and ``disp_prior_var``, and the encoder's ``encoder_centre`` ``(G,)``,
-        ``encoder_basis`` ``(G, N_BASIS)`` and ``encoder_cov_effect`` ``(f, G)``.
+        ``encoder_basis`` ``(G, n_latent)`` and ``encoder_cov_effect`` ``(f, G)``.
     n_latent
         Dimension of the latent space.
     n_hidden
