@@ -376,7 +376,6 @@ def test_calibration_on_simulated_counts(n_samples, seed):
     gdx.tl.deseq2(ref, design="~condition", contrast=["condition", "B", "A"])
     de = adata.var["is_de"].to_numpy()
     deseq2_tpr = ((ref.varm["deseq2"]["padj"] < 0.05).to_numpy() & de).sum() / de.sum()
-    # every call has its own lfsr <= 0.05 (stricter than BH's list-level FDR of 0.05 that DESeq2's padj gives),
-    # and the draws cover the groups' population means (Bayesian bootstrap of the samples): measured 0.57-0.78
-    # of DESeq2's TPR at an observed FDR of 0.01-0.04
-    assert tpr >= 0.5 * deseq2_tpr
+    # every call has its own lfsr <= 0.05, stricter than BH's list-level FDR of 0.05 that DESeq2's padj gives:
+    # measured 0.68-0.83 of DESeq2's TPR at an observed FDR of 0.02-0.05
+    assert tpr >= 0.6 * deseq2_tpr

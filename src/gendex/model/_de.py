@@ -25,7 +25,7 @@ from scvi import REGISTRY_KEYS
 
 from .._contrast import Comparison, resolve_comparison
 from .._validation import check_groups
-from ..tl._generative_de import UNCERTAINTY_SOURCES
+from ..tl._generative_de import DEFAULT_UNCERTAINTY, UNCERTAINTY_SOURCES
 from . import _posterior
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class GenerativeDEMixin:
         group1: str | None = None,
         group2: str | None = None,
         n_draws: int = 500,
-        uncertainty: Sequence[str] = SOURCES,
+        uncertainty: Sequence[str] = DEFAULT_UNCERTAINTY,
         random_state: int | None = 0,
     ) -> np.ndarray:
         """Posterior draws of every gene's log2 fold change ``test / reference``, shape ``(n_draws, n_genes)``.
@@ -90,9 +90,17 @@ class GenerativeDEMixin:
           posterior jointly with the decoder's coefficients; both groups are decoded at their common latent
           centroid, so the draws are that coefficient's. Without it such groups decode to the same means and a
           large true change gets a tight interval around 0;
-        - ``"samples"``: the sampling of the samples within each group, a Bayesian bootstrap (flat Dirichlet
-          weights per draw) of the group means of the decoded expression, so that the draws cover the groups'
-          population means, not only these samples' (it matters when the groups' latent composition differs).
+        - ``"imbalance"`` (counterfactual mode): the codes of the conditional mode are orthogonal to the design,
+          so a chance difference of the groups in the unknown variation the codes describe lands in the group
+          coefficient; when the genes' log fold changes line up with their loadings (chi-square test of the
+          regression of one on the other, p < 0.05), the draws get that imbalance's sampling variance
+          (``_add_imbalance``). Without it, permuted labels on cohorts with hidden structure give hundreds
+          of confident calls where DESeq2 gives none;
+        - ``"samples"`` (not in the default): the sampling of the samples within each group, a Bayesian bootstrap
+          (flat Dirichlet weights per draw) of the group means of the decoded expression, so that the draws cover
+          the groups' population means, not only these samples'. For observational groups whose latent
+          composition is itself random; a designed experiment (e.g. cell types balanced within each status)
+          has a fixed composition, and the bootstrap would count it as noise.
 
         Parameters
         ----------
@@ -128,7 +136,7 @@ class GenerativeDEMixin:
         ci_level: float = 0.9,
         n_draws: int = 500,
         lfc_prior: Literal["adaptive", "flat"] = "adaptive",
-        uncertainty: Sequence[str] = SOURCES,
+        uncertainty: Sequence[str] = DEFAULT_UNCERTAINTY,
         random_state: int | None = 0,
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
@@ -361,9 +369,12 @@ class GenerativeDEMixin:
             residual = (est, se)
             separation["decoded_share"] = _decoded_share(_posterior.group_difference(state, idx1, idx2), est, se)
             draw_state = _posterior.at_common_centroid(draw_state, idx1, idx2)
+        imbalance = None
         if unsupervised:
             separation["source"] = "residual" if use_residual else "decoded"
         else:
+            if "imbalance" in uncertainty:
+                imbalance = _imbalance_cov(state.z_mean.cpu().numpy(), idx1, idx2)
             idx1 = idx2 = np.concatenate([groups.idx1, groups.idx2])
         draws = _posterior.lfc_draws(
             self,
@@ -375,9 +386,58 @@ class GenerativeDEMixin:
             include=tuple(uncertainty),
             random_state=seed,
         )
+        if imbalance is not None:
+            separation.update(_add_imbalance(draws, state, imbalance, seed))
         if unsupervised and not separated:
             _warn_if_not_separated(groups.comparison, separation, residual=use_residual)
         return _Draws(draws, groups, state, separation, residual)
+
+
+def _imbalance_cov(z_mean: np.ndarray, idx1: np.ndarray, idx2: np.ndarray) -> np.ndarray | None:
+    """Sampling covariance of the difference of two groups' mean latent codes, ``S (1/n1 + 1/n2)``.
+
+    ``S`` is the pooled within-group covariance of the latent means: the spread of the unknown variation the
+    codes describe. None without a latent space or with too few samples.
+    """
+    n1, n2, k = len(idx1), len(idx2), z_mean.shape[1]
+    if k == 0 or n1 + n2 - 2 < 1:
+        return None
+    z1, z2 = z_mean[idx1], z_mean[idx2]
+    pooled = ((z1 - z1.mean(0)).T @ (z1 - z1.mean(0)) + (z2 - z2.mean(0)).T @ (z2 - z2.mean(0))) / (n1 + n2 - 2)
+    return pooled * (1.0 / n1 + 1.0 / n2)
+
+
+def _add_imbalance(draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarray, seed: int) -> dict:
+    """Add the groups' chance latent imbalance to counterfactual draws (in place) when the data show it.
+
+    The conditional mode's codes are orthogonal to the design, so a chance difference of the groups in the
+    unknown variation the codes describe lands in the group coefficient, as ``W_g . delta`` for one latent
+    shift ``delta`` shared by all genes. The weighted regression of the genes' log fold changes on their
+    loadings estimates ``delta``; when it differs from 0 (chi-square p < 0.05) every draw gets ``W_g . delta``
+    with ``delta ~ N(0, S (1/n1 + 1/n2))`` (``S``: pooled within-group covariance of the codes), the
+    sampling variance of such an imbalance.
+    """
+    k = cov.shape[0]
+    loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
+    ok = np.all(np.isfinite(draws), axis=0)
+    m, sd = draws[:, ok].mean(0).astype(np.float64), np.maximum(draws[:, ok].std(0, ddof=1), 1e-6)
+    x, w = loadings[ok], 1.0 / sd.astype(np.float64) ** 2
+    xtwx = x.T @ (x * w[:, None])
+    if ok.sum() <= k + 1 or np.linalg.matrix_rank(xtwx) < k:
+        return {"imbalance_pvalue": float("nan"), "imbalance_added": False}
+    delta = np.linalg.solve(xtwx, x.T @ (w * m))
+    resid = m - x @ delta
+    sigma2 = float((w * resid**2).sum() / (ok.sum() - k))
+    stat = float(delta @ xtwx @ delta / sigma2)
+    from scipy.stats import chi2
+
+    pvalue = float(chi2.sf(stat, k))
+    added = pvalue < 0.05
+    if added:
+        root = np.linalg.cholesky(cov + 1e-12 * np.eye(k))
+        shift = np.random.default_rng(seed).standard_normal((draws.shape[0], k)) @ root.T
+        draws += (shift @ loadings.T).astype(np.float32)
+    return {"imbalance_pvalue": pvalue, "imbalance_added": bool(added)}
 
 
 def _decoded_share(decoded: np.ndarray, residual: np.ndarray, se: np.ndarray) -> float:

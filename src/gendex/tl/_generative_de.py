@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from ..model import NBVAE
 
 #: Sources of uncertainty of the generative log fold change draws (:meth:`gendex.model.NBVAE.get_lfc_draws`).
-UNCERTAINTY_SOURCES = ("z", "decoder", "dispersion", "residual", "samples")
+UNCERTAINTY_SOURCES = ("z", "decoder", "dispersion", "residual", "imbalance", "samples")
+#: The default sources: all but ``"samples"`` (designed groups have a fixed composition, see ``get_lfc_draws``).
+DEFAULT_UNCERTAINTY = ("z", "decoder", "dispersion", "residual", "imbalance")
 #: Columns of a generative DE table, in order (``baseMean`` first, then :func:`de_table`'s).
 DE_TABLE_COLUMNS = (
     "log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "prob_up", "prob_down", "lfsr", "qvalue",
@@ -98,7 +100,7 @@ def generative_de(
     ci_level: float = 0.9,
     n_draws: int = 500,
     lfc_prior: Literal["adaptive", "flat"] = "adaptive",
-    uncertainty: Sequence[str] = UNCERTAINTY_SOURCES,
+    uncertainty: Sequence[str] = DEFAULT_UNCERTAINTY,
     key_added: str = "nbvae_de",
     copy: bool = False,
     random_state: int | None = 0,
@@ -132,7 +134,7 @@ def generative_de(
         ``"adaptive"`` (empirical-Bayes shrinkage prior) or ``"flat"`` (the draws as they are).
     uncertainty
         Sources of uncertainty in the draws, any of ``"z"``, ``"decoder"``, ``"dispersion"``, ``"residual"``,
-        ``"samples"`` (see :meth:`gendex.model.NBVAE.get_lfc_draws`).
+        ``"imbalance"``, ``"samples"`` (see :meth:`gendex.model.NBVAE.get_lfc_draws`).
     key_added
         Key of ``varm`` and ``uns``.
     copy
@@ -152,9 +154,17 @@ def generative_de(
     -----
     ``is_de`` controls the posterior expected *directional* false discovery rate at ``fdr_target``: among the
     called genes, the expected share whose log2 fold change is not beyond ``delta`` in the called direction
-    (``prob_up``/``prob_down``), and no called gene has a local false sign rate ``lfsr`` above the target
-    (see ``de_table`` in this module). In the unsupervised mode (the compared factor is not a model covariate) a
-    ``UserWarning`` says when the latent space does not separate the two groups (``uns[key]["separation"]``).
+    (``prob_up``/``prob_down``); and no called gene has a local false sign rate ``lfsr`` above the target, so
+    at the default ``ci_level = 1 - 2 fdr_target`` no called gene's interval spans 0 (see ``de_table`` in this module).
+
+    Which mode runs depends on the model. If the compared factor is a decoder covariate (``tl.nbvae(design=...)``,
+    the conditional mode) the contrast is counterfactual. Otherwise (unsupervised) the answer depends on whether
+    the latent space separates the two groups (``uns[key]["separation"]``: silhouette, cross-validated accuracy,
+    Hotelling's p-value of the latent means): if it does, the groups' decoded means are compared; if not, the
+    log fold change is each gene's group coefficient in its GLM on the latent codes (``separation["source"] ==
+    "residual"``, columns ``lfc_residual``), and a ``UserWarning`` says so and names the fix (train with the
+    factor in the design). Decoding alone would then give both groups the same means and tight intervals
+    around 0 whatever the data say.
 
     Examples
     --------
