@@ -43,7 +43,7 @@ $(DOCS_STAMP): $(STAMP)
 
 # the documentation, tutorials executed, warnings as errors; needs no network (see docs/conf.py)
 docs: $(DOCS_STAMP)
-	MPLBACKEND=agg OMP_NUM_THREADS=1 $(BIN)/sphinx-build -M html docs docs/_build -W --keep-going -q
+	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -M html docs docs/_build -W --keep-going -q
 
 clean:
 	rm -rf $(VENV) gendex-demo gse60450-demo .pytest_cache .ruff_cache .mypy_cache docs/_build docs/generated \

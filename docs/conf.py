@@ -88,6 +88,9 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_merge_streams = True
 nb_output_stderr = "remove"
+# the notebooks' kernels inherit this process's environment: draw figures inline even when the build was started
+# with a file-only backend (MPLBACKEND=agg), or the pages would have no figures
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 # bibliography
 bibtex_bibfiles = ["references.bib"]

@@ -1,6 +1,7 @@
 """The docs configuration: offline intersphinx and the Returns-prose hook (the full build is `make docs`)."""
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def load_conf(monkeypatch, offline):
     monkeypatch.setenv("GENDEX_DOCS_OFFLINE", "1" if offline else "0")
+    monkeypatch.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", "agg"))  # conf.py sets it for the kernels
     spec = importlib.util.spec_from_file_location("gendex_docs_conf", DOCS / "conf.py")
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
@@ -29,6 +31,7 @@ def test_offline_build_skips_intersphinx_but_checks_gendex_names(monkeypatch):
     assert ignored(conf, "py:class", "numpy.ndarray") and ignored(conf, "py:class", "anndata.AnnData")
     assert ignored(conf, "py:data", "typing.Any") and ignored(conf, "py:class", "pandas.core.frame.DataFrame")
     assert not ignored(conf, "py:class", "gendex.model.NBVAE") and not ignored(conf, "py:func", "gendex.tl.deseq2")
+    assert os.environ["MPLBACKEND"] == "module://matplotlib_inline.backend_inline", "notebooks draw their figures"
 
 
 def test_online_build_links_other_projects(monkeypatch):

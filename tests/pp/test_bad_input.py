@@ -185,7 +185,21 @@ def _all_slots_equal(a, b):
     pd.testing.assert_frame_equal(a.var, b.var)
     assert a.uns.keys() == b.uns.keys()
     for k in a.uns:
-        assert a.uns[k] == b.uns[k]
+        _assert_same(a.uns[k], b.uns[k])
+
+
+def _assert_same(x, y):
+    # uns holds parameters (scalars, lists, dicts) and tables (e.g. pp.filter_missing's per-gene summary)
+    if isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys()
+        for k in x:
+            _assert_same(x[k], y[k])
+    elif isinstance(x, pd.DataFrame):
+        pd.testing.assert_frame_equal(x, y)
+    elif isinstance(x, np.ndarray):
+        np.testing.assert_array_equal(x, y)
+    else:
+        assert x == y
 
 
 @pytest.mark.parametrize("name", COUNT_FUNCS)
