@@ -141,6 +141,22 @@ def test_design_maps_onto_covariates_and_refuses_interactions(unchanged):
     assert model.module.n_cov_features == 2
 
 
+def test_conditional_mode_without_latent_space():
+    # n_latent=0 (what "auto" picks when the residuals show no structure): a per-gene NB GLM on the design,
+    # every residual degree of freedom left to the dispersions; generative DE runs on it
+    adata = _data(n_samples=8, n_genes=150, seed=11)
+    model = gdx.tl.nbvae(adata, design="~condition", n_latent=0, max_epochs=30, **TRAIN)
+    assert model.module.n_latent == 0 and adata.obsm["X_nbvae"].shape == (8, 0)
+    gdx.tl.generative_de(adata, model, contrast=["condition", "B", "A"])
+    t = adata.varm["nbvae_de"]
+    de = adata.var["is_de"].to_numpy()
+    est = model.module.cov_coef.detach().numpy()[:, 0] / np.log(2)
+    assert np.corrcoef(est[de], adata.var["true_log2fc"].to_numpy()[de])[0, 1] > 0.9
+    assert t["is_de"].sum() > 0
+    with pytest.raises(ValueError, match="n_latent"):
+        gdx.tl.nbvae(adata, n_latent=0, max_epochs=1, **TRAIN)
+
+
 def test_unsupervised_mode_never_sees_labels():
     adata = _data(n_samples=8, n_genes=120, seed=1)
     model = gdx.tl.nbvae(adata, max_epochs=3, **TRAIN)
@@ -159,11 +175,16 @@ def test_auto_latent_dimension_follows_the_hidden_factors():
         b = (adata.obs["condition"] == "B").to_numpy(dtype=float)[:, None]
         k, info = _latent_dim.choose_n_latent(counts, adata.obs["size_factors"].to_numpy(), b)
         assert k == n_factors, info
-    # no hidden structure: one dimension (the floor), and its eigenvalue is within the permutation null
+    # no hidden structure: no latent dimension beside a design (its eigenvalue is within the permutation null);
+    # without covariates the floor is one dimension
     adata = _hidden(n_samples=20, n_genes=800, n_factors=1, strength=0.0, seed=5)
     b = (adata.obs["condition"] == "B").to_numpy(dtype=float)[:, None]
     k, info = _latent_dim.choose_n_latent(adata.layers["counts"].astype(float), adata.obs["size_factors"].to_numpy(), b)
-    assert k == 1 and info["n_supported"] == 0
+    assert k == 0 and info["n_supported"] == 0
+    k, info = _latent_dim.choose_n_latent(
+        adata.layers["counts"].astype(float), adata.obs["size_factors"].to_numpy(), np.zeros((20, 0))
+    )
+    assert k == 1  # the condition is structure when it is not in the design
 
 
 def test_auto_latent_dimension_is_recorded_and_capped():

@@ -54,18 +54,22 @@ def choose_n_latent(
     quantile: float = 0.95,
     max_samples: int = 300,
     max_genes: int = 5000,
+    min_mean: float = 20.0,
     random_state: int = 0,
 ) -> tuple[int, dict[str, Any]]:
     """Number of latent dimensions supported by the residual structure, and a record of the choice.
 
     ``counts`` ``(n, G)``, ``size_factors`` ``(n,)``, ``cov_features`` ``(n, f)``. At most ``max_samples``
-    evenly spaced samples and the ``max_genes`` genes with the largest mean enter (the structure is shared by
-    many genes). The result is at least 1 and at most ``min(MAX_AUTO, max_latent(n, f))``; raises a
-    ``ValueError`` when not even one dimension fits.
+    evenly spaced samples and at most ``max_genes`` genes with mean normalised count ``>= min_mean`` (at least
+    the 500 largest) enter (the structure is shared by many genes). The result is at most
+    ``min(MAX_AUTO, max_latent(n, f))`` and at least 1 without covariates (an unsupervised model needs a
+    latent space); with covariates it is 0 when the residuals show no shared structure (every gene keeps its
+    residual degrees of freedom for its dispersion). Raises a ``ValueError``
+    when not even one dimension would fit.
     """
     n, f = counts.shape[0], cov_features.shape[1]
     cap = max_latent(n, f)
-    if cap < 1:
+    if cap < (0 if f else 1):
         raise ValueError(
             f"{n} samples are too few for a latent space beside {f} design feature(s): each gene's GLM on "
             f"[1, z, covariates] needs {MIN_RESIDUAL_DF} residual degrees of freedom; add samples or drop design terms"
@@ -73,7 +77,10 @@ def choose_n_latent(
     rows = np.arange(n) if n <= max_samples else np.linspace(0, n - 1, max_samples).astype(int)
     norm = counts[rows] / size_factors[rows, None]
     mean = norm.mean(0)
-    genes = np.argsort(mean)[::-1][: min(max_genes, int((mean > 0).sum()))]
+    # well-expressed genes only: at low counts the Poisson noise of log1p(x / s) depends on each sample's depth,
+    # a sample-specific variance that the permutations destroy and that would count as shared structure
+    n_use = min(max_genes, max(int((mean >= min_mean).sum()), min(500, int((mean > 0).sum()))))
+    genes = np.argsort(mean)[::-1][:n_use]
     u = np.log1p(norm[:, genes])
     x = np.column_stack([np.ones(len(rows)), cov_features[rows]])
     resid = _residualise(u, x)
@@ -93,7 +100,7 @@ def choose_n_latent(
     threshold = np.quantile(null, quantile, axis=0)
     above = evals > threshold
     k_data = int(np.argmin(above)) if not above.all() else int(above.size)
-    k = int(min(max(k_data, 1), cap, MAX_AUTO))
+    k = int(min(max(k_data, 0 if f else 1), cap, MAX_AUTO))
     total = float(np.sum(resid**2))
     info = {
         "method": "parallel analysis of log1p(x / s) residuals after the design",

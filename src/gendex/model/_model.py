@@ -508,8 +508,10 @@ def _resolve_n_latent(mgr, n_latent: int | str, n_feat: int) -> int | tuple[int,
         counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
         sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
         return _latent_dim.choose_n_latent(counts, sf, feats)
-    if isinstance(n_latent, bool) or not isinstance(n_latent, int | np.integer) or n_latent < 1:
-        raise ValueError(f"`n_latent` must be a positive integer or 'auto', got {n_latent!r}")
+    if isinstance(n_latent, bool) or not isinstance(n_latent, int | np.integer) or n_latent < (0 if n_feat else 1):
+        raise ValueError(
+            f"`n_latent` must be a positive integer (0 is allowed beside covariates) or 'auto', got {n_latent!r}"
+        )
     return int(n_latent)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,12 +79,14 @@ class BulkEncoder(nn.Module):
             use_batch_norm=False,
             use_layer_norm=True,
         )
-        self.mean_head = nn.Linear(n_hidden, n_latent)
-        nn.init.zeros_(self.mean_head.weight)
-        nn.init.zeros_(self.mean_head.bias)
-        self.var_head = nn.Linear(n_hidden, n_latent)
-        nn.init.zeros_(self.var_head.weight)
-        nn.init.zeros_(self.var_head.bias)
+        with warnings.catch_warnings():  # n_latent = 0 (no latent space beside a design): empty heads
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors", category=UserWarning)
+            self.mean_head = nn.Linear(n_hidden, n_latent)
+            nn.init.zeros_(self.mean_head.weight)
+            nn.init.zeros_(self.mean_head.bias)
+            self.var_head = nn.Linear(n_hidden, n_latent)
+            nn.init.zeros_(self.var_head.weight)
+            nn.init.zeros_(self.var_head.bias)
 
     @property
     def projection(self) -> torch.Tensor:

@@ -394,7 +394,7 @@ def _hotelling(z1: np.ndarray, z2: np.ndarray) -> float:
 
     n1, n2, k = len(z1), len(z2), z1.shape[1]
     df2 = n1 + n2 - k - 1
-    if df2 < 1:
+    if df2 < 1 or k == 0:  # no latent space (the conditional mode may choose none)
         return float("nan")
     pooled = ((n1 - 1) * np.cov(z1.T, ddof=1).reshape(k, k) + (n2 - 1) * np.cov(z2.T, ddof=1).reshape(k, k)) / (
         n1 + n2 - 2

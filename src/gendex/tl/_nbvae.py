@@ -160,8 +160,8 @@ def nbvae(
         n_latent = "auto" if design is not None else 2
     if not (n_latent == "auto" or (isinstance(n_latent, int | np.integer) and not isinstance(n_latent, bool))):
         raise ValueError(f"`n_latent` must be a positive integer, 'auto' or None, got {n_latent!r}")
-    if n_latent != "auto" and n_latent < 1:
-        raise ValueError(f"`n_latent` must be >= 1, got {n_latent}")
+    if n_latent != "auto" and n_latent < (0 if (cat_keys or cont_keys) else 1):
+        raise ValueError(f"`n_latent` must be >= 1 (>= 0 with a design: no latent space), got {n_latent}")
     train_opts = dict(train_kwargs or {})
     fit_disp = train_opts.get("fit_dispersions", True)
 
@@ -308,7 +308,7 @@ def _check_confounding(obs: pd.DataFrame, cat_keys: list[str], cont_keys: list[s
 
 def _max_abs_corr(latent: NDArray, model: NBVAE) -> float | None:
     """Largest absolute correlation between a latent dimension and a covariate feature over the samples."""
-    if not model.module.n_cov_features:
+    if not (model.module.n_cov_features and model.module.n_latent):
         return None
     from ..model import _posterior
 
