@@ -210,7 +210,13 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """One row per scenario and mode; each metric as ``"mean (worst)"`` over the seeds."""
     out = []
     for (scenario, mode), grp in table.groupby(["scenario", "mode"], sort=False):
-        rec = {"scenario": scenario, "mode": mode, "seeds": str(len(grp)), "n_latent": str(grp["n_latent"].iloc[0])}
+        lo, hi = int(grp["n_latent"].min()), int(grp["n_latent"].max())
+        rec = {
+            "scenario": scenario,
+            "mode": mode,
+            "seeds": str(len(grp)),
+            "n_latent": f"{lo}" if lo == hi else f"{lo}-{hi}",
+        }
         for metric, worst in METRICS.items():
             if metric in grp and grp[metric].notna().any():
                 w = grp[metric].max() if worst == "max" else grp[metric].min()
