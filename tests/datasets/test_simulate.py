@@ -83,7 +83,7 @@ def test_default_data_are_unchanged_by_the_new_options():
 def test_seed_is_a_deprecated_alias_of_random_state():
     a = gdx.datasets.simulate_counts(n_samples=6, n_genes=100, random_state=3)
     with pytest.warns(FutureWarning, match="random_state"):
-        b = gdx.datasets.simulate_counts(n_samples=6, n_genes=100, random_state=3)
+        b = gdx.datasets.simulate_counts(n_samples=6, n_genes=100, seed=3)
     np.testing.assert_array_equal(a.X, b.X)
 
 

@@ -59,8 +59,12 @@ def test_volcano_data_directions_and_labels(de_adata):
 
 def test_volcano_counts_match_the_table_and_md(de_adata, check_texts):
     """The default volcano calls exactly the genes with padj < alpha: the MD plot's and the table's counts."""
+    table = de_adata.varm["deseq2"].copy()
+    table.iloc[[20, 21, 30], table.columns.get_loc("padj")] = 0.0  # drawn apart at the top, still counted
+    table.iloc[[20, 21, 30], table.columns.get_loc("log2FoldChange")] = [2.0, 3.0, -2.0]
+    de_adata.varm["deseq2"] = table
     ax = gdx.pl.volcano(de_adata, "deseq2", n_labels=12)
-    table = de_adata.varm["deseq2"]
+    assert any(c.get_label() == "padj = 0, drawn at the top (3, counted above)" for c in ax.collections)
     sig = table["padj"] < 0.05
     n_up = int((sig & (table["log2FoldChange"] > 0)).sum())
     n_down = int((sig & (table["log2FoldChange"] < 0)).sum())

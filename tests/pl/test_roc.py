@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 import gendex as gdx
+from gendex.pl._data import METHOD_NAMES
 from gendex.pl._evaluate import _fdr_curve_data, _roc_data
 
 
@@ -30,7 +31,8 @@ def test_roc_data_and_plot(evaluated):
     assert len(lines) == 3  # two methods and the diagonal
     np.testing.assert_array_equal(lines[0].get_xdata(), evaluated.uns["eval_limma_voom"]["roc"]["fpr"])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0].startswith("limma-voom (AUROC") and labels[1].startswith("Welch t-test (AUROC")
+    ttest = METHOD_NAMES[evaluated.uns["ttest"]["method"]]  # "Student t-test" or "Welch t-test"
+    assert labels[0].startswith("limma-voom (AUROC") and labels[1].startswith(f"{ttest} (AUROC")
     assert ax.get_title() == "ROC: B vs A"
     # the evaluation key itself works too
     assert gdx.pl.roc(evaluated, keys="eval_ttest") is not None
@@ -50,7 +52,8 @@ def test_fdr_curve_data_and_plot(evaluated):
     assert len(lines) == 3
     np.testing.assert_array_equal(lines[1].get_ydata(), evaluated.uns["eval_ttest"]["fdr"]["observed_fdr"])
     assert "nominal" in ax.get_xlabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["limma-voom", "Welch t-test"]
+    ttest = METHOD_NAMES[evaluated.uns["ttest"]["method"]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["limma-voom", ttest]
 
 
 def test_plots_need_an_evaluation(evaluated):

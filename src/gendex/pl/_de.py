@@ -54,13 +54,18 @@ def _scatter_groups(
     colors: Mapping[str, str],
     names: Mapping[str, str],
     kwargs: Mapping[str, Any],
+    counts: Mapping[str, int] | None = None,
 ) -> None:
-    """One scatter (PathCollection) per non-empty group, in the order of ``names``, labelled with its size."""
+    """One scatter (PathCollection) per non-empty group, in the order of ``names``, labelled with its size.
+
+    ``counts`` overrides the sizes in the labels (the volcano counts the genes it draws apart at the top).
+    """
     style = {"s": 8, "linewidths": 0} | dict(kwargs)
     for level, name in names.items():
         sub = data[data[group] == level]
-        if len(sub):
-            ax.scatter(sub[x], sub[y], c=colors[level], label=f"{name} ({len(sub)})", **style)
+        n = len(sub) if counts is None else int(counts.get(level, 0))
+        if n:
+            ax.scatter(sub[x], sub[y], c=colors[level], label=f"{name} ({n})", **style)
 
 
 def _legend(ax: Axes, **kwargs: Any) -> None:
@@ -217,9 +222,10 @@ def volcano(
     )  # fmt: skip
     colors = _palette(palette, DIRECTION_COLORS, scatter_kwargs)
     ax = get_ax(ax, figsize=(5.5, 4.5))
+    counts = data["direction"].value_counts().to_dict()  # every gene, those drawn apart at the top included
     _scatter_groups(
         ax, data[~data["clipped"]], "log2FoldChange", "neg_log10", "direction", colors, _DIRECTION_NAMES,
-        scatter_kwargs,
+        scatter_kwargs, counts,
     )  # fmt: skip
     clipped = data[data["clipped"]]
     what = "padj" if y == "padj" else "p"
@@ -229,7 +235,7 @@ def volcano(
             clipped["log2FoldChange"],
             clipped["neg_log10"],
             c=[colors[d] for d in clipped["direction"]],
-            label=f"{what} = 0, drawn at the top ({len(clipped)})",
+            label=f"{what} = 0, drawn at the top ({len(clipped)}, counted above)",
             **style,
         )
     line = {"linestyle": "--", "linewidth": 0.8, "color": "0.35", "zorder": 0}
