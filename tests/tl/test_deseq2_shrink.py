@@ -23,7 +23,9 @@ def test_normal_matches_r_on_gse60450(_gse60450_session, reference_dir):
     gdx.pp.filter_genes(ad, min_total_count=10)
     ad.obs["celltype"] = pd.Categorical(ad.obs["celltype"], ["basal", "luminal"])
     ad.obs["status"] = pd.Categorical(ad.obs["status"], ["virgin", "pregnant", "lactate"])
-    gdx.tl.deseq2(ad, "~celltype + status", contrast=["celltype", "luminal", "basal"], shrink="normal", alpha=0.1)
+    gdx.tl.deseq2(
+        ad, design="~celltype + status", contrast=["celltype", "luminal", "basal"], shrink="normal", alpha=0.1
+    )
     ref = pd.read_csv(reference_dir / "deseq2_design_celltype_luminal_vs_basal_lfcShrink_normal.csv", index_col=0)
     ref.index = ref.index.astype(str)
     ref = ref.loc[list(ad.var_names)]
@@ -40,7 +42,7 @@ def test_normal_matches_r_on_gse60450(_gse60450_session, reference_dir):
 
 def test_ashr_is_gdx_stats_ash(three):
     ad = three.copy()
-    gdx.tl.deseq2(ad, "~condition", contrast=["condition", "C", "B"], shrink="ashr", svalue=True)
+    gdx.tl.deseq2(ad, design="~condition", contrast=["condition", "C", "B"], shrink="ashr", svalue=True)
     t = ad.varm["deseq2"]
     ok = t["lfcSE_unshrunk"].notna()
     post = gdx.stats.ash(t["log2FoldChange_unshrunk"][ok].to_numpy(), t["lfcSE_unshrunk"][ok].to_numpy())
@@ -52,16 +54,16 @@ def test_ashr_is_gdx_stats_ash(three):
     assert (t["svalue"][ok] <= t["lfsr"][ok] + 1e-15).all()
     # the test statistics are the unshrunk ones
     plain = three.copy()
-    gdx.tl.deseq2(plain, "~condition", contrast=["condition", "C", "B"])
+    gdx.tl.deseq2(plain, design="~condition", contrast=["condition", "C", "B"])
     np.testing.assert_array_equal(plain.varm["deseq2"]["pvalue"], t["pvalue"])
 
 
 def test_apeglm_any_two_level_contrast_is_the_relevelled_fit(three):
     ad = three.copy()
-    gdx.tl.deseq2(ad, "~condition", contrast=["condition", "C", "B"], shrink="apeglm", key_added="relev")
+    gdx.tl.deseq2(ad, design="~condition", contrast=["condition", "C", "B"], shrink="apeglm", key_added="relev")
     manual = three.copy()
     manual.obs["condition"] = manual.obs["condition"].cat.reorder_categories(["B", "A", "C"])
-    gdx.tl.deseq2(manual, "~condition", contrast=["condition", "C", "B"], shrink="apeglm", key_added="relev")
+    gdx.tl.deseq2(manual, design="~condition", contrast=["condition", "C", "B"], shrink="apeglm", key_added="relev")
     got, want = ad.varm["relev"], manual.varm["relev"]
     # both shrink the same coefficient of the same re-levelled model; apeGLM's optimiser starts from the two
     # fits' MLEs, which agree within their IRLS tolerance
@@ -69,10 +71,10 @@ def test_apeglm_any_two_level_contrast_is_the_relevelled_fit(three):
     assert "reference level 'B'" in ad.uns["relev"]["shrink_method"]
     # the unshrunk Wald test is the original fit's
     plain = three.copy()
-    gdx.tl.deseq2(plain, "~condition", contrast=["condition", "C", "B"])
+    gdx.tl.deseq2(plain, design="~condition", contrast=["condition", "C", "B"])
     np.testing.assert_array_equal(plain.varm["deseq2"]["pvalue"], got["pvalue"])
     # and PyDESeq2's own fit and apeGLM on the re-levelled data agree closely
-    gdx.tl.deseq2(manual, "~condition", contrast=["condition", "C", "B"], shrink="apeglm", inference="pydeseq2")
+    gdx.tl.deseq2(manual, design="~condition", contrast=["condition", "C", "B"], shrink="apeglm", inference="pydeseq2")
     a, b = got["log2FoldChange"], manual.varm["deseq2"]["log2FoldChange"]
     ok = a.notna() & b.notna()
     assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.99
@@ -93,7 +95,7 @@ def test_bad_shrink_requests_leave_adata_unchanged(three, kwargs, match):
     ad = three.copy()
     before = ad.copy()
     with pytest.raises(ValueError, match=match):
-        gdx.tl.deseq2(ad, "~condition", **kwargs)
+        gdx.tl.deseq2(ad, design="~condition", **kwargs)
     assert set(ad.varm) == set(before.varm) and set(ad.uns) == set(before.uns)
     pd.testing.assert_frame_equal(ad.obs, before.obs)
 
@@ -102,5 +104,5 @@ def test_normal_refuses_interactions(three):
     ad = three.copy()
     ad.obs["batch"] = pd.Categorical(["x", "y"] * 6)
     with pytest.raises(ValueError, match="interactions"):
-        gdx.tl.deseq2(ad, "~condition * batch", contrast=["condition", "C", "A"], shrink="normal")
+        gdx.tl.deseq2(ad, design="~condition * batch", contrast=["condition", "C", "A"], shrink="normal")
     assert "deseq2" not in ad.varm
