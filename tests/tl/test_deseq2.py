@@ -257,7 +257,9 @@ def _bad(kind, adata):
     if kind == "bad_test":
         return {**base, "test": "wilcoxon"}, ValueError, "test"
     if kind == "shrink_non_reference":
-        return {**base, "contrast": ["condition", "A", "B"], "shrink": "apeglm"}, ValueError, "reference"
+        # the batched engine re-levels for apeGLM; PyDESeq2's own fit cannot
+        kwargs = {**base, "contrast": ["condition", "A", "B"], "shrink": "apeglm", "inference": "pydeseq2"}
+        return kwargs, ValueError, "reference"
     if kind == "key_count":
         return {**base, "key_added": ["a", "b"]}, ValueError, "key_added"
     if kind == "lrt_two_contrasts":

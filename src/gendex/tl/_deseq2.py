@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._contrast import keyword_design
+from .._design import design_matrix
 from .._utils import store_de_results
 from ..stats._deseq2 import NA_REASONS, RESULT_COLUMNS, na_reasons
 from ._deseq2_request import _Outcome, _Request, _validate
@@ -38,7 +40,8 @@ def deseq2(
     independent_filter: bool = True,
     test: Literal["wald", "lrt"] = "wald",
     reduced: str | None = None,
-    shrink: Literal["apeglm"] | None = None,
+    shrink: Literal["normal", "ashr", "apeglm"] | None = None,
+    svalue: bool = False,
     inference: Literal["batched", "pydeseq2"] | Inference = "batched",
     fit_type: Literal["parametric", "mean", "local"] = "parametric",
     min_replicates: int = 7,
@@ -83,17 +86,24 @@ def deseq2(
     reduced
         Reduced design for the LRT, nested in ``design`` (its coefficients are a subset), e.g. ``"~celltype"``.
     shrink
-        ``"apeglm"``: shrink the log2 fold changes with PyDESeq2's apeGLM (``DeseqStats.lfc_shrink``). Only for
-        Wald contrasts of the form ``[factor, level, reference]`` where the reference is the factor's first
-        level, i.e. a contrast that is a single coefficient. ``stat``/``pvalue``/``padj`` stay unshrunk.
-        With ``inference="batched"`` the shrinkage still runs PyDESeq2's apeGLM code, on the batched fit.
+        Shrink the log2 fold changes and their SEs as R's ``lfcShrink`` (``stat``/``pvalue``/``padj`` stay
+        unshrunk; the MLEs are kept as ``log2FoldChange_unshrunk``/``lfcSE_unshrunk``):
+        ``"normal"``: R's ``type="normal"`` (a normal prior on the expanded model matrix; batched engine; any
+        ``[factor, test, reference]`` contrast of a design without interactions); equal to R to 1e-6.
+        ``"ashr"``: adaptive shrinkage of the MLE and its SE (:func:`gendex.stats.ash`, R's ``type="ashr"``);
+        any Wald contrast; adds ``lfsr`` (and ``svalue`` with ``svalue=True``).
+        ``"apeglm"``: PyDESeq2's apeGLM (``DeseqStats.lfc_shrink``) of one coefficient; with
+        ``inference="batched"`` any two-level contrast works (the model is refitted with the contrast's
+        reference as the factor's reference level, as R users re-level for apeglm).
+    svalue
+        With ``shrink="ashr"``: add an ``svalue`` column (R's ``svalue=TRUE``).
     inference
         ``"batched"``: gendex's vectorised DESeq2 engine (:mod:`gendex.stats`), which follows R's DESeq2.
         ``"pydeseq2"``: PyDESeq2's ``DeseqDataSet``/``DeseqStats`` with its default inference. A
         :class:`pydeseq2.inference.Inference` instance: PyDESeq2 with that inference backend.
     fit_type
         Dispersion trend: ``"parametric"`` (``a0 + a1 / mean``), ``"mean"``, or ``"local"`` (batched engine only:
-        an approximation of R's ``locfit`` trend).
+        R's ``locfit`` trend, ported).
     min_replicates
         Samples per group needed to replace Cook's outliers and refit (DESeq2's ``minReplicatesForReplace``).
     refit_cooks
@@ -148,6 +158,7 @@ def deseq2(
         test=test,
         reduced=reduced,
         shrink=shrink,
+        svalue=svalue,
         inference=inference,
         fit_type=fit_type,
         min_replicates=min_replicates,
@@ -160,6 +171,8 @@ def deseq2(
         outcome = _run_batched(req)
     else:
         outcome = _run_pydeseq2(req)
+    if req.params["shrink"] == "ashr":
+        _shrink_ashr(req, outcome)
 
     if copy:
         adata = adata.copy()
@@ -205,9 +218,15 @@ def _run_batched(req: _Request) -> _Outcome:
             info = _filter_info(table)
         table = pd.DataFrame({c: table[c].to_numpy() for c in RESULT_COLUMNS}, index=req.var_names)
         if coef is not None:
-            table = _shrink_batched(req, fit, contrast, coef, table)
+            sreq, sfit = _relevelled(req, contrast)
+            table = _shrink_batched(sreq, fit if sfit is None else sfit, contrast, coef, table)
             info["shrink_coefficient"] = coef
-            info["shrink_method"] = "PyDESeq2 DeseqStats.lfc_shrink (apeGLM) on the batched fit"
+            info["shrink_method"] = "PyDESeq2 DeseqStats.lfc_shrink (apeGLM) on the batched fit" + (
+                "" if sfit is None else f", refitted with reference level {contrast[2]!r}"
+            )
+        elif req.params["shrink"] == "normal" and req.test == "wald":
+            table, extra = _shrink_normal(req, fit, contrast, table)
+            info.update(extra)
         tables.append(table)
         infos.append(info)
 
@@ -230,6 +249,63 @@ def _run_batched(req: _Request) -> _Outcome:
         fit_info=fit_info,
         result_info=infos,
     )
+
+
+def _shrink_ashr(req: _Request, outcome: _Outcome) -> None:
+    """R's ``lfcShrink(type="ashr")`` on every table: ashr's posterior mean and sd, lfsr (and s-values)."""
+    from ..stats._deseq2._shrink import ashr_shrink
+
+    for i, table in enumerate(outcome.tables):
+        lfc = table["log2FoldChange"].to_numpy(dtype=np.float64)
+        se = table["lfcSE"].to_numpy(dtype=np.float64)
+        mean, sd, lfsr, sval = ashr_shrink(lfc, se)
+        out = table.copy()
+        out["log2FoldChange"], out["lfcSE"] = mean, sd
+        out["log2FoldChange_unshrunk"], out["lfcSE_unshrunk"] = lfc, se
+        out["lfsr"] = lfsr
+        if req.params["svalue"]:
+            out["svalue"] = sval
+        outcome.tables[i] = out
+        outcome.result_info[i]["shrink_method"] = "ashr (gendex.stats.ash: normal mixture, null weight 10)"
+
+
+def _shrink_normal(req: _Request, fit: Any, comparison: list[str], table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    from ..stats._deseq2._shrink import normal_shrink
+
+    lfc, se, info = normal_shrink(fit, req.design_df, req.obs, comparison)
+    out = table.copy()
+    out["log2FoldChange_unshrunk"] = table["log2FoldChange"].to_numpy()
+    out["lfcSE_unshrunk"] = table["lfcSE"].to_numpy()
+    out["log2FoldChange"], out["lfcSE"] = lfc, se
+    return out, {"shrink_method": "normal prior on the expanded model matrix (R's lfcShrink type='normal')", **info}
+
+
+def _relevelled(req: _Request, comparison: list[str]) -> tuple[_Request, Any]:
+    """The request and batched fit with ``comparison``'s reference as its factor's first level (for apeGLM)."""
+    from ..stats._deseq2 import deseq2_fit
+
+    factor, _, ref = comparison
+    cats = [str(c) for c in req.obs[factor].cat.categories]
+    if cats[0] == ref:
+        return req, None
+    obs = req.obs.copy()
+    obs[factor] = obs[factor].cat.reorder_categories(
+        [c for c in req.obs[factor].cat.categories if str(c) == ref]
+        + [c for c in req.obs[factor].cat.categories if str(c) != ref]
+    )
+    x = design_matrix(obs, req.design)
+    x.index = req.design_df.index
+    new = dataclasses.replace(req, obs=obs, design_df=x)
+    fit = deseq2_fit(
+        req.counts,
+        x.to_numpy(),
+        coef_names=list(x.columns),
+        fit_type=req.params["fit_type"],
+        min_replicates=req.params["min_replicates"],
+        refit_cooks=req.params["refit_cooks"],
+        device=req.params["device"],
+    )
+    return new, fit
 
 
 def _filter_info(table: pd.DataFrame) -> dict[str, Any]:

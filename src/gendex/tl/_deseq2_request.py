@@ -72,6 +72,7 @@ def _validate(
     reduced: str | None,
     shrink: str | None,
     inference: Any,
+    svalue: bool = False,
     fit_type: str,
     min_replicates: int,
     refit_cooks: bool,
@@ -89,8 +90,14 @@ def _validate(
         raise ValueError(
             f"`inference` must be 'batched', 'pydeseq2' or a pydeseq2.inference.Inference instance, got {inference!r}"
         )
-    if shrink not in (None, "apeglm"):
-        raise ValueError(f"`shrink` must be None or 'apeglm', got {shrink!r}")
+    if shrink not in (None, "normal", "ashr", "apeglm"):
+        raise ValueError(f"`shrink` must be None, 'normal', 'ashr' or 'apeglm', got {shrink!r}")
+    if not isinstance(svalue, bool):
+        raise TypeError(f"`svalue` must be True or False, got {svalue!r}")
+    if svalue and shrink != "ashr":
+        raise ValueError("`svalue=True` adds ashr's s-values: it needs shrink='ashr'")
+    if shrink == "normal" and inference != "batched":
+        raise ValueError("shrink='normal' runs on the batched engine's fit: use inference='batched'")
     if fit_type not in ("parametric", "mean", "local"):
         raise ValueError(f"`fit_type` must be 'parametric', 'mean' or 'local', got {fit_type!r}")
     if fit_type == "local" and inference != "batched":
@@ -132,7 +139,14 @@ def _validate(
 
     shrink_coefs: list[str | None] = [None] * len(contrasts)
     if shrink == "apeglm":
-        shrink_coefs = [_shrink_coefficient(r, design_df, obs) for r in resolved]
+        shrink_coefs = [_shrink_coefficient(r, design_df, obs, relevel=inference == "batched") for r in resolved]
+    if shrink == "normal":
+        for r in resolved:
+            if r.comparison is None:
+                raise ValueError(
+                    f"shrink='normal' shrinks a [factor, test_level, reference_level] contrast (R's lfcShrink "
+                    f"refuses numeric contrasts without a results table); got {r.label}; use shrink='ashr'"
+                )
 
     keys = _result_keys(key_added, contrasts, test=test)
 
@@ -148,6 +162,7 @@ def _validate(
         "test": test,
         "reduced": reduced,
         "shrink": shrink,
+        "svalue": bool(svalue),
         "inference": inference_name,
         "fit_type": fit_type,
         "min_replicates": int(min_replicates),
@@ -268,22 +283,25 @@ def _normalise_contrasts(
     return out
 
 
-def _shrink_coefficient(r: ResolvedContrast, design_df: pd.DataFrame, obs: pd.DataFrame) -> str:
+def _shrink_coefficient(r: ResolvedContrast, design_df: pd.DataFrame, obs: pd.DataFrame, *, relevel: bool) -> str:
+    """The coefficient apeGLM shrinks: ``factor[T.level]``, after re-levelling the factor when ``relevel``."""
     if r.comparison is None:
         raise ValueError(
-            f"shrink='apeglm' shrinks one coefficient of a [factor, level, reference] contrast; got {r.label}"
+            f"shrink='apeglm' shrinks one coefficient of a [factor, level, reference] contrast; got {r.label}; "
+            "use shrink='ashr' for other contrasts"
         )
-    c = r.comparison
-    factor, level, ref = c
+    factor, level, ref = r.comparison
     first = str(obs[factor].cat.categories[0])
     coef = f"{factor}[T.{level}]"
-    if ref != first or coef not in design_df.columns:
-        raise ValueError(
-            f"shrink='apeglm' shrinks one coefficient, so the contrast must be [factor, level, reference] with the "
-            f"reference level of {factor!r} ({first!r}); got {c}. Reorder the categories of `obs[{factor!r}]` "
-            "to make the reference level first."
-        )
-    return coef
+    if ref == first and coef in design_df.columns:
+        return coef
+    if relevel and f"{factor}[T.{ref}]" in design_df.columns:
+        return coef  # refitted with `ref` as the reference level, as R users re-level for apeglm
+    raise ValueError(
+        f"shrink='apeglm' shrinks one coefficient, so the contrast must be [factor, level, reference] with the "
+        f"reference level of {factor!r} ({first!r}); got {list(r.comparison)}. Reorder the categories of "
+        f"`obs[{factor!r}]` to make the reference level first, or use inference='batched' (which re-levels)."
+    )
 
 
 def _reduced_design(obs: pd.DataFrame, design: str, design_df: pd.DataFrame, reduced: str) -> pd.DataFrame:

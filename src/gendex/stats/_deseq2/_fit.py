@@ -138,7 +138,7 @@ def deseq2_fit(
     size_factors
         Size factors; median-of-ratios by default.
     fit_type
-        Dispersion trend: ``"parametric"``, ``"local"`` (an approximation of R's ``locfit`` fit) or ``"mean"``.
+        Dispersion trend: ``"parametric"``, ``"local"`` (R's ``locfit`` fit, ported) or ``"mean"``.
     min_mu, min_disp, max_disp, beta_tol
         R's ``minmu``, ``minDisp``, ``maxDisp`` (effectively ``max(max_disp, n_samples)``) and ``betaTol``.
     min_replicates

@@ -96,14 +96,12 @@ def _vst_values(normed: np.ndarray, fit_type: str, coeffs: np.ndarray, trend, si
 
 def _vst_local(normed: np.ndarray, trend, size_factors: np.ndarray) -> np.ndarray:
     """R's numerical VST for a local trend: the integral of 1/sd on an asinh grid, splined, then scaled."""
-    from scipy.interpolate import CubicSpline
-
     xg = np.sinh(np.linspace(0.0, np.arcsinh(normed.max()), 1000))[1:]
     xim = float(np.mean(1.0 / size_factors))
     integrand = 1.0 / np.sqrt(trend(xg) * xg**2 + xim * xg)
     knots = np.arcsinh((xg[1:] + xg[:-1]) / 2)
     values = np.cumsum((xg[1:] - xg[:-1]) * (integrand[1:] + integrand[:-1]) / 2)
-    spl = CubicSpline(knots, values, bc_type="not-a-knot", extrapolate=True)
+    spl = fmm_spline(knots, values)
     means = normed.mean(0)
     h1, h2 = np.quantile(means, 0.95), np.quantile(means, 0.999)
     eta = (math.log2(h2) - math.log2(h1)) / (spl(np.arcsinh(h2)) - spl(np.arcsinh(h1)))
@@ -232,3 +230,49 @@ def rlog(counts, *, design: np.ndarray | None = None, size_factors=None, fit_typ
         "size_factors": sf,
     }
     return out, info
+
+
+def fmm_spline(x: np.ndarray, y: np.ndarray):
+    """R's ``splinefun(x, y)`` (method ``"fmm"``: end conditions from cubics through the 4 end points)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = x.size
+    if n < 4:
+        raise ValueError("the fmm spline needs at least 4 points")
+    b, c, d = np.zeros(n), np.zeros(n), np.zeros(n)
+    nm1 = n - 1
+    d[0] = x[1] - x[0]
+    c[1] = (y[1] - y[0]) / d[0]
+    for i in range(1, nm1):
+        d[i] = x[i + 1] - x[i]
+        b[i] = 2.0 * (d[i - 1] + d[i])
+        c[i + 1] = (y[i + 1] - y[i]) / d[i]
+        c[i] = c[i + 1] - c[i]
+    b[0] = -d[0]
+    b[nm1] = -d[n - 2]
+    c[0] = c[2] / (x[3] - x[1]) - c[1] / (x[2] - x[0])
+    c[nm1] = c[n - 2] / (x[nm1] - x[n - 3]) - c[n - 3] / (x[n - 2] - x[n - 4])
+    c[0] = c[0] * d[0] * d[0] / (x[3] - x[0])
+    c[nm1] = -c[nm1] * d[n - 2] * d[n - 2] / (x[nm1] - x[n - 4])
+    for i in range(1, n):
+        t = d[i - 1] / b[i - 1]
+        b[i] = b[i] - t * d[i - 1]
+        c[i] = c[i] - t * c[i - 1]
+    c[nm1] = c[nm1] / b[nm1]
+    for i in range(n - 2, -1, -1):
+        c[i] = (c[i] - d[i] * c[i + 1]) / b[i]
+    b[nm1] = (y[nm1] - y[n - 2]) / d[n - 2] + d[n - 2] * (c[n - 2] + 2.0 * c[nm1])
+    for i in range(nm1):
+        b[i] = (y[i + 1] - y[i]) / d[i] - d[i] * (c[i + 1] + 2.0 * c[i])
+        d[i] = (c[i + 1] - c[i]) / d[i]
+        c[i] = 3.0 * c[i]
+    c[nm1] = 3.0 * c[nm1]
+    d[nm1] = d[n - 2]
+
+    def evaluate(u):
+        u = np.asarray(u, dtype=np.float64)
+        i = np.clip(np.searchsorted(x, u, side="right") - 1, 0, nm1)
+        dx = u - x[i]
+        return y[i] + dx * (b[i] + dx * (c[i] + dx * d[i]))
+
+    return evaluate
