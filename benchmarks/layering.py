@@ -5,7 +5,7 @@ of the tree under ``SRC`` (default: this checkout's ``src/gendex``); ``tests/tes
 check and fails on any violation. The layers are the ones ``docs/architecture.md`` draws:
 
     core (private _utils, _validation, _design, _contrast, _results)   stats (pure kernels)
-        -> io, datasets -> pp -> model -> tl -> get -> pl -> cli / demo
+        -> io, datasets -> pp -> model -> tl -> get -> pl -> cli / _demo
 
 A module may import its own package and the packages below it, with these exceptions: ``stats`` imports nothing
 of gendex but ``stats`` (no AnnData, no subclass of another package's classes); ``get`` and ``tl`` do not import
@@ -35,6 +35,7 @@ RANKS = {
     "pl": 6,
     "cli": 8,
     "demo": 8,
+    "_demo": 8,
     "__init__": 8,
     "__main__": 8,
 }
@@ -48,6 +49,8 @@ ADAPTED = {
 #: Deliberate exceptions, each with its reason: (importer path, imported part).
 ALLOWED = {
     ("stats/__init__.py", "tl"): "deprecated alias gendex.stats.BatchedInference (FutureWarning), removed in 0.2",
+    ("model/_de.py", "tl"): "pending: NBVAE.differential_expression uses tl._generative_de.de_table, a table kernel "
+    "on posterior draws that belongs in stats or model (asked of gende/genmodel)",
 }
 
 
@@ -131,6 +134,10 @@ def violations(root: Path) -> list[str]:
         dst = _target_part(imp.target)
         if dst is None or dst == src or (imp.path, dst) in ALLOWED:
             continue
+        unknown = [p for p in (src, dst) if p not in RANKS]
+        if unknown:
+            out.append(f"{imp.path}:{imp.line} imports {imp.target} (no layer for {unknown}: add it to RANKS)")
+            continue
         if src == "stats":
             reason = "stats holds pure kernels and imports only stats"
         elif (src, dst) in FORBIDDEN:
@@ -201,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## layer violations: {len(found)}\n")
     for v in found:
         print(f"- {v}")
+    used = {(i.path, _target_part(i.target)) for i in iter_imports(args.src)}
+    allowed = [(path, part, why) for (path, part), why in ALLOWED.items() if (path, part) in used]
+    if allowed:
+        print(f"\nlisted exceptions (ALLOWED), not counted: {len(allowed)}\n")
+        for path, part, why in allowed:
+            print(f"- {path} imports {part}: {why}")
     return 0
 
 

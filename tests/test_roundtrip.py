@@ -29,36 +29,51 @@ SLOTS = ("uns", "varm", "obsm", "obsp", "layers")
 def workflow():
     """One AnnData through qc, filtering, size factors, log-CPM, MDS/PCA, DESeq2 (two contrasts), limma-voom,
     t-test, compare_de, enrich, a 3-epoch NB-VAE with generative DE and a latent path, and evaluate_de."""
+    import socket
+
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    attempts = []
+
+    def no_network(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in tests")
+
     try:
-        adata = gdx.datasets.simulate_counts(n_samples=12, n_genes=300, n_groups=3)
-        adata.obs["batch"] = pd.Categorical(["b1", "b2"] * 6)
-        gdx.pp.qc_metrics(adata)
-        gdx.pp.filter_genes(adata)
-        gdx.pp.size_factors(adata)
-        gdx.pp.log_cpm(adata)
-        gdx.tl.mds(adata)
-        gdx.tl.pca(adata)
-        gdx.tl.deseq2(adata, "~batch + condition", contrast=[["condition", "B", "A"], ["condition", "C", "A"]])
-        gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
-        gdx.tl.ttest(adata, groupby="condition", group1="B", group2="A", layer="log_cpm")
-        gdx.tl.compare_de(adata, "deseq2_B_vs_A", "limma_voom")
-        rng = np.random.default_rng(0)
-        genes = adata.var_names.to_numpy()
-        net = pd.DataFrame(
-            [(f"SET_{i}", g) for i in range(8) for g in rng.choice(genes, 20, replace=False)],
-            columns=["source", "target"],
-        )
-        gdx.tl.enrich(adata, key="deseq2_B_vs_A", net=net)
-        model = gdx.tl.nbvae(adata, max_epochs=3, **TRAIN)
-        gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A", n_draws=50)
-        gdx.tl.latent_path(adata, model, start=("condition", "A"), end=("condition", "B"), n_points=5)
-        gdx.tl.evaluate_de(adata, key="deseq2_B_vs_A")
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("getaddrinfo", "create_connection"):
+                mp.setattr(socket, name, no_network)
+            mp.setattr(socket.socket, "connect", no_network)
+            adata = gdx.datasets.simulate_counts(n_samples=12, n_genes=300, n_groups=3)
+            adata.obs["batch"] = pd.Categorical(["b1", "b2"] * 6)
+            gdx.pp.qc_metrics(adata)
+            gdx.pp.filter_genes(adata)
+            gdx.pp.size_factors(adata)
+            gdx.pp.log_cpm(adata)
+            gdx.tl.mds(adata)
+            gdx.tl.pca(adata)
+            gdx.tl.deseq2(
+                adata, design="~batch + condition", contrast=[["condition", "B", "A"], ["condition", "C", "A"]]
+            )
+            gdx.tl.limma_voom(adata, design="~condition", contrast=["condition", "B", "A"])
+            gdx.tl.ttest(adata, groupby="condition", group1="B", group2="A", layer="log_cpm")
+            gdx.tl.compare_de(adata, "deseq2_B_vs_A", "limma_voom")
+            rng = np.random.default_rng(0)
+            genes = adata.var_names.to_numpy()
+            net = pd.DataFrame(
+                [(f"SET_{i}", g) for i in range(8) for g in rng.choice(genes, 20, replace=False)],
+                columns=["source", "target"],
+            )
+            gdx.tl.enrich(adata, key="deseq2_B_vs_A", net=net)
+            model = gdx.tl.nbvae(adata, max_epochs=3, **TRAIN)
+            gdx.tl.generative_de(adata, model, groupby="condition", group1="B", group2="A", n_draws=50)
+            gdx.tl.latent_path(adata, model, start=("condition", "A"), end=("condition", "B"), n_points=5)
+            gdx.tl.evaluate_de(adata, key="deseq2_B_vs_A")
     finally:
         torch.set_num_threads(threads)
+    assert attempts == []  # the whole workflow runs without the network (docs/reliability.md)
     return adata
 
 

@@ -71,3 +71,25 @@ def deprecated_argument(old: str, new: str, func: str, *, stacklevel: int = 3) -
         FutureWarning,
         stacklevel=stacklevel,
     )
+
+
+def keyword_design(args: tuple, design: str | None, func: str, *, default: str | None = None) -> str | None:
+    """The design of ``func(adata, *args, design=...)``: keyword-only, a positional one kept for 0.1 with a warning.
+
+    ``args`` are the extra positional arguments the function received; at most one (the design) is accepted.
+    """
+    if len(args) > 1:
+        raise TypeError(
+            f"{func}() takes the AnnData as its only positional argument; pass `design=` and the rest by name"
+        )
+    if args:
+        if design is not None:
+            raise TypeError(f"{func}() got the design twice (positional and `design=`); pass only `design=`")
+        warnings.warn(
+            f"passing the design positionally to {func}() is deprecated and will stop working in the next release; "
+            f"use {func}(adata, design={args[0]!r}, ...)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        design = args[0]
+    return default if design is None else design

@@ -62,7 +62,12 @@ def test_latin1_gmt_is_read_with_a_warning_naming_the_file(tmp_path):
     path.write_bytes("SET_A\tcaf\xe9 genes\tg1\tg2\nSET_B\tna\tg3\n".encode("latin-1"))
     with pytest.warns(UserWarning, match=r"GMT file sets\.gmt is not UTF-8 \(byte b'\\xe9' on line 1\)"):
         net = gdx.io.read_gmt(path)
-    assert net.to_records(index=False).tolist() == [("SET_A", "g1"), ("SET_A", "g2"), ("SET_B", "g3")]
+    assert net[["source", "target"]].to_records(index=False).tolist() == [
+        ("SET_A", "g1"),
+        ("SET_A", "g2"),
+        ("SET_B", "g3"),
+    ]
+    assert net["description"].tolist() == ["café genes", "café genes", "na"]
 
 
 @pytest.mark.parametrize("reader", ["counts", "gmt"])

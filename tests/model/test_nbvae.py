@@ -35,7 +35,7 @@ def trained():
     scvi.settings.seed = 0
     NBVAE.setup_anndata(adata)
     model = NBVAE(adata)
-    model.train(max_epochs=30, **TRAIN)
+    model.train(max_epochs=30, early_stopping=False, **TRAIN)
     return adata, model
 
 

@@ -10,7 +10,7 @@ from gendex.pl._labels import short_names
 @pytest.fixture
 def emb(adata):
     gdx.pp.log_cpm(adata)
-    gdx.tl.mds(adata, n_components=3)
+    gdx.tl.mds(adata, n_comps=3)
     gdx.tl.pca(adata, n_comps=4)
     return adata
 

@@ -18,7 +18,7 @@ def test_voom_data_reads_the_stored_trend(fitted):
     np.testing.assert_array_equal(points["sx"], trend["sx"])
     np.testing.assert_array_equal(line["y"], trend["trend_y"])
     # sx is AveExpr on the log2-count scale: AveExpr + mean(log2(lib + 1)) - log2(1e6)
-    lib = fitted.layers["counts"].sum(axis=1) * fitted.obs["norm_factors"].to_numpy()
+    lib = fitted.layers["counts"].sum(axis=1) * fitted.uns["limma_voom"]["norm_factors"]
     offset = np.mean(np.log2(lib + 1)) - np.log2(1e6)
     used = fitted.layers["counts"].sum(axis=0) > 0
     np.testing.assert_allclose(points["sx"], fitted.varm["limma_voom"]["AveExpr"].to_numpy()[used] + offset)

@@ -63,3 +63,16 @@ def test_filter_nothing_left_raises(adata, unchanged):
     with pytest.raises(ValueError, match="no gene"):
         gdx.pp.filter_genes(adata, min_total_count=10**12)
     check()
+
+
+def test_filters_write_under_key_added():
+    adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=100, random_state=0)
+    out = gdx.pp.filter_genes(adata, min_total_count=10, subset=False, key_added="strict", copy=True)
+    assert "pass_strict" in out.var and "strict" in out.uns and "pass_filter_genes" not in out.var
+    default = gdx.pp.filter_genes(adata, min_total_count=10, subset=False, copy=True)
+    np.testing.assert_array_equal(out.var["pass_strict"], default.var["pass_filter_genes"])
+    shift = gdx.datasets.simulate_shift(n_samples=10, n_genes=20, missing_p=0.3, seed=2)
+    gdx.pp.filter_missing(shift, max_missing=0.5, key_added="miss")
+    assert "miss" in shift.uns and "pass_miss" in shift.uns["miss"]["summary"]
+    with pytest.raises(ValueError, match="key_added"):
+        gdx.pp.filter_genes(adata, key_added="")

@@ -20,7 +20,7 @@ WRITERS = {
     "pp.log_cpm": lambda a: gdx.pp.log_cpm(a),
     "tl.pca": lambda a: gdx.tl.pca(a, layer="counts"),
     "tl.mds": lambda a: gdx.tl.mds(a, layer="counts"),
-    "tl.deseq2": lambda a: gdx.tl.deseq2(a, "~condition"),
+    "tl.deseq2": lambda a: gdx.tl.deseq2(a, design="~condition"),
     "tl.limma_voom": lambda a: gdx.tl.limma_voom(a, design="~condition"),
     "tl.ttest": lambda a: gdx.tl.ttest(a, groupby="condition", group1="B", group2="A", layer="counts"),
     "tl.nbvae": lambda a: gdx.tl.nbvae(a, **TRAIN),
@@ -68,7 +68,7 @@ def test_mixed_object_names_are_refused(adata):
     adata.var.index = pd.Index(names, dtype=object)
     check = snapshot(adata)
     with pytest.raises(TypeError, match=r"`adata\.var_names` must be strings, got int names \(e\.g\. 7\)"):
-        gdx.tl.deseq2(adata, "~condition")
+        gdx.tl.deseq2(adata, design="~condition")
     check()
 
 
@@ -87,7 +87,7 @@ def test_store_de_results_refuses_integer_names(adata):
 def test_the_suggested_fix_gives_a_file_that_reads_back(adata, tmp_path):
     _with_integer_names(adata, "var")
     adata.var_names = adata.var_names.astype(str)  # what the error message says
-    gdx.tl.deseq2(adata, "~condition")
+    gdx.tl.deseq2(adata, design="~condition")
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     pd.testing.assert_frame_equal(back.varm["deseq2"], adata.varm["deseq2"])

@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 import gendex as gdx
-from gendex.tl._deseq2 import NA_REASONS, RESULT_COLUMNS, na_reasons
+from gendex.tl._deseq2 import DISPERSION_COLUMNS, NA_REASONS, RESULT_COLUMNS, na_reasons
 
 PYDESEQ2 = {"inference": "pydeseq2", "n_cpus": 1}
 
@@ -44,9 +44,9 @@ def test_na_reasons_kernel():
 @pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
 def test_schema_and_roundtrip(adata, tmp_path, inference):
     adata.layers["counts"][:, 0] = 0
-    gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], inference=inference, n_cpus=1)
+    gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"], inference=inference, n_cpus=1)
     table = adata.varm["deseq2"]
-    assert list(table.columns) == list(RESULT_COLUMNS)
+    assert list(table.columns) == [*RESULT_COLUMNS, *DISPERSION_COLUMNS]
     assert list(table.index) == list(adata.var_names)
     assert set(table["na_reason"]) <= set(NA_REASONS)
     assert table.loc["gene_00000", "na_reason"] == "all_zero"
@@ -55,11 +55,14 @@ def test_schema_and_roundtrip(adata, tmp_path, inference):
     # na_reason is "" exactly where pvalue and padj are finite
     finite = np.isfinite(table["pvalue"]) & np.isfinite(table["padj"])
     assert ((table["na_reason"] == "") == finite).all()
-    assert adata.obs["size_factors"].dtype == np.float64
-    assert np.all(adata.obs["size_factors"] > 0)
+    sf = adata.uns["deseq2"]["size_factors"]
+    assert sf.dtype == np.float64 and sf.shape == (adata.n_obs,)
+    assert np.all(sf > 0)
     for col in ("dispersions", "genewise_dispersions", "fitted_dispersions", "MAP_dispersions"):
-        assert col in adata.var
-        assert np.isfinite(adata.var[col].iloc[1:]).all()
+        assert col in table
+        assert np.isfinite(table[col].iloc[1:]).all()
+    # per-fit outputs live under the key only: nothing shared is written
+    assert "size_factors" not in adata.obs and "dispersions" not in adata.var
     uns = adata.uns["deseq2"]
     assert uns["method"] == "deseq2"
     assert uns["inference"] == inference
@@ -76,7 +79,7 @@ def test_schema_and_roundtrip(adata, tmp_path, inference):
     pd.testing.assert_frame_equal(back.varm["deseq2"], table, check_dtype=False)
     assert list(back.uns["deseq2"]["contrast"]) == ["condition", "B", "A"]
     assert back.uns["deseq2"]["params"]["reduced"] == "None"
-    np.testing.assert_array_equal(back.obs["size_factors"], adata.obs["size_factors"])
+    np.testing.assert_array_equal(back.uns["deseq2"]["size_factors"], sf)
     # the effect direction follows the truth: B vs A
     ok = np.isfinite(table["log2FoldChange"]) & adata.var["is_de"]
     assert np.corrcoef(table["log2FoldChange"][ok], adata.var["true_log2fc"][ok])[0, 1] > 0.8
@@ -89,7 +92,7 @@ def test_default_contrast_is_last_coefficient(adata):
 
 @pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
 def test_na_reason_values(three_groups, inference):
-    gdx.tl.deseq2(three_groups, "~condition", contrast=["condition", "C", "A"], inference=inference, n_cpus=1)
+    gdx.tl.deseq2(three_groups, design="~condition", contrast=["condition", "C", "A"], inference=inference, n_cpus=1)
     table = three_groups.varm["deseq2"]
     assert table["na_reason"].iloc[0] == "all_zero"
     assert table["na_reason"].iloc[1] == "cooks_outlier"
@@ -103,7 +106,11 @@ def test_na_reason_values(three_groups, inference):
 
 def test_filters_off_leave_only_all_zero(three_groups):
     gdx.tl.deseq2(
-        three_groups, "~condition", contrast=["condition", "C", "A"], cooks_filter=False, independent_filter=False
+        three_groups,
+        design="~condition",
+        contrast=["condition", "C", "A"],
+        cooks_filter=False,
+        independent_filter=False,
     )
     table = three_groups.varm["deseq2"]
     all_zero = three_groups.layers["counts"].sum(axis=0) == 0
@@ -129,7 +136,7 @@ def test_several_contrasts_reuse_one_fit(three_groups, monkeypatch, tmp_path, in
     monkeypatch.setattr(DeseqDataSet, "deseq2", counting(DeseqDataSet.deseq2))
     monkeypatch.setattr(engine, "deseq2_fit", counting(engine.deseq2_fit))
     contrasts = [["condition", "B", "A"], ["condition", "C", "A"], ["condition", "C", "B"]]
-    gdx.tl.deseq2(three_groups, "~batch + condition", contrast=contrasts, inference=inference, n_cpus=1)
+    gdx.tl.deseq2(three_groups, design="~batch + condition", contrast=contrasts, inference=inference, n_cpus=1)
     assert len(calls) == 1
     keys = ["deseq2_B_vs_A", "deseq2_C_vs_A", "deseq2_C_vs_B"]
     assert sorted(gdx.get.de_keys(three_groups)) == keys
@@ -150,48 +157,48 @@ def test_several_contrasts_reuse_one_fit(three_groups, monkeypatch, tmp_path, in
 
 def test_key_added_list_and_prefix(three_groups):
     contrasts = [["condition", "B", "A"], ["condition", "C", "A"]]
-    gdx.tl.deseq2(three_groups, "~condition", contrast=contrasts, key_added=["b", "c"])
+    gdx.tl.deseq2(three_groups, design="~condition", contrast=contrasts, key_added=["b", "c"])
     assert {"b", "c"} <= set(three_groups.varm)
-    gdx.tl.deseq2(three_groups, "~condition", contrast=contrasts, key_added="ds")
+    gdx.tl.deseq2(three_groups, design="~condition", contrast=contrasts, key_added="ds")
     assert {"ds_B_vs_A", "ds_C_vs_A"} <= set(three_groups.varm)
 
 
 def test_copy(adata):
     snapshot = adata.copy()
-    out = gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], copy=True)
+    out = gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"], copy=True)
     assert isinstance(out, ad.AnnData) and out is not adata
-    assert "deseq2" in out.varm and "size_factors" in out.obs
-    assert "deseq2" not in adata.varm and "size_factors" not in adata.obs
+    assert "deseq2" in out.varm and "size_factors" in out.uns["deseq2"]
+    assert "deseq2" not in adata.varm and "deseq2" not in adata.uns
     assert set(adata.var.columns) == set(snapshot.var.columns)
-    assert gdx.tl.deseq2(adata, "~condition") is None
+    assert gdx.tl.deseq2(adata, design="~condition") is None
 
 
 def test_sparse_counts_match_dense(adata):
     dense = adata.copy()
     adata.layers["counts"] = sparse.csr_matrix(adata.layers["counts"])
-    gdx.tl.deseq2(adata, "~condition")
-    gdx.tl.deseq2(dense, "~condition")
+    gdx.tl.deseq2(adata, design="~condition")
+    gdx.tl.deseq2(dense, design="~condition")
     pd.testing.assert_frame_equal(adata.varm["deseq2"], dense.varm["deseq2"])
 
 
 def test_counts_in_x(adata):
     adata.X = adata.layers["counts"].copy()
     del adata.layers["counts"]
-    gdx.tl.deseq2(adata, "~condition", layer=None)
+    gdx.tl.deseq2(adata, design="~condition", layer=None)
     assert adata.uns["deseq2"]["params"]["layer"] == "X"
 
 
 @pytest.mark.parametrize("inference", ["batched", "pydeseq2"])
 def test_user_adata_not_mutated_beyond_results(adata, inference):
     before = adata.copy()
-    gdx.tl.deseq2(adata, "~condition", inference=inference, n_cpus=1)
+    gdx.tl.deseq2(adata, design="~condition", inference=inference, n_cpus=1)
     assert type(adata) is ad.AnnData
     np.testing.assert_array_equal(adata.layers["counts"], before.layers["counts"])
     assert set(adata.layers) == set(before.layers)
     assert set(adata.obsm) == set(before.obsm)
-    assert set(adata.obs.columns) == set(before.obs.columns) | {"size_factors"}
     assert set(adata.varm) == {"deseq2"}
-    pd.testing.assert_frame_equal(adata.obs[list(before.obs.columns)], before.obs)
+    pd.testing.assert_frame_equal(adata.obs, before.obs)  # fit outputs live under the key, not in obs/var
+    pd.testing.assert_frame_equal(adata.var, before.var)
 
 
 def _bad(kind, adata):
@@ -337,15 +344,15 @@ def test_backed_adata_refused(adata, tmp_path):
     backed = ad.read_h5ad(path, backed="r")
     try:
         with pytest.raises(ValueError, match="backed"):
-            gdx.tl.deseq2(backed, "~condition", layer=None)
+            gdx.tl.deseq2(backed, design="~condition", layer=None)
     finally:
         backed.file.close()
 
 
 def test_batched_agrees_with_pydeseq2(three_groups):
     kwargs = {"contrast": ["condition", "C", "A"], "n_cpus": 1}
-    gdx.tl.deseq2(three_groups, "~batch + condition", key_added="b", **kwargs)
-    gdx.tl.deseq2(three_groups, "~batch + condition", key_added="p", inference="pydeseq2", **kwargs)
+    gdx.tl.deseq2(three_groups, design="~batch + condition", key_added="b", **kwargs)
+    gdx.tl.deseq2(three_groups, design="~batch + condition", key_added="p", inference="pydeseq2", **kwargs)
     b, p = three_groups.varm["b"], three_groups.varm["p"]
     ok = np.isfinite(b["log2FoldChange"]) & np.isfinite(p["log2FoldChange"])
     assert np.corrcoef(b["log2FoldChange"][ok], p["log2FoldChange"][ok])[0, 1] > 0.999
@@ -358,8 +365,8 @@ def test_batched_agrees_with_pydeseq2(three_groups):
 def test_torch_device_matches_numpy(three_groups):
     pytest.importorskip("torch")
     kw = {"contrast": ["condition", "C", "A"]}
-    gdx.tl.deseq2(three_groups, "~condition", key_added="np", **kw)
-    gdx.tl.deseq2(three_groups, "~condition", key_added="torch", device="torch", **kw)
+    gdx.tl.deseq2(three_groups, design="~condition", key_added="np", **kw)
+    gdx.tl.deseq2(three_groups, design="~condition", key_added="torch", device="torch", **kw)
     assert three_groups.uns["torch"]["params"]["device"] == "torch"
     a, b = three_groups.varm["np"], three_groups.varm["torch"]
     np.testing.assert_allclose(a["log2FoldChange"], b["log2FoldChange"], rtol=1e-6, atol=1e-8, equal_nan=True)
@@ -372,9 +379,9 @@ def test_inference_instance_goes_to_pydeseq2(adata):
 
     adata = adata[:, :60].copy()
     inference = DefaultInference(n_cpus=1)
-    gdx.tl.deseq2(adata, "~condition", inference=inference, n_cpus=2, key_added="inst")
+    gdx.tl.deseq2(adata, design="~condition", inference=inference, n_cpus=2, key_added="inst")
     assert inference.n_cpus == 1  # our n_cpus never reconfigures the caller's object
-    gdx.tl.deseq2(adata, "~condition", **PYDESEQ2, key_added="str")
+    gdx.tl.deseq2(adata, design="~condition", **PYDESEQ2, key_added="str")
     assert adata.uns["inst"]["inference"] == "DefaultInference"
     pd.testing.assert_frame_equal(adata.varm["inst"], adata.varm["str"])
 
@@ -383,8 +390,8 @@ def test_batched_inference_instance_in_pydeseq2(three_groups):
     from gendex.tl import BatchedInference
 
     kw = {"contrast": ["condition", "C", "A"]}
-    gdx.tl.deseq2(three_groups, "~condition", inference=BatchedInference(), key_added="inst", **kw)
-    gdx.tl.deseq2(three_groups, "~condition", key_added="pyd", **kw)
+    gdx.tl.deseq2(three_groups, design="~condition", inference=BatchedInference(), key_added="inst", **kw)
+    gdx.tl.deseq2(three_groups, design="~condition", key_added="pyd", **kw)
     assert three_groups.uns["inst"]["inference"] == "BatchedInference"
     a, b = three_groups.varm["inst"], three_groups.varm["pyd"]
     ok = np.isfinite(a["log2FoldChange"]) & np.isfinite(b["log2FoldChange"])
@@ -395,10 +402,10 @@ def test_batched_inference_instance_in_pydeseq2(three_groups):
 @pytest.mark.parametrize("inference", ["batched", pytest.param("pydeseq2", marks=pytest.mark.slow)])
 def test_lrt(three_groups, tmp_path, inference):
     kw = {"inference": inference, "n_cpus": 1}
-    gdx.tl.deseq2(three_groups, "~batch + condition", test="lrt", reduced="~batch", **kw)
-    gdx.tl.deseq2(three_groups, "~batch + condition", contrast=["condition", "C", "A"], key_added="wald", **kw)
+    gdx.tl.deseq2(three_groups, design="~batch + condition", test="lrt", reduced="~batch", **kw)
+    gdx.tl.deseq2(three_groups, design="~batch + condition", contrast=["condition", "C", "A"], key_added="wald", **kw)
     lrt, wald = three_groups.varm["deseq2_lrt"], three_groups.varm["wald"]
-    assert list(lrt.columns) == list(RESULT_COLUMNS)
+    assert list(lrt.columns) == [*RESULT_COLUMNS, *DISPERSION_COLUMNS]
     # reported LFC = last coefficient (C vs A), as R; the statistic is the LRT's. (R's Wald contrast, unlike the
     # coefficient, is 0 for genes with zero counts in both groups: leave those out.)
     both = pd.DataFrame(three_groups.layers["counts"]).groupby(three_groups.obs["condition"].to_numpy()).sum()
@@ -417,7 +424,7 @@ def test_lrt(three_groups, tmp_path, inference):
     # a given contrast only changes the reported LFC
     gdx.tl.deseq2(
         three_groups,
-        "~batch + condition",
+        design="~batch + condition",
         test="lrt",
         reduced="~batch",
         contrast=["condition", "B", "A"],
@@ -433,8 +440,8 @@ def test_lrt(three_groups, tmp_path, inference):
 
 
 def test_lrt_batched_matches_pydeseq2(three_groups):
-    gdx.tl.deseq2(three_groups, "~condition", test="lrt", reduced="~1", key_added="b")
-    gdx.tl.deseq2(three_groups, "~condition", test="lrt", reduced="~1", key_added="p", **PYDESEQ2)
+    gdx.tl.deseq2(three_groups, design="~condition", test="lrt", reduced="~1", key_added="b")
+    gdx.tl.deseq2(three_groups, design="~condition", test="lrt", reduced="~1", key_added="p", **PYDESEQ2)
     b, p = three_groups.varm["b"], three_groups.varm["p"]
     ok = np.isfinite(b["stat"]) & np.isfinite(p["stat"])
     assert np.corrcoef(b["stat"][ok], p["stat"][ok])[0, 1] > 0.999
@@ -444,14 +451,14 @@ def test_lrt_batched_matches_pydeseq2(three_groups):
 @pytest.mark.parametrize("inference", ["batched", pytest.param("pydeseq2", marks=pytest.mark.slow)])
 def test_shrink_apeglm(adata, tmp_path, inference):
     kw = {"inference": inference, "n_cpus": 1}
-    gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], shrink="apeglm", **kw)
+    gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"], shrink="apeglm", **kw)
     table = adata.varm["deseq2"]
     assert {"log2FoldChange_unshrunk", "lfcSE_unshrunk"} <= set(table.columns)
     ok = np.isfinite(table["log2FoldChange"])
     # shrinkage pulls towards zero and keeps the sign
     assert (np.abs(table["log2FoldChange"][ok]) <= np.abs(table["log2FoldChange_unshrunk"][ok]) + 1e-6).mean() > 0.95
     assert (np.sign(table["log2FoldChange"][ok]) == np.sign(table["log2FoldChange_unshrunk"][ok])).mean() > 0.95
-    unshrunk = gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"], copy=True, **kw)
+    unshrunk = gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"], copy=True, **kw)
     ref = unshrunk.varm["deseq2"]
     np.testing.assert_allclose(table["log2FoldChange_unshrunk"], ref["log2FoldChange"], equal_nan=True)
     np.testing.assert_allclose(table["pvalue"], ref["pvalue"], equal_nan=True)
@@ -481,7 +488,7 @@ def _run_gse(shared_data_dir, **kwargs):
     start = time.perf_counter()
     gdx.tl.deseq2(
         adata,
-        "~celltype + status",
+        design="~celltype + status",
         contrast=list(CONTRASTS.values()),
         key_added=list(CONTRASTS),
         **kwargs,
@@ -536,7 +543,9 @@ def gse_pydeseq2(shared_data_dir):
         mp.setattr(module, "_fit_pydeseq2", fit_once)
         adata, seconds = _run_gse(shared_data_dir, inference="pydeseq2", alpha=R_ALPHA)
         start = time.perf_counter()
-        gdx.tl.deseq2(adata, "~celltype + status", test="lrt", reduced="~celltype", inference="pydeseq2", alpha=R_ALPHA)
+        gdx.tl.deseq2(
+            adata, design="~celltype + status", test="lrt", reduced="~celltype", inference="pydeseq2", alpha=R_ALPHA
+        )
         lrt_seconds = time.perf_counter() - start
     return adata, seconds, lrt_seconds
 
@@ -551,7 +560,9 @@ def _check_gse(adata, reference_dir, label, seconds, capsys, *, strict):
         assert stats["call_agreement"] >= 0.99
         assert stats["na_agreement"] >= (0.995 if strict else 0.97)
     ref_sf = pd.read_csv(reference_dir / "deseq2_design_size_factors.csv").set_index("sample")
-    np.testing.assert_allclose(adata.obs["size_factors"], ref_sf.loc[adata.obs_names, "size_factor"], rtol=1e-8)
+    for key in [*CONTRASTS, "deseq2_lrt"]:
+        sf = adata.uns[key]["size_factors"]
+        np.testing.assert_allclose(sf, ref_sf.loc[adata.obs_names, "size_factor"], rtol=1e-8)
     lrt = adata.varm["deseq2_lrt"]
     stats = _parity(lrt, _read_ref(reference_dir, "LRT_status"))
     with capsys.disabled():
@@ -578,13 +589,13 @@ def test_gse60450_batched_parity(shared_data_dir, reference_dir, capsys):
     adata, seconds = _run_gse(shared_data_dir, alpha=R_ALPHA)
     assert adata.uns["celltype_luminal_vs_basal"]["inference"] == "batched"
     start = time.perf_counter()
-    gdx.tl.deseq2(adata, "~celltype + status", test="lrt", reduced="~celltype", alpha=R_ALPHA)
+    gdx.tl.deseq2(adata, design="~celltype + status", test="lrt", reduced="~celltype", alpha=R_ALPHA)
     lrt_seconds = time.perf_counter() - start
     _check_gse(adata, reference_dir, "batched", seconds, capsys, strict=True)
     with capsys.disabled():
         print(f"[batched] LRT (own fit): {lrt_seconds:.1f} s")
     disp = pd.read_csv(reference_dir / "deseq2_design_dispersions.csv", dtype={"gene": str}).set_index("gene")
-    ours = adata.var["dispersions"]
+    ours = adata.varm["deseq2_lrt"]["dispersions"]
     assert ours.corr(disp.loc[adata.var_names, "dispersion"], method="spearman") >= 0.999
 
 
@@ -599,13 +610,13 @@ def test_stats_batched_inference_is_a_deprecated_alias():
 def test_contrast_forms_through_tl(three_groups):
     """Every R contrast form through tl.deseq2 gives the same table as the equivalent factor contrast."""
     ad3 = three_groups.copy()
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition", "C", "B"], key_added="factor")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "B"], key_added="factor")
     ref = ad3.varm["factor"]
     cols = list(gdx.get.design_matrix(ad3, "~condition").columns)
     assert cols == ["Intercept", "condition[T.B]", "condition[T.C]"]
-    gdx.tl.deseq2(ad3, "~condition", contrast=[0, -1, 1], key_added="numeric")
-    gdx.tl.deseq2(ad3, "~condition", contrast=[["condition[T.C]"], ["condition[T.B]"]], key_added="listed")
-    gdx.tl.deseq2(ad3, "~0 + condition", contrast=["condition", "C", "B"], key_added="cellmeans")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=[0, -1, 1], key_added="numeric")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=[["condition[T.C]"], ["condition[T.B]"]], key_added="listed")
+    gdx.tl.deseq2(ad3, design="~0 + condition", contrast=["condition", "C", "B"], key_added="cellmeans")
     for key in ("numeric", "listed", "cellmeans"):
         got = ad3.varm[key]
         # the same fit gives the same numbers; the cell-means parametrisation is another IRLS path, which stops
@@ -614,8 +625,8 @@ def test_contrast_forms_through_tl(three_groups):
         np.testing.assert_allclose(got["log2FoldChange"], ref["log2FoldChange"], rtol=0, atol=tol)
         np.testing.assert_array_equal(got["padj"].isna(), ref["padj"].isna())
     assert ad3.uns["listed"]["contrast"] == ["condition[T.C]", "condition[T.B]"]
-    gdx.tl.deseq2(ad3, "~condition", contrast="condition[T.C]", key_added="name")
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition", "C", "A"], key_added="c_vs_a")
+    gdx.tl.deseq2(ad3, design="~condition", contrast="condition[T.C]", key_added="name")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "A"], key_added="c_vs_a")
     # R's name= has no zero-count rule: genes with zero counts in every A and C sample keep their fitted LFC
     cond = ad3.obs["condition"].astype(str).to_numpy()
     zero = ad3.layers["counts"][np.isin(cond, ["A", "C"])].sum(0) == 0
@@ -625,16 +636,41 @@ def test_contrast_forms_through_tl(three_groups):
     np.testing.assert_allclose(by_name[~zero], by_factor[~zero], atol=1e-12)
     assert np.all(by_factor[zero] == 0) and np.all(by_name[zero] != 0)
     # several contrasts of different forms in one call reuse one fit and get distinct default keys
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition[T.B]", ["condition", "C", "A"]])
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition[T.B]", ["condition", "C", "A"]])
     assert {"deseq2_condition_T.B", "deseq2_C_vs_A"} <= set(ad3.varm)
 
 
 def test_numeric_levels_and_quoted_factor_names(three_groups):
     ad3 = three_groups.copy()
     ad3.obs["batch"] = pd.Categorical(np.tile([1, 2], ad3.n_obs // 2 + 1)[: ad3.n_obs])
-    gdx.tl.deseq2(ad3, "~batch + condition", contrast=["batch", 2, 1], key_added="batch")
+    gdx.tl.deseq2(ad3, design="~batch + condition", contrast=["batch", 2, 1], key_added="batch")
     assert ad3.uns["batch"]["contrast"] == ["batch", "2", "1"]
     ad3.obs["cell type"] = ad3.obs["condition"].astype(str)
-    gdx.tl.deseq2(ad3, "~Q('cell type')", contrast=["cell type", "C", "A"], key_added="quoted")
-    gdx.tl.deseq2(ad3, "~condition", contrast=["condition", "C", "A"], key_added="plain")
+    gdx.tl.deseq2(ad3, design="~Q('cell type')", contrast=["cell type", "C", "A"], key_added="quoted")
+    gdx.tl.deseq2(ad3, design="~condition", contrast=["condition", "C", "A"], key_added="plain")
     np.testing.assert_allclose(ad3.varm["quoted"]["log2FoldChange"], ad3.varm["plain"]["log2FoldChange"], atol=1e-10)
+
+
+def test_two_fits_with_different_designs_keep_their_own_outputs(three_groups):
+    gdx.tl.deseq2(three_groups, design="~condition", contrast=["condition", "B", "A"], key_added="one")
+    gdx.tl.deseq2(three_groups, design="~batch + condition", contrast=["condition", "B", "A"], key_added="two")
+    single = gdx.tl.deseq2(three_groups, design="~condition", contrast=["condition", "B", "A"], copy=True)
+    # the second fit left the first one's dispersions and size factors as they were
+    pd.testing.assert_frame_equal(three_groups.varm["one"], single.varm["deseq2"])
+    np.testing.assert_array_equal(three_groups.uns["one"]["size_factors"], single.uns["deseq2"]["size_factors"])
+    one, two = three_groups.varm["one"]["dispersions"], three_groups.varm["two"]["dispersions"]
+    assert not np.allclose(one.dropna(), two.dropna())  # the designs differ, so do the dispersions
+    assert (
+        three_groups.uns["one"]["design"] == "~condition" and three_groups.uns["two"]["design"] == "~batch + condition"
+    )
+
+
+def test_positional_design_still_works_with_a_warning(three_groups):
+    with pytest.warns(FutureWarning, match="design="):
+        old = gdx.tl.deseq2(three_groups, "~condition", contrast=["condition", "B", "A"], copy=True)
+    new = gdx.tl.deseq2(three_groups, design="~condition", contrast=["condition", "B", "A"], copy=True)
+    pd.testing.assert_frame_equal(old.varm["deseq2"], new.varm["deseq2"])
+    with pytest.raises(TypeError, match="twice"):
+        gdx.tl.deseq2(three_groups, "~condition", design="~condition")
+    with pytest.raises(TypeError, match="only positional"):
+        gdx.tl.deseq2(three_groups, "~condition", "~batch")

@@ -13,12 +13,12 @@ def lcpm(adata):
 
 
 def test_mds_slots_and_h5ad_roundtrip(lcpm, tmp_path):
-    gdx.tl.mds(lcpm, top=50, n_components=3)
+    gdx.tl.mds(lcpm, n_top_genes=50, n_comps=3)
     assert lcpm.obsm["X_mds"].shape == (8, 3)
     d = lcpm.obsp["mds_distances"]
     assert d.shape == (8, 8) and np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
     rec = lcpm.uns["mds"]
-    params = {"layer": "log_cpm", "top": 50, "n_components": 3, "gene_selection": "pairwise", "n_genes": 200}
+    params = {"layer": "log_cpm", "n_top_genes": 50, "n_comps": 3, "gene_selection": "pairwise", "n_genes": 200}
     assert rec["params"] == params
     ratio = rec["variance_ratio"]
     assert ratio.shape == (3,) and np.all(np.diff(ratio) <= 0) and 0 < ratio.sum() <= 1
@@ -28,11 +28,11 @@ def test_mds_slots_and_h5ad_roundtrip(lcpm, tmp_path):
     np.testing.assert_allclose(back.obsm["X_mds"], lcpm.obsm["X_mds"])
     np.testing.assert_allclose(back.obsp["mds_distances"], d)
     np.testing.assert_allclose(back.uns["mds"]["variance_ratio"], ratio)
-    assert back.uns["mds"]["params"]["top"] == 50
+    assert back.uns["mds"]["params"]["n_top_genes"] == 50
 
 
 def test_mds_distances_are_the_leading_logfc_of_the_layer(lcpm):
-    gdx.tl.mds(lcpm, top=20)
+    gdx.tl.mds(lcpm, n_top_genes=20)
     x = lcpm.layers["log_cpm"]
     i, j = 2, 6
     lfc2 = np.sort((x[i] - x[j]) ** 2)[-20:]
@@ -45,7 +45,7 @@ def test_mds_distances_are_the_leading_logfc_of_the_layer(lcpm):
 def test_mds_with_all_genes_equals_pca(lcpm):
     """With top >= n_genes every pair uses every gene: the distances are Euclidean / sqrt(n_genes), so classical
     MDS is PCA (the same variance shares, coordinates scaled by 1/sqrt(n_genes))."""
-    gdx.tl.mds(lcpm, top=10_000, n_components=3)
+    gdx.tl.mds(lcpm, n_top_genes=10_000, n_comps=3)
     gdx.tl.pca(lcpm, n_comps=3)
     np.testing.assert_allclose(lcpm.uns["mds"]["variance_ratio"], lcpm.uns["pca"]["variance_ratio"], rtol=1e-10)
     np.testing.assert_allclose(
@@ -83,8 +83,8 @@ def test_mds_and_pca_sparse_equals_dense(lcpm):
 def test_mds_leaves_out_non_finite_genes_like_limma(lcpm):
     ref = lcpm[:, 1:].copy()
     lcpm.layers["log_cpm"][3, 0] = -np.inf
-    gdx.tl.mds(lcpm, top=30)
-    gdx.tl.mds(ref, top=30)
+    gdx.tl.mds(lcpm, n_top_genes=30)
+    gdx.tl.mds(ref, n_top_genes=30)
     np.testing.assert_allclose(lcpm.obsm["X_mds"], ref.obsm["X_mds"])
     assert lcpm.uns["mds"]["params"]["n_genes"] == 199
 
@@ -118,8 +118,8 @@ def test_pca_top_genes(lcpm):
     ("call", "err", "match"),
     [
         (lambda a: gdx.tl.mds(a, layer="vst"), KeyError, r"`adata.layers\['vst'\]` not found"),
-        (lambda a: gdx.tl.mds(a, n_components=8), ValueError, r"n_components.*\[1, n_samples - 1 = 7\]"),
-        (lambda a: gdx.tl.mds(a, top=0), ValueError, "top"),
+        (lambda a: gdx.tl.mds(a, n_comps=8), ValueError, r"n_comps.*\[1, n_samples - 1 = 7\]"),
+        (lambda a: gdx.tl.mds(a, n_top_genes=0), ValueError, "n_top_genes"),
         (lambda a: gdx.tl.pca(a, n_comps=8), ValueError, r"n_comps.*\[1, 7\]"),
         (lambda a: gdx.tl.pca(a, n_top_genes=1), ValueError, "n_top_genes"),
         (lambda a: gdx.tl.pca(a, layer="vst"), KeyError, "vst"),
@@ -156,3 +156,21 @@ def test_identical_samples(unchanged):
     with pytest.raises(ValueError, match="no variance"):
         gdx.tl.pca(a)
     check()
+
+
+def test_mds_old_argument_names_still_work_with_a_warning(lcpm):
+    new = gdx.tl.mds(lcpm, n_top_genes=30, n_comps=3, copy=True)
+    with pytest.warns(FutureWarning, match="n_top_genes"):
+        old = gdx.tl.mds(lcpm, top=30, n_comps=3, copy=True)
+    with pytest.warns(FutureWarning, match="n_comps"):
+        old2 = gdx.tl.mds(lcpm, n_top_genes=30, n_components=3, copy=True)
+    np.testing.assert_array_equal(old.obsm["X_mds"], new.obsm["X_mds"])
+    np.testing.assert_array_equal(old2.obsm["X_mds"], new.obsm["X_mds"])
+
+
+def test_key_added_names_the_embedding_with_or_without_x_prefix(lcpm):
+    a = gdx.tl.pca(lcpm, n_comps=2, key_added="pca", copy=True)
+    b = gdx.tl.pca(lcpm, n_comps=2, key_added="X_pca", copy=True)
+    np.testing.assert_array_equal(a.obsm["X_pca"], b.obsm["X_pca"])
+    c = gdx.tl.mds(lcpm, key_added="mine", copy=True)
+    assert "X_mine" in c.obsm and c.uns["mine"]["method"] == "mds" and "mine" not in c.obsm

@@ -47,8 +47,9 @@ def test_scored_methods_find_planted_sets_and_survive_h5ad(de_adata, method, tmp
 @pytest.mark.parametrize("method", ["ulm", "zscore", "gsea"])
 def test_scores_and_padj_equal_decoupler_public_call(de_adata, method):
     adata, net = de_adata
-    kwargs = {"times": 100, "seed": 7} if method == "gsea" else {}
-    gdx.tl.enrich(adata, key="de", net=net, method=method, times=100, random_state=7, tmin=5, key_added="ours")
+    gdx.tl.enrich(adata, "de", net=net, method=method, times=100, random_state=7, tmin=5, key_added="ours")
+    params = adata.uns["ours"]["params"]
+    kwargs = {"times": 100, "seed": params["gsea_seed"]} if method == "gsea" else {}
     ours = by_source(adata.uns["ours"]["results"])
     mat = adata.varm["de"][["stat"]].dropna().T
     net_w = net.assign(weight=1.0)
@@ -88,6 +89,16 @@ def test_gsea_random_state_changes_only_pvalues(de_adata):
     a, b, c = (by_source(adata.uns[k]["results"]).sort_index() for k in "abc")
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["pvalue"], c["pvalue"])
+
+
+def test_gsea_random_state_none_draws_fresh_seeds_and_records_them(de_adata):
+    adata, net = de_adata
+    state = np.random.get_state()[1].copy()
+    for k in "xy":
+        gdx.tl.enrich(adata, "de", net=net, method="gsea", times=20, random_state=None, key_added=k)
+    seeds = [adata.uns[k]["params"]["gsea_seed"] for k in "xy"]
+    assert seeds[0] != seeds[1] and all(s >= 1 for s in seeds)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # the global generator is untouched
 
 
 def _ora_expected(adata, net, alpha, lfc_threshold, padj_col="padj"):
@@ -196,13 +207,15 @@ def test_duplicated_symbols_keep_the_highest_basemean(de_adata):
 def test_net_from_gmt_path_and_weights(de_adata, tmp_path):
     adata, net = de_adata
     gmt = tmp_path / "sets.gmt"
-    gmt.write_text("".join(f"{s}\tdesc\t" + "\t".join(g) + "\n" for s, g in net.groupby("source")["target"]))
+    gmt.write_text("".join(f"{s}\tterm {s}\t" + "\t".join(g) + "\n" for s, g in net.groupby("source")["target"]))
     gdx.tl.enrich(adata, key="de", net=str(gmt), key_added="from_path")
     gdx.tl.enrich(adata, key="de", net=net, key_added="from_df")
     a = by_source(adata.uns["from_path"]["results"]).sort_index()
     b = by_source(adata.uns["from_df"]["results"]).sort_index()
     np.testing.assert_allclose(a["score"], b["score"])
     assert adata.uns["from_path"]["params"]["net"] == str(gmt)
+    # the GMT's description column reaches the results (the name a plot can show), a plain net has none
+    assert (a["description"] == "term " + a.index).all() and "description" not in b.columns
     # weights are used by ulm: negating the UP set's weights flips its score
     w = net.assign(weight=np.where(net["source"] == "UP", -1.0, 1.0))
     gdx.tl.enrich(adata, key="de", net=w, key_added="weighted")
@@ -234,7 +247,7 @@ def test_copy_returns_new_object(de_adata, unchanged):
         ({"stat": "t"}, KeyError, "statistic column 't'"),
         ({"gene_symbols": "symbol"}, KeyError, "gene_symbols='symbol'"),
         ({"tmin": 0}, ValueError, "tmin"),
-        ({"method": "gsea", "random_state": 0}, ValueError, "random_state"),
+        ({"method": "gsea", "random_state": -1}, ValueError, "random_state"),
         ({"method": "ora", "padj_col": "qvalue"}, KeyError, "adjusted p-value column 'qvalue'"),
         ({"method": "ora", "alpha": 0}, ValueError, "alpha"),
         ({"method": "ora", "lfc_threshold": -1}, ValueError, "lfc_threshold"),

@@ -53,5 +53,5 @@ def test_hallmark_biology_on_gendex_deseq2(gse60450, hallmark_entrez):
     if not hasattr(gdx.tl, "deseq2"):
         pytest.skip("gdx.tl.deseq2 is not on this branch yet")
     gdx.pp.filter_genes(gse60450, min_total_count=10)
-    gdx.tl.deseq2(gse60450, "~celltype+status", contrast=["celltype", "luminal", "basal"])
+    gdx.tl.deseq2(gse60450, design="~celltype+status", contrast=["celltype", "luminal", "basal"])
     check_hallmark_biology(gse60450, "deseq2", hallmark_entrez)

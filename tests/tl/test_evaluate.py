@@ -153,3 +153,10 @@ def test_evaluate_bad_input(sim, unchanged, kwargs, error, match):
     with pytest.raises(error, match=match):
         gdx.tl.evaluate_de(sim, **kwargs)
     check()
+
+
+def test_evaluate_copy_leaves_adata_alone(sim):
+    metrics = gdx.tl.evaluate_de(sim, "limma_voom", key_added="eval_pos")
+    out = gdx.tl.evaluate_de(sim, "limma_voom", key_added="eval_copy", copy=True)
+    assert "eval_copy" not in sim.uns and "eval_copy" in out.uns
+    pd.testing.assert_frame_equal(out.uns["eval_copy"]["metrics"], metrics)

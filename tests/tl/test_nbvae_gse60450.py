@@ -53,7 +53,7 @@ def test_gse60450_agreement_latent_and_na_genes(gse60450, reference_dir):
 
     # pathway level: the generative result points to the same biology as DESeq2 (issue 3 item 5)
     net = gdx.io.read_gmt(reference_dir.parents[1] / "data" / "genesets" / "mh.all.v2022.1.Mm.entrez.derived.gmt")
-    gdx.tl.deseq2(adata, "~celltype + status", contrast=["celltype", "luminal", "basal"])
+    gdx.tl.deseq2(adata, design="~celltype + status", contrast=["celltype", "luminal", "basal"])
     for key in ("deseq2", "nbvae_de"):
         gdx.tl.enrich(adata, key=key, net=net, method="ulm", key_added=f"hallmark_{key}")
         res = adata.uns[f"hallmark_{key}"]["results"].sort_values("score", kind="stable")

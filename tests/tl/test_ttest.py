@@ -105,7 +105,11 @@ def test_ttest_copy_and_warning_on_counts(adata):
     [
         ({"groupby": "nope", "group1": "B", "group2": "A"}, KeyError, "nope"),
         ({"groupby": "condition", "group1": "Z", "group2": "A"}, ValueError, "'Z' not found"),
-        ({"groupby": "condition", "group1": "B", "group2": "B"}, ValueError, "same group"),
+        ({"groupby": "condition", "group1": "B", "group2": "B"}, ValueError, "must differ"),
+        ({"contrast": ["condition", "B", "B"]}, ValueError, "must differ"),
+        ({"contrast": ["condition", "B", "A"], "groupby": "condition"}, ValueError, "once"),
+        ({"groupby": "condition", "group1": "B"}, ValueError, "together"),
+        ({}, ValueError, "name the comparison"),
         ({"groupby": "condition", "group1": "single", "group2": "A"}, ValueError, "at least 2"),
         ({"groupby": "condition", "group1": "B", "group2": "A", "layer": "nolayer"}, KeyError, "nolayer"),
     ],
@@ -126,3 +130,12 @@ def test_ttest_refuses_infinite_values(unchanged):
     with pytest.raises(ValueError, match="infinite"):
         gdx.tl.ttest(adata, groupby="condition", group1="Treatment", group2="Control")
     check()
+
+
+def test_ttest_contrast_equals_the_groupby_alias():
+    adata = gdx.datasets.simulate_shift(n_samples=20, n_genes=30, seed=1)
+    gdx.pp.log2_normalize(adata)
+    gdx.tl.ttest(adata, contrast=["condition", "Treatment", "Control"], layer="log2", key_added="c")
+    gdx.tl.ttest(adata, groupby="condition", group1="Treatment", group2="Control", layer="log2", key_added="g")
+    pd.testing.assert_frame_equal(adata.varm["c"], adata.varm["g"])
+    assert list(adata.uns["c"]["contrast"]) == ["condition", "Treatment", "Control"]

@@ -100,7 +100,7 @@ def step_mds(demo: Demo) -> None:
     import gendex as gdx
 
     adata = demo.adata
-    gdx.tl.mds(adata, top=500, key_added="X_mds")
+    gdx.tl.mds(adata, n_top_genes=500, key_added="X_mds")
     labels = "name" if "name" in adata.obs.columns else adata.n_obs <= 24
     demo.figure("mds", "MDS (leading log-fold-changes)", gdx.pl.mds(adata, color=demo.color, labels=labels))
     ratio = adata.uns["mds"]["variance_ratio"]

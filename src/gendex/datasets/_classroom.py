@@ -127,11 +127,10 @@ def simulate_classroom(
 
     Returns
     -------
-    anndata.AnnData
-        Samples x genes, positive floats (and NaN) in ``X``; ``obs["condition"]`` (``Control``/``Treatment``);
-        ``var["is_shifted"]`` (bool: shifted by a non-zero ``shift_size``) and ``var["shift_rank"]`` (the order in
-        which the shifted genes were drawn, 1..n_shift, 0 for the others: the homework's ``true_genes`` order);
-        ``uns["simulate_classroom"]`` holds the parameters.
+    AnnData of samples x genes with positive floats (and NaN) in ``X``; ``obs["condition"]``
+    (``Control``/``Treatment``); ``var["is_shifted"]`` (bool: shifted by a non-zero ``shift_size``) and
+    ``var["shift_rank"]`` (the order in which the shifted genes were drawn, 1..n_shift, 0 for the others: the
+    homework's ``true_genes`` order); ``uns["simulate_classroom"]`` holds the parameters.
 
     Examples
     --------

@@ -74,7 +74,8 @@ def hallmark(
         ``"human"``, or another organism that decoupler translates to by orthology (e.g. ``"mouse"``; this uses
         human-to-mouse orthologs, not MSigDB's curated mouse collection).
     license
-        Kept for decoupler's signature (``"academic"`` or ``"commercial"``); the hallmark table is the same.
+        Kept for decoupler's signature (``"academic"``, ``"commercial"`` or ``"nonprofit"``); the hallmark table
+        is the same for all three.
 
     Returns
     -------
@@ -94,8 +95,8 @@ def hallmark(
     """
     if not isinstance(organism, str) or not organism:
         raise TypeError(f"`organism` must be a non-empty string such as 'human' or 'mouse', got {organism!r}")
-    if license not in ("academic", "commercial"):
-        raise ValueError(f"`license` must be 'academic' or 'commercial', got {license!r}")
+    if license not in ("academic", "commercial", "nonprofit"):
+        raise ValueError(f"`license` must be 'academic', 'commercial' or 'nonprofit', got {license!r}")
     net = _read_table(fetch(HALLMARK_REMOTE, check=_read_table, offline_hint=OFFLINE_HINT))
     if organism != "human":
         import decoupler as dc

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._de import de_keys, lookup_de_table
+from .._results import de_keys, lookup_de_table
 
 
 def de_summary(
@@ -41,9 +41,8 @@ def de_summary(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per key (index ``key``) with integer columns ``up``, ``down``, ``not_significant`` and
-        ``not_tested``; they add up to the number of genes.
+    A :class:`~pandas.DataFrame` with one row per key (index ``key``) and integer columns ``up``, ``down``,
+    ``not_significant`` and ``not_tested``; they add up to the number of genes.
 
     Examples
     --------

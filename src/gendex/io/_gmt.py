@@ -36,10 +36,9 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame
-        One row per (set, gene) membership, in file order, with ``str`` columns ``source`` (set name),
-        ``target`` (gene) and ``description`` (the set's description, ``""`` when the file has none). This is the
-        ``net`` that :func:`gendex.tl.enrich` and ``decoupler.mt.*`` take (they ignore ``description``).
+    A DataFrame with one row per (set, gene) membership, in file order, and ``str`` columns ``source`` (set
+    name), ``target`` (gene) and ``description`` (the set's description, ``""`` when the file has none). This is
+    the ``net`` that :func:`gendex.tl.enrich` and ``decoupler.mt.*`` take (they ignore ``description``).
 
     Examples
     --------

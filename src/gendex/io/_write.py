@@ -42,15 +42,14 @@ def write_de(
 
     Returns
     -------
-    pathlib.Path
-        The path written.
+    The path written.
 
     Examples
     --------
     >>> import gendex as gdx
     >>> gdx.io.write_de(adata, "deseq2", "deseq2_results.csv")  # doctest: +SKIP
     """
-    from ..get._de import lookup_de_table
+    from .._results import lookup_de_table
 
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]

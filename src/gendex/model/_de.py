@@ -2,11 +2,13 @@
 
 Two modes, chosen by the compared factor. **Counterfactual**: the factor is a categorical covariate of the
 decoder; every sample of both groups is decoded with the factor set to each level, keeping its latent code, so
-the log fold change is the covariate's effect. **Unsupervised**: the factor is unknown to the model; each
-group's samples are decoded as they are and the log2 ratio of the two groups' mean decoded expression is taken.
-That answer is only as good as the latent space's grasp of the groups, so the unsupervised mode also reports
-how well the latent means separate the groups (warning when poorly) and adds, per gene, the group difference
-the decoder does not reproduce (``"residual"``, :func:`~gendex.model._posterior.residual_effect`).
+the log fold change is the covariate's effect. **Unsupervised**: the factor is unknown to the model. When the
+latent space separates the two groups (Hotelling's test of their latent means, p < ``LATENT_SHIFT_ALPHA``),
+each group's samples are decoded as they are and the log2 ratio of the two groups' mean decoded expression is
+taken. When it does not, both groups would decode to nearly the same means whatever the data say, so the log
+fold change is instead each gene's group coefficient in its GLM on the latent codes (the decoder refitted with
+the group as one more feature, its dispersions re-estimated; the latent codes act as RUV/SVA factors), and a
+``UserWarning`` names the fix (the conditional mode). ``uns[key]["separation"]`` records the diagnostic.
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ from scvi import REGISTRY_KEYS
 
 from .._contrast import Comparison, resolve_comparison
 from .._validation import check_groups
+from ..tl._generative_de import UNCERTAINTY_SOURCES
 from . import _posterior
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Sources of uncertainty of the log fold change draws (see :meth:`GenerativeDEMixin.get_lfc_draws`).
-SOURCES = ("z", "decoder", "dispersion", "residual")
-#: Below these the unsupervised latent space counts as not separating the two groups (and a warning is given).
-MIN_SILHOUETTE = 0.25
-MIN_CV_ACCURACY = 0.75
+SOURCES = UNCERTAINTY_SOURCES
+#: The unsupervised latent space separates two groups when Hotelling's test of their latent means has a p-value
+#: below this; otherwise their latent difference counts as chance and the group effect comes from the residual.
+LATENT_SHIFT_ALPHA = 0.05
 
 
 @dataclass
@@ -83,11 +85,14 @@ class GenerativeDEMixin:
           the features ``[1, z, covariates]`` averaged over ``q(z)``, plus the weight prior);
         - ``"dispersion"``: the log dispersions, from their empirical-Bayes posterior (4 equal-probability
           nodes, each with its own decoder information);
-        - ``"residual"`` (unsupervised mode only): the part of each gene's observed group difference that the
-          decoded means miss, an NB fit with the decoded means as offsets whose standard error profiles out
-          the decoder's own parameters, shrunk by its own adaptive prior over genes (so it is near 0 wherever
-          the decoder reproduces the data). Without it, groups the latent space does not separate decode to the
-          same means and a large true change gets a tight interval around 0.
+        - ``"residual"`` (unsupervised mode, latent space not separating the groups): the group coefficient of
+          each gene's GLM on ``[1, z, covariates, group]`` with re-estimated dispersions, drawn from its Laplace
+          posterior jointly with the decoder's coefficients; both groups are decoded at their common latent
+          centroid, so the draws are that coefficient's. Without it such groups decode to the same means and a
+          large true change gets a tight interval around 0;
+        - ``"samples"``: the sampling of the samples within each group, a Bayesian bootstrap (flat Dirichlet
+          weights per draw) of the group means of the decoded expression, so that the draws cover the groups'
+          population means, not only these samples' (it matters when the groups' latent composition differs).
 
         Parameters
         ----------
@@ -128,7 +133,7 @@ class GenerativeDEMixin:
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
 
-        Draws from :meth:`get_lfc_draws`, summarised by :func:`gendex.tl._generative_de.de_table`: with
+        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.tl._generative_de.de_table``: with
         ``lfc_prior="adaptive"`` an adaptive shrinkage prior fitted to all genes (:func:`gendex.stats.ash`,
         with a point mass at no change) turns the draws' means and sds into posteriors; ``"flat"`` takes the
         draws as they are.
@@ -175,8 +180,8 @@ class GenerativeDEMixin:
         )
         table = de_table(res.draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
         table.insert(0, "baseMean", _posterior.mean_decoded(res.state))
-        if res.residual is not None:
-            table["lfc_residual"], table["lfc_residual_se"] = res.residual
+        nan = np.full(table.shape[0], np.nan)
+        table["lfc_residual"], table["lfc_residual_se"] = res.residual if res.residual is not None else (nan, nan)
         counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         empty = np.asarray(counts.sum(axis=0)).ravel() == 0
         table.loc[empty, table.columns != "is_de"] = np.nan
@@ -340,14 +345,29 @@ class GenerativeDEMixin:
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
         groups = self._de_groups(adata, contrast, groupby, group1, group2)
-        use_residual = "residual" in uncertainty and groups.counterfactual is None
-        state = _posterior.glm_state(self, with_counts=use_residual)
+        unsupervised = groups.counterfactual is None
+        state = _posterior.glm_state(self, with_counts=False)
         idx1, idx2 = groups.idx1, groups.idx2
-        if groups.counterfactual is not None:
+        separation = _posterior.latent_separation(state.z_mean.cpu().numpy(), idx1, idx2)
+        # the latent space carries the groups unless their latent means differ no more than chance allows
+        separated = bool(np.isnan(separation["pvalue"]) or separation["pvalue"] < LATENT_SHIFT_ALPHA)
+        use_residual = unsupervised and "residual" in uncertainty and not separated
+        draw_state, residual = state, None
+        if use_residual:
+            state = _posterior.glm_state(self, with_counts=True)
+            draw_state = _posterior.with_group_feature(self, state, idx1, idx2)
+            est = draw_state.beta[:, -1].cpu().numpy() / np.log(2.0)
+            se = _posterior.group_coefficient_se(self, draw_state) / np.log(2.0)
+            residual = (est, se)
+            separation["decoded_share"] = _decoded_share(_posterior.group_difference(state, idx1, idx2), est, se)
+            draw_state = _posterior.at_common_centroid(draw_state, idx1, idx2)
+        if unsupervised:
+            separation["source"] = "residual" if use_residual else "decoded"
+        else:
             idx1 = idx2 = np.concatenate([groups.idx1, groups.idx2])
         draws = _posterior.lfc_draws(
             self,
-            state,
+            draw_state,
             idx1,
             idx2,
             counterfactual=groups.counterfactual,
@@ -355,50 +375,40 @@ class GenerativeDEMixin:
             include=tuple(uncertainty),
             random_state=seed,
         )
-        separation = _posterior.latent_separation(state.z_mean.cpu().numpy(), groups.idx1, groups.idx2)
-        residual = None
-        if use_residual:
-            residual, share = _residual_draws(self, state, groups, draws, seed)
-            separation["decoded_share"] = share
-        if groups.counterfactual is None:
-            _warn_if_not_separated(groups.comparison, separation)
+        if unsupervised and not separated:
+            _warn_if_not_separated(groups.comparison, separation, residual=use_residual)
         return _Draws(draws, groups, state, separation, residual)
 
 
-def _residual_draws(model, state, groups: _Groups, draws: np.ndarray, seed: int):
-    """Add draws of the shrunk residual group effect to ``draws`` (in place).
+def _decoded_share(decoded: np.ndarray, residual: np.ndarray, se: np.ndarray) -> float:
+    """Share of the genes' between-group differences (log2, squared, summed) that the decoded means carry.
 
-    Returns its raw log2 estimate and se, and the share of the between-group differences the decoded means
-    reproduce.
+    The residual group coefficients count beyond their noise (``max(est^2 - se^2, 0)``), so a decoder that
+    reproduces every difference scores about 1 and one that decodes both groups to the same means about 0.
     """
-    from ..stats import ash
+    ok = np.isfinite(decoded) & np.isfinite(residual) & np.isfinite(se)
+    carried = float((decoded[ok] ** 2).sum())
+    missed = float(np.maximum(residual[ok] ** 2 - se[ok] ** 2, 0.0).sum())
+    return carried / (carried + missed) if carried + missed > 0 else float("nan")
 
-    res = _posterior.residual_effect(model, state, groups.idx1, groups.idx2)
-    est, se = res.estimate / np.log(2.0), res.se / np.log(2.0)
-    ok = np.isfinite(est) & np.isfinite(se) & (se > 0) & np.all(np.isfinite(draws), axis=0)
-    decoded = draws[:, ok].mean(0).astype(np.float64)
-    if ok.sum() >= 2:
-        post = ash(est[ok], se[ok])
-        mean, sd = post.mean, post.sd
-        gen = np.random.default_rng(seed)
-        draws[:, ok] += (mean + sd * gen.standard_normal((draws.shape[0], ok.sum()))).astype(np.float32)
-        excess = np.maximum(est[ok] ** 2 - se[ok] ** 2, 0.0).sum()  # the residual differences beyond noise
-        total = (decoded**2).sum() + excess
-        share = float((decoded**2).sum() / total) if total > 0 else 1.0
+
+def _warn_if_not_separated(comp: Comparison, sep: dict[str, float], *, residual: bool) -> None:
+    """Warn that the latent space does not separate the groups, and where the answer then comes from."""
+    fix = (
+        f"for a generative contrast train the model with {comp.factor!r} in its design (the conditional mode) "
+        "and compare counterfactually"
+    )
+    if residual:
+        how = (
+            "the log fold changes are the group coefficients of per-gene GLMs on the latent codes "
+            "(`lfc_residual`), not decoded differences"
+        )
     else:
-        share = float("nan")
-    est[~ok], se[~ok] = np.nan, np.nan
-    return (est, se), share
-
-
-def _warn_if_not_separated(comp: Comparison, sep: dict[str, float]) -> None:
-    if sep["silhouette"] >= MIN_SILHOUETTE and sep["cv_accuracy"] >= MIN_CV_ACCURACY:
-        return
+        how = "without the 'residual' source the decoded means of both groups hardly differ, whatever the data say"
     warnings.warn(
         f"the NB-VAE's latent space does not separate {comp.test!r} from {comp.reference!r} (silhouette "
-        f"{sep['silhouette']:.2f}, cross-validated accuracy {sep['cv_accuracy']:.2f}), so their decoded means "
-        f"hardly differ and only the residual check finds their changes; for this contrast train the model with "
-        f"{comp.factor!r} in its design (the conditional mode) and compare counterfactually",
+        f"{sep['silhouette']:.2f}, cross-validated accuracy {sep['cv_accuracy']:.2f}, Hotelling p "
+        f"{sep['pvalue']:.2g}): {how}; {fix}",
         UserWarning,
         stacklevel=4,
     )

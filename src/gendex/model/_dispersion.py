@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import polygamma
 from scipy.stats import chi2
 
 from ..stats._deseq2._trend import TrendFitError, local_trend, parametric_trend, prior_variance
@@ -108,20 +109,29 @@ def fit_log_dispersion(
     max_disp: float = 10.0,
     grid_step: float = 1.0,
     n_golden: int = 14,
+    bracket: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Maximise the (Cox-Reid adjusted, optionally penalised) NB likelihood in ``log alpha`` for every gene.
 
     A grid with step ``grid_step`` over ``[log 1e-8, log max_disp]`` brackets the maximum, then ``n_golden``
     golden-section steps within one grid step on either side refine it (14 steps: to about 0.002 for step 1,
     far below the posterior sd of a log dispersion); robust for every gene at once, unlike Newton steps from
-    one start. ``genes`` selects the prior's genes when ``y`` holds a chunk of them.
+    one start. ``genes`` selects the prior's genes when ``y`` holds a chunk of them. With ``bracket = (lower,
+    upper)`` (per gene) six points across it replace the grid (the MAP lies between the gene-wise estimate and
+    the trend).
     """
     lo, hi = math.log(MIN_DISP), math.log(max_disp)
     g = y.shape[1]
-    start = torch.full((g,), lo, dtype=y.dtype, device=y.device)
-    coarse = np.arange(0.0, hi - lo + grid_step, grid_step).tolist()
-    x = _argmax_on_grid(y, mu, moments, start, coarse, prior, genes, lo, hi)
-    a, b = torch.clamp(x - grid_step, lo, hi), torch.clamp(x + grid_step, lo, hi)
+    if bracket is None:
+        start = torch.full((g,), lo, dtype=y.dtype, device=y.device)
+        coarse = np.arange(0.0, hi - lo + grid_step, grid_step).tolist()
+        x = _argmax_on_grid(y, mu, moments, start, coarse, prior, genes, lo, hi)
+        step = torch.full((g,), grid_step, dtype=y.dtype, device=y.device)
+    else:  # six points across a per-gene bracket known to hold the maximum
+        start, stop = (torch.clamp(t, lo, hi) for t in bracket)
+        step = torch.clamp((stop - start) / 5.0, min=1e-3)
+        x = _argmax_on_grid(y, mu, moments, start, [step * i for i in range(6)], prior, genes, lo, hi)
+    a, b = torch.clamp(x - step, lo, hi), torch.clamp(x + step, lo, hi)
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - ratio * (b - a), a + ratio * (b - a)
     fc = _objective(y, mu, moments, c, prior, genes)
@@ -178,9 +188,14 @@ def fit_trend(base_mean: np.ndarray, disp: np.ndarray) -> tuple[str, np.ndarray,
     return "mean", np.array([mean_disp, 0.0]), np.full(base_mean.shape, mean_disp)
 
 
+def sampling_variance(n_samples: int, n_coef: int) -> float:
+    """Sampling variance of a gene-wise log dispersion, ``trigamma((m - p) / 2)`` (DESeq2's approximation)."""
+    return float(polygamma(1, max(n_samples - n_coef, 1) / 2.0))
+
+
 def _log_chisq_density(df: float) -> tuple[np.ndarray, np.ndarray]:
     """Grid and density of ``log(X / df)``, ``X ~ chi2(df)``: the sampling error of a gene-wise log dispersion."""
-    u = np.linspace(-20.0, 6.0, 2601)
+    u = np.linspace(-20.0, 6.0, 651)
     xval = df * np.exp(u)
     dens = chi2.pdf(xval, df) * xval
     return u, dens / (dens.sum() * (u[1] - u[0]))
@@ -296,8 +311,8 @@ def fit_dispersions(
     design features, ``base_mean`` the mean normalised counts ``(G,)``. The trend and DESeq2's prior variance
     come from the DESeq2 engine (:mod:`gendex.stats`). With ``heavy_tail`` the prior adds a one-sided heavy tail
     above the trend (:func:`tail_weights`), so genes far above the trend keep their high dispersion (DESeq2
-    shrinks them towards it) and their posterior variance is that of their own likelihood. ``fast`` uses a
-    coarser search (for start values).
+    shrinks them towards it) and their posterior variance is that of their own likelihood. ``fast`` (start values)
+    uses a coarser gene-wise search and the normal posterior mean of each log dispersion instead of the MAP.
     """
     n, g = y.shape
     p = moments.shape[-1]
@@ -316,13 +331,31 @@ def fit_dispersions(
         pvar, _ = prior_variance(np.exp(log_gw[nz]), trend[nz], n, p, MIN_DISP)
         pvar = float(max(pvar, 0.25)) if np.isfinite(pvar) else 0.25
         sd = math.sqrt(pvar)
+        if fast:  # start values: the normal posterior mean of each log dispersion, no search
+            tau2 = sampling_variance(n, p)
+            shrunk = (log_gw / tau2 + log_trend / pvar) / (1 / tau2 + 1 / pvar)
+            log_final = np.where(log_gw > math.log(100 * MIN_DISP), shrunk, log_trend)
+            var = np.full(g, 1.0 / (1 / tau2 + 1 / pvar))
+            none = np.zeros(g, dtype=bool)
+            return DispersionFit(
+                log_gw, log_trend, log_final, log_final, var, none, kind, coefs, pvar, normal_weights()
+            )
         weights = normal_weights()
         if heavy_tail:
             use = (log_gw >= math.log(100 * MIN_DISP)) & nz
             weights = tail_weights((log_gw - log_trend)[use], sd, n - p)
         pm = torch.as_tensor(log_trend, dtype=y.dtype, device=y.device)
         prior = LogDispersionPrior(pm, sd, weights)
-        map_ = by_chunks(lambda s: fit_log_dispersion(y[:, s], mu[:, s], moments, prior=prior, genes=s, **opts))
+        # the likelihood peaks at the gene-wise estimate, the prior near the trend: the MAP lies between them
+        lower = torch.as_tensor(np.minimum(log_gw, log_trend) - 0.5, dtype=y.dtype, device=y.device)
+        upper = torch.as_tensor(np.maximum(log_gw, log_trend) + 0.5, dtype=y.dtype, device=y.device)
+
+        def map_chunk(s):
+            return fit_log_dispersion(
+                y[:, s], mu[:, s], moments, prior=prior, genes=s, bracket=(lower[s], upper[s]), **opts
+            )
+
+        map_ = by_chunks(map_chunk)
         log_map = map_.cpu().double().numpy()
         outlier = log_gw > log_trend + 2.0 * sd
         log_final = np.where(outlier, log_gw, log_map)

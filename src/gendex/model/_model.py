@@ -52,7 +52,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         AnnData registered with :meth:`setup_anndata`.
     n_latent
         Dimension of the latent space, or ``"auto"``: chosen from the residual structure of the log-normalised
-        counts after the covariates (:func:`gendex.model._latent_dim.choose_n_latent`; the choice and its
+        counts after the covariates (``gendex.model._latent_dim.choose_n_latent``; the choice and its
         reasons are in ``model.latent_dim_``).
     n_hidden
         Width of the encoder's hidden layer.
@@ -79,6 +79,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         n_cats, n_cont = _init.covariate_shapes(self.adata_manager)
         n_feat = sum(k - 1 for k in n_cats) + n_cont
         self.latent_dim_: dict | None = None
+        self.confounding_: np.ndarray | None = None
         if _LOADING.get():  # weights follow from the saved state: skip the data-driven start
             if not isinstance(n_latent, int):
                 raise ValueError("a saved NBVAE must record an integer `n_latent`")
@@ -271,9 +272,42 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             )
         self.module.eval()
         self._refresh_orthogonalisation()
+        self._adjust_for_confounding()
         if fit_dispersions:
             self.fit_dispersions()
         return out
+
+    @torch.no_grad()
+    def _adjust_for_confounding(self) -> None:
+        """Give the codes back the part of them that the design explains, estimated from the null genes.
+
+        Training keeps the codes orthogonal to the covariate features, so an unknown factor that differs between
+        the groups by chance would leave that difference in every gene's design coefficient ``B_g`` (as
+        ``W_g gamma``). As confounder adjustment for linear models does (CATE, RUV-4), ``gamma`` (features x
+        latent) is the robust (Tukey biweight) regression of the design coefficients on the loadings over the
+        genes (most genes do not change, so their ``B_g`` is ``W_g gamma`` alone); then the codes become
+        ``z + (c - c_mean) gamma`` and ``B <- B - W gamma^T`` (the intercepts absorb the centring): the fitted
+        means are unchanged, the design coefficients are freed of the factor's imbalance, and their posterior
+        sees the codes' correlation with the design (wider where the groups differ in the unknown factors).
+        The estimate is in ``model.confounding_``.
+        """
+        m = self.module
+        f, k = m.n_cov_features, m.n_latent
+        if not (f and k):
+            self.confounding_ = None
+            return
+        w = m.loadings.detach().double().cpu().numpy()
+        b = m.cov_coef.detach().double().cpu().numpy()
+        expressed = m.intercept.detach().double().cpu().numpy() > np.log(1.0)
+        gamma = np.zeros((f, k))
+        for j in range(f):
+            gamma[j] = _tukey_regression(w[expressed], b[expressed, j])
+        g = torch.as_tensor(gamma, dtype=m.loadings.dtype, device=m.loadings.device)
+        enc = m.z_encoder
+        m.intercept += m.loadings @ (g.T @ enc.cov_mean)
+        m.cov_coef -= m.loadings @ g.T
+        enc.code_cov_coef -= g
+        self.confounding_ = gamma
 
     @torch.inference_mode()
     def _refresh_orthogonalisation(self) -> None:
@@ -299,7 +333,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         engine's trend and prior variance, the MAP dispersions (gene-wise kept for outliers more than two prior
         standard deviations above the trend) and the posterior variance of each log dispersion. With
         ``heavy_tail`` the prior has a one-sided heavy tail above the trend whose weights are estimated from the
-        data (:func:`gendex.model._dispersion.tail_weights`): genes far above the trend keep their dispersion and
+        data (``gendex.model._dispersion.tail_weights``): genes far above the trend keep their dispersion and
         its uncertainty. The trend, the prior and the tail weights are in ``model.dispersion_trend_``.
         At most ``max_samples`` random samples are used (the posterior variances are then scaled to all samples).
 
@@ -328,7 +362,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     def get_decoded_means(self) -> np.ndarray:
         """Decoded size-factor-normalised means of every sample at its latent posterior mean, ``(n_obs, n_genes)``.
 
-        Deterministic, unlike :meth:`get_normalized_expression`, which decodes a draw of each latent code.
+        Deterministic, unlike scvi-tools' ``get_normalized_expression``, which decodes a draw of each latent code.
         """
         z = torch.as_tensor(self.get_latent_representation(), device=self.device)
         feats = _posterior.covariate_features(self) if self.module.n_cov_features else None
@@ -356,6 +390,23 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         z = torch.as_tensor(arr.astype(np.float32), device=self.device)
         feats = _posterior.covariate_features(self).mean(0, keepdim=True) if self.module.n_cov_features else None
         return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
+
+
+def _tukey_regression(x: np.ndarray, y: np.ndarray, n_iter: int = 30) -> np.ndarray:
+    """Robust regression ``y ~ x`` (no intercept) by iteratively reweighted least squares with Tukey's biweight."""
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    for it in range(n_iter):
+        r = y - x @ coef
+        scale = 1.4826 * np.median(np.abs(r - np.median(r))) + 1e-12
+        c = (1.345 if it < 5 else 4.685) * scale  # Huber start, then the biweight (redescending)
+        u = np.abs(r) / c
+        wts = np.minimum(1.0, 1.0 / np.maximum(u, 1e-12)) if it < 5 else np.where(u < 1, (1 - u**2) ** 2, 0.0)
+        xw = x * wts[:, None]
+        new = np.linalg.lstsq(xw.T @ x + 1e-10 * np.eye(x.shape[1]), xw.T @ y, rcond=None)[0]
+        if np.max(np.abs(new - coef)) < 1e-8:
+            return new
+        coef = new
+    return coef
 
 
 _LOADING: ContextVar[bool] = ContextVar("nbvae_loading", default=False)

@@ -148,7 +148,7 @@ class NBVAEModule(BaseModuleClass):
     n_input
         Number of genes.
     init
-        Initial values (from :func:`gendex.model._init.initial_parameters`): ``intercept`` ``(G,)``, ``loadings``
+        Initial values (from ``gendex.model._init.initial_parameters``): ``intercept`` ``(G,)``, ``loadings``
         ``(G, n_latent)``, ``cov_coef`` ``(G, f)``, ``log_disp`` ``(G,)``, the dispersion prior
         ``log_disp_prior_mean`` ``(G,)`` and ``disp_prior_var``, and the encoder's ``encoder_centre`` ``(G,)``,
         ``encoder_basis`` ``(G, N_BASIS)`` and ``encoder_cov_effect`` ``(f, G)``.

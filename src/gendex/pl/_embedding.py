@@ -43,7 +43,8 @@ def _axis_format(adata: AnnData, basis: str) -> tuple[str, np.ndarray | None, st
     rec = found[0] if found else {}
     ratio = np.asarray(rec["variance_ratio"], dtype=np.float64) if "variance_ratio" in rec else None
     params = rec.get("params") if isinstance(rec.get("params"), Mapping) else {}
-    kind = "pca" if "n_comps" in params or name == "pca" else "mds" if "axis_label" in rec or name == "mds" else None
+    kind = rec.get("method") if rec.get("method") in ("pca", "mds") else None
+    kind = kind or ("pca" if "n_comps" in params or name == "pca" else "mds" if "axis_label" in rec else None)
     if "axis_label" in rec:
         fmt = f"{rec['axis_label']} {{d}}"
     elif kind == "pca":
@@ -222,7 +223,7 @@ def pca(
     dims: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """PCA plot of the samples from :func:`gendex.tl.pca`: :func:`embedding` with ``basis="X_pca"``.
+    """PCA plot of the samples from :func:`gendex.tl.pca`: :func:`~gendex.pl.embedding` with ``basis="X_pca"``.
 
     Parameters
     ----------
@@ -237,7 +238,7 @@ def pca(
     dims
         Deprecated: use ``components``.
     **kwargs
-        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`~gendex.pl.embedding`, or
         arguments of ``Axes.scatter``.
 
     Returns
@@ -265,7 +266,7 @@ def mds(
     dims: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """MDS plot of the samples (limma's ``plotMDS``) from :func:`gendex.tl.mds`: :func:`embedding` of ``X_mds``.
+    """MDS plot of the samples (limma's ``plotMDS``) from :func:`gendex.tl.mds`: :func:`~gendex.pl.embedding` of X_mds.
 
     Distances on the plot approximate the typical (root-mean-square leading) log2 fold changes between
     samples; the axes show each dimension's share of the variance.
@@ -283,7 +284,7 @@ def mds(
     dims
         Deprecated: use ``components``.
     **kwargs
-        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`~gendex.pl.embedding`, or
         arguments of ``Axes.scatter``.
 
     Returns
@@ -312,7 +313,7 @@ def latent(
 ) -> Axes:
     """The samples in a model's latent space (``obsm[basis]``, e.g. from :func:`gendex.tl.nbvae`).
 
-    :func:`embedding` with ``basis="X_nbvae"``.
+    :func:`~gendex.pl.embedding` with ``basis="X_nbvae"``.
 
     Parameters
     ----------
@@ -326,7 +327,7 @@ def latent(
     annotate
         Deprecated: use ``labels=True``.
     **kwargs
-        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`embedding`, or
+        ``color``, ``labels``, ``ax``, ``show``, ``save`` and the other arguments of :func:`~gendex.pl.embedding`, or
         arguments of ``Axes.scatter``.
 
     Returns

@@ -21,6 +21,8 @@ def _apply(
     columns: dict[str, NDArray] | None = None,
 ):
     """Flag genes in ``var[f"pass_{key}"]`` (plus ``columns``), subset in place when asked, record in ``uns``."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"`key_added` must be a non-empty string, got {key!r}")
     if not keep.any():
         raise ValueError(f"{key}: no gene passes the filter ({record}); loosen the thresholds")
     if copy:
@@ -43,6 +45,7 @@ def filter_genes(
     min_count: int = 1,
     layer: str | None = "counts",
     subset: bool = True,
+    key_added: str = "filter_genes",
     copy: bool = False,
 ) -> AnnData | None:
     """Keep genes with enough counts (DESeq2's ``rowSums(counts) >= 10`` prefilter by default).
@@ -61,6 +64,8 @@ def filter_genes(
         Layer with the raw counts; None means ``X``.
     subset
         Subset ``adata`` in place; when False only flag genes (``var["pass_filter_genes"]`` is always set).
+    key_added
+        Name of the filter: the flag is ``var[f"pass_{key_added}"]`` and the record ``uns[key_added]``.
     copy
         Work on a copy of ``adata`` and return it.
 
@@ -80,7 +85,7 @@ def filter_genes(
     counts = get_counts(adata, layer)
     keep = (counts.sum(axis=0) >= min_total_count) & ((counts >= min_count).sum(axis=0) >= min_samples)
     record = {"min_total_count": min_total_count, "min_samples": min_samples, "min_count": min_count}
-    return _apply(adata, keep, key="filter_genes", record=record, subset=subset, copy=copy)
+    return _apply(adata, keep, key=key_added, record=record, subset=subset, copy=copy)
 
 
 def filter_by_expr(
@@ -93,6 +98,7 @@ def filter_by_expr(
     min_prop: float = 0.7,
     layer: str | None = "counts",
     subset: bool = True,
+    key_added: str = "filter_by_expr",
     copy: bool = False,
 ) -> AnnData | None:
     """EdgeR's ``filterByExpr`` rule: keep genes expressed above a CPM cutoff in enough samples.
@@ -113,6 +119,8 @@ def filter_by_expr(
         Layer with the raw counts; None means ``X``.
     subset
         Subset ``adata`` in place; when False only flag genes (``var["pass_filter_by_expr"]`` is always set).
+    key_added
+        Name of the filter: the flag is ``var[f"pass_{key_added}"]`` and the record ``uns[key_added]``.
     copy
         Work on a copy of ``adata`` and return it.
 
@@ -157,7 +165,7 @@ def filter_by_expr(
         "median_library_size": median_lib,
         "min_sample_size": min_sample_size,
     }
-    return _apply(adata, keep, key="filter_by_expr", record=record, subset=subset, copy=copy)
+    return _apply(adata, keep, key=key_added, record=record, subset=subset, copy=copy)
 
 
 def filter_missing(
@@ -166,6 +174,7 @@ def filter_missing(
     max_missing: float = 0.8,
     layer: str | None = None,
     subset: bool = True,
+    key_added: str = "filter_missing",
     copy: bool = False,
 ) -> AnnData | None:
     """Flag, and by default drop, genes with too many missing (NaN) values.
@@ -180,17 +189,18 @@ def filter_missing(
         Layer with the values; None means ``X``.
     subset
         Subset ``adata`` in place to the passing genes; when False only flag them.
+    key_added
+        Name of the filter: the flag is ``var[f"pass_{key_added}"]`` and the record ``uns[key_added]``.
     copy
         Work on a copy of ``adata`` and return it.
 
     Returns
     -------
-    None, or the modified copy when ``copy=True``.
-        Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``,
-        records the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``. The
-        per-gene summary of every gene, the dropped ones included (columns ``n_missing``, ``frac_missing``,
-        ``pass_filter_missing``, indexed by the original ``var_names``), is kept in
-        ``adata.uns["filter_missing"]["summary"]``.
+    Sets ``adata.var["n_missing"]``, ``adata.var["frac_missing"]`` and ``adata.var["pass_filter_missing"]``,
+    records the parameters in ``adata.uns["filter_missing"]`` and subsets genes when ``subset``. The per-gene
+    summary of every gene, the dropped ones included (columns ``n_missing``, ``frac_missing``,
+    ``pass_filter_missing``, indexed by the original ``var_names``), is kept in
+    ``adata.uns["filter_missing"]["summary"]``. Returns None, or the modified copy when ``copy=True``.
 
     Examples
     --------
@@ -209,8 +219,8 @@ def filter_missing(
     frac = n_missing / adata.n_obs
     keep = frac <= max_missing
     columns = {"n_missing": n_missing.astype(np.int64), "frac_missing": frac}
-    summary = pd.DataFrame({**columns, "pass_filter_missing": keep}, index=adata.var_names.astype(str))
+    summary = pd.DataFrame({**columns, f"pass_{key_added}": keep}, index=adata.var_names.astype(str))
     record = {"max_missing": max_missing}
-    out = _apply(adata, keep, key="filter_missing", record=record, subset=subset, copy=copy, columns=columns)
-    (out if copy else adata).uns["filter_missing"]["summary"] = summary  # every gene, the dropped ones too
+    out = _apply(adata, keep, key=key_added, record=record, subset=subset, copy=copy, columns=columns)
+    (out if copy else adata).uns[key_added]["summary"] = summary  # every gene, the dropped ones too
     return out

@@ -20,10 +20,10 @@ from scipy.stats import norm
 class AshPosterior:
     """Posterior of each effect: a mixture over the prior's components (arrays ``(n,)`` or ``(n, K)``)."""
 
-    weights: NDArray[np.float64]  # (n, K) posterior component probabilities
+    weights: NDArray[np.float64]  # (n, K') posterior probabilities of the components that carry weight
     means: NDArray[np.float64]  # (n, K)
     sds: NDArray[np.float64]  # (n, K); 0 for the point mass
-    prior_weights: NDArray[np.float64]  # (K,)
+    prior_weights: NDArray[np.float64]  # (K,) of every component of the grid
     prior_sds: NDArray[np.float64]  # (K,)
 
     @property
@@ -156,7 +156,11 @@ def ash(
     pi = _mixture_weights(lik, penalty, max_iter=max_iter, tol=tol)
     w = lik * pi
     w /= w.sum(1, keepdims=True)
-    shrink = sds[None, :] ** 2 / total_sd**2
+    # components no effect gives weight (below 1e-10 everywhere) leave every posterior summary unchanged
+    # within 1e-10 per component; dropping them makes the tail probabilities and quantiles cheap
+    keep = (w.max(0) > 1e-10) | (sds == 0)
+    w = w[:, keep] / w[:, keep].sum(1, keepdims=True)
+    shrink = sds[None, keep] ** 2 / total_sd[:, keep] ** 2
     means = shrink * b[:, None]
     post_sds = np.sqrt(shrink) * s[:, None]
     return AshPosterior(w, means, post_sds, pi, sds)

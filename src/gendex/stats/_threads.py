@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 
 def default_threads(n_entries: int, *, min_entries: int = 2_000_000, max_threads: int = 4) -> int:
@@ -16,7 +17,7 @@ def default_threads(n_entries: int, *, min_entries: int = 2_000_000, max_threads
     return max(1, min(max_threads, cpus))
 
 
-def parallel_for(fn: Callable[[object], None], items: Iterable, n_threads: int) -> None:
+def parallel_for(fn: Callable[[Any], None], items: Iterable, n_threads: int) -> None:
     """Call ``fn`` on every item, in a pool of ``n_threads`` threads when that is more than one."""
     items = list(items)
     if n_threads <= 1 or len(items) <= 1:

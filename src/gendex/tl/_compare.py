@@ -33,7 +33,8 @@ def compare_de(
     *,
     alpha: float = 0.05,
     key_added: str | None = None,
-) -> None:
+    copy: bool = False,
+) -> AnnData | None:
     """Compare two DE results on the same genes: log2FC correlation, shrinkage, call concordance, NA genes.
 
     A gene is *finite* in a result when its ``log2FoldChange`` and ``padj`` are both finite (the method
@@ -53,10 +54,12 @@ def compare_de(
         Significance threshold on ``padj`` for both results.
     key_added
         ``uns`` key to write; default ``f"compare_{key1}_vs_{key2}"``.
+    copy
+        Work on a copy of ``adata`` and return it.
 
     Returns
     -------
-    Sets ``adata.uns[key_added]``, a dict with
+    Returns None, or the modified copy when ``copy=True``, and sets ``adata.uns[key_added]``, a dict with
 
     ``"params"``
         ``key1``, ``key2``, ``alpha`` and the two results' ``method1``/``method2``.
@@ -114,6 +117,8 @@ def compare_de(
         "method1": _method(adata, key1),
         "method2": _method(adata, key2),
     }
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {"params": h5ad_safe(params), "summary": h5ad_safe(summary), "table": table}
     logger.info(
         "compare_de %s vs %s: Pearson %.3f on %d genes, call agreement %.3f",
@@ -123,3 +128,4 @@ def compare_de(
         summary["n_both_finite"],
         summary["agreement"],
     )
+    return adata if copy else None

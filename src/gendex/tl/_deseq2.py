@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._contrast import keyword_design
 from .._utils import store_de_results
 from ..stats._deseq2 import NA_REASONS, RESULT_COLUMNS, na_reasons
 from ._deseq2_request import _Outcome, _Request, _validate
@@ -20,13 +21,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NA_REASONS", "RESULT_COLUMNS", "deseq2", "na_reasons"]
+#: The per-gene dispersions of the fit, stored as columns of every result table (PyDESeq2's names).
+DISPERSION_COLUMNS = ("dispersions", "genewise_dispersions", "fitted_dispersions", "MAP_dispersions")
+
+__all__ = ["DISPERSION_COLUMNS", "NA_REASONS", "RESULT_COLUMNS", "deseq2", "na_reasons"]
 
 
 def deseq2(
     adata: AnnData,
-    design: str = "~condition",
-    *,
+    *args: str,
+    design: str | None = None,
     contrast: Sequence[str] | Sequence[Sequence[str]] | None = None,
     layer: str | None = "counts",
     alpha: float = 0.05,
@@ -54,9 +58,12 @@ def deseq2(
     ----------
     adata
         Samples x genes AnnData with raw counts (non-negative integers, dense or sparse).
+    *args
+        Deprecated: the design given positionally (``gdx.tl.deseq2(adata, "~condition")``) still works in 0.1, with
+        a :class:`FutureWarning`; pass ``design=``.
     design
-        Formula over ``obs`` columns, e.g. ``"~celltype + status"``. Categorical factors use treatment coding
-        with the first category (alphabetical for strings) as reference.
+        Formula over ``obs`` columns, e.g. ``"~celltype + status"`` (default ``"~condition"``). Categorical factors
+        use treatment coding with the first category (alphabetical for strings) as reference.
     contrast
         ``[factor, test_level, reference_level]``, or a list of them. The factor must be in ``design``.
         None tests the last coefficient of the design (R's default), e.g. ``["condition", "B", "A"]``. With
@@ -106,28 +113,30 @@ def deseq2(
 
     Returns
     -------
-    Returns None, or the modified copy when ``copy=True``, and sets:
+    Returns None, or the modified copy when ``copy=True``, and sets, for each result key (nothing outside them:
+    two fits with different designs and keys never overwrite each other):
 
-    ``adata.obs["size_factors"]``
-        DESeq2 size factors (median of ratios).
-    ``adata.var["dispersions"]``, ``["genewise_dispersions"]``, ``["fitted_dispersions"]``, ``["MAP_dispersions"]``
-        Final, gene-wise (MLE), trend and maximum a posteriori dispersions (NaN for all-zero genes).
     ``adata.varm[key]`` (:class:`~pandas.DataFrame`, one per contrast)
         Indexed by ``var_names``, columns ``baseMean, log2FoldChange, lfcSE, stat, pvalue, padj`` (DESeq2's
         names; log2 scale) and ``na_reason`` (``""``, ``"all_zero"``, ``"cooks_outlier"``,
         ``"independent_filtering"``: why ``pvalue``/``padj`` is NaN). With ``shrink`` also
-        ``log2FoldChange_unshrunk`` and ``lfcSE_unshrunk``. For the LRT ``stat`` is the LRT statistic.
+        ``log2FoldChange_unshrunk`` and ``lfcSE_unshrunk``. For the LRT ``stat`` is the LRT statistic. Then the
+        fit's ``dispersions``, ``genewise_dispersions``, ``fitted_dispersions`` and ``MAP_dispersions`` (final,
+        gene-wise MLE, trend and maximum a posteriori; NaN for all-zero genes).
     ``adata.uns[key]`` (dict)
         ``method`` (``"deseq2"``), ``inference``, ``design``, ``contrast``, ``test``, ``reduced``,
-        ``params``, ``versions``, the dispersion ``trend_coeffs`` and ``prior_disp_var`` where available.
+        ``params``, ``versions``, ``size_factors`` (the fit's median-of-ratios size factors, an array in
+        ``obs_names`` order), the dispersion ``trend_coeffs`` and ``prior_disp_var`` where available.
 
     Examples
     --------
     >>> import gendex as gdx
     >>> adata = gdx.datasets.simulate_counts(n_samples=8, n_genes=300)
-    >>> gdx.tl.deseq2(adata, "~condition", contrast=["condition", "B", "A"])  # doctest: +SKIP
+    >>> gdx.tl.deseq2(adata, design="~condition", contrast=["condition", "B", "A"])  # doctest: +SKIP
     >>> gdx.get.de_results(adata, "deseq2").sort_values("padj").head()  # doctest: +SKIP
     """
+    design = keyword_design(args, design, "gendex.tl.deseq2", default="~condition")
+    assert design is not None  # the default fills it
     req = _validate(
         adata,
         design=design,
@@ -184,6 +193,7 @@ def _run_batched(req: _Request) -> _Outcome:
     for contrast, vec, coef, masks in zip(req.contrasts, req.vectors, req.shrink_coefs, req.masks, strict=True):
         info: dict[str, Any]
         if req.test == "lrt":
+            assert req.reduced_df is not None  # validated: test="lrt" needs `reduced`
             table = deseq2_lrt(fit, req.reduced_df.to_numpy(), **tests)
             if req.contrast_given:  # R's results(dds, contrast=...) of an LRT fit: that contrast's LFC and SE
                 wald = deseq2_wald(fit, vec, contrast_samples=masks, **tests)
@@ -236,12 +246,13 @@ def _filter_info(table: pd.DataFrame) -> dict[str, Any]:
 
 
 def _write(adata: AnnData, req: _Request, outcome: _Outcome) -> None:
-    adata.obs["size_factors"] = np.asarray(outcome.size_factors, dtype=np.float64)
-    for name, values in outcome.var_columns.items():
-        adata.var[name] = np.asarray(values, dtype=np.float64)
+    """Everything the fit produced goes under each result's key: nothing shared is overwritten."""
+    size_factors = np.asarray(outcome.size_factors, dtype=np.float64)
     for key, contrast, table, info in zip(req.keys, req.contrasts, outcome.tables, outcome.result_info, strict=True):
         table = table.copy()
         table.index = req.var_names
+        for name in DISPERSION_COLUMNS:
+            table[name] = np.asarray(outcome.var_columns[name], dtype=np.float64)
         extra: dict[str, Any] = {
             "inference": req.params["inference"],
             "design": req.design,
@@ -249,6 +260,7 @@ def _write(adata: AnnData, req: _Request, outcome: _Outcome) -> None:
             "contrast": list(contrast),
             "test": req.test,
             "reduced": req.reduced,
+            "size_factors": size_factors,
             **outcome.fit_info,
             **info,
         }

@@ -8,6 +8,7 @@ import numpy as np
 from anndata import AnnData
 from numpy.typing import NDArray
 
+from .._contrast import deprecated_argument
 from .._utils import h5ad_safe
 from .._validation import get_matrix, to_dense
 from ..stats import classical_mds, leading_logfc_distances
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def embedding_keys(key_added: str) -> str:
-    """The ``uns`` key that goes with ``obsm[key_added]``: ``"X_mds"`` -> ``"mds"``."""
+    """The name of an embedding: ``"mds"`` and ``"X_mds"`` -> ``"mds"`` (``obsm["X_mds"]``, ``uns["mds"]``)."""
     return key_added.removeprefix("X_") or key_added
 
 
@@ -42,14 +43,16 @@ def mds(
     adata: AnnData,
     *,
     layer: str | None = "log_cpm",
-    top: int = 500,
-    n_components: int = 2,
-    key_added: str = "X_mds",
+    n_top_genes: int = 500,
+    n_comps: int = 2,
+    key_added: str = "mds",
     copy: bool = False,
+    top: int | None = None,
+    n_components: int | None = None,
 ) -> AnnData | None:
     """Multidimensional scaling of the samples on leading log-fold-changes (limma's ``plotMDS``).
 
-    The distance between two samples is the root-mean-square of the ``top`` largest absolute log-fold-changes
+    The distance between two samples is the root-mean-square of the ``n_top_genes`` largest absolute log-fold-changes
     between them (each pair chooses its own genes: limma's ``gene.selection="pairwise"``); the distance
     matrix is embedded by classical MDS (R's ``cmdscale``), and each dimension's share of the positive
     eigenvalues is its proportion of variance explained, as limma prints on the axes.
@@ -60,20 +63,23 @@ def mds(
         Samples x genes AnnData with log-expression values, e.g. from :func:`gendex.pp.log_cpm`.
     layer
         Layer with the log-expression values; None means ``X``. Genes with a non-finite value are left out.
-    top
-        Number of leading genes per pair of samples (capped at the number of genes).
-    n_components
+    n_top_genes
+        Number of leading genes per pair of samples (capped at the number of genes); limma's ``top``.
+    n_comps
         Number of dimensions to keep; at most ``n_samples - 1``.
     key_added
-        ``obsm`` key of the coordinates; the other slots use it without its ``X_`` prefix (``"mds"``).
+        Name of the embedding: coordinates in ``obsm[f"X_{key_added}"]`` (scanpy's ``basis``), the record in
+        ``uns[key_added]``; a leading ``X_`` is dropped (``"X_mds"`` means ``"mds"``).
     copy
         Work on a copy of ``adata`` and return it.
+    top, n_components
+        Deprecated names of ``n_top_genes`` and ``n_comps`` (they work in 0.1, with a :class:`FutureWarning`).
 
     Returns
     -------
-    Sets ``adata.obsm[key_added]`` (samples x ``n_components`` coordinates),
+    Sets ``adata.obsm["X_<key>"]`` (samples x ``n_comps`` coordinates),
     ``adata.obsp["<key>_distances"]`` (the leading log-fold-change distances) and ``adata.uns["<key>"]``:
-    ``{"params": {...}, "eigenvalues", "variance_ratio", "axis_label": "Leading logFC dim"}``, where
+    ``{"method": "mds", "params": {...}, "eigenvalues", "variance_ratio", "axis_label": "Leading logFC dim"}``, where
     ``<key>`` is ``key_added`` without ``X_``. Returns None, or the modified copy when ``copy=True``.
 
     Notes
@@ -92,35 +98,42 @@ def mds(
     >>> adata.obsm["X_mds"].shape
     (6, 2)
     """
-    if not isinstance(top, int | np.integer) or top < 1:
-        raise ValueError(f"`top` must be a positive integer, got {top!r}")
-    if not isinstance(n_components, int | np.integer) or not 1 <= n_components <= adata.n_obs - 1:
+    if top is not None:
+        deprecated_argument("top", "n_top_genes=", "gendex.tl.mds")
+        n_top_genes = top
+    if n_components is not None:
+        deprecated_argument("n_components", "n_comps=", "gendex.tl.mds")
+        n_comps = n_components
+    if not isinstance(n_top_genes, int | np.integer) or n_top_genes < 1:
+        raise ValueError(f"`n_top_genes` must be a positive integer, got {n_top_genes!r}")
+    if not isinstance(n_comps, int | np.integer) or not 1 <= n_comps <= adata.n_obs - 1:
         raise ValueError(
-            f"`n_components` must lie in [1, n_samples - 1 = {adata.n_obs - 1}], got {n_components!r} "
+            f"`n_comps` must lie in [1, n_samples - 1 = {adata.n_obs - 1}], got {n_comps!r} "
             "(MDS of n samples has at most n - 1 dimensions)"
         )
     x, finite = _log_values(adata, layer, finite_genes=True)
-    distances = leading_logfc_distances(x, top=top)
-    coords, eigenvalues = classical_mds(distances, n_components=n_components)
+    distances = leading_logfc_distances(x, top=n_top_genes)
+    coords, eigenvalues = classical_mds(distances, n_components=n_comps)
     if eigenvalues.sum() <= 0:
         raise ValueError("all samples are identical over the leading genes: MDS is undefined")
     ratio = eigenvalues / eigenvalues.sum()
     key = embedding_keys(key_added)
     if copy:
         adata = adata.copy()
-    adata.obsm[key_added] = coords
+    adata.obsm[f"X_{key}"] = coords
     adata.obsp[f"{key}_distances"] = distances
     adata.uns[key] = h5ad_safe(
         {
+            "method": "mds",
             "params": {
                 "layer": "X" if layer is None else layer,
-                "top": int(min(top, x.shape[1])),
-                "n_components": int(n_components),
+                "n_top_genes": int(min(n_top_genes, x.shape[1])),
+                "n_comps": int(n_comps),
                 "gene_selection": "pairwise",
                 "n_genes": int(finite.sum()),
             },
-            "eigenvalues": eigenvalues[:n_components],
-            "variance_ratio": ratio[:n_components],
+            "eigenvalues": eigenvalues[:n_comps],
+            "variance_ratio": ratio[:n_comps],
             "axis_label": "Leading logFC dim",
         }
     )
@@ -133,7 +146,7 @@ def pca(
     layer: str | None = "log_cpm",
     n_comps: int | None = None,
     n_top_genes: int | None = None,
-    key_added: str = "X_pca",
+    key_added: str = "pca",
     copy: bool = False,
 ) -> AnnData | None:
     """Principal component analysis of the samples (genes centred, not scaled).
@@ -149,14 +162,15 @@ def pca(
     n_top_genes
         Use only the genes of highest variance (DESeq2's ``plotPCA`` uses 500); None uses every gene.
     key_added
-        ``obsm`` key of the scores; ``"X_pca"`` also writes ``varm["PCs"]`` and ``uns["pca"]`` (scanpy's
-        names); another key ``"X_<name>"`` writes ``varm["PCs_<name>"]`` and ``uns["<name>"]``.
+        Name of the embedding: scores in ``obsm[f"X_{key_added}"]``, the record in ``uns[key_added]``; ``"pca"``
+        writes the loadings to ``varm["PCs"]`` (scanpy's names), another name to ``varm[f"PCs_{key_added}"]``.
+        A leading ``X_`` is dropped (``"X_pca"`` means ``"pca"``).
     copy
         Work on a copy of ``adata`` and return it.
 
     Returns
     -------
-    Sets ``adata.obsm[key_added]`` (samples x components scores), ``adata.varm["PCs"]`` (genes x components
+    Sets ``adata.obsm["X_pca"]`` (samples x components scores), ``adata.varm["PCs"]`` (genes x components
     loadings; zero for genes left out by ``n_top_genes``) and ``adata.uns["pca"]``: ``{"params": {...},
     "variance", "variance_ratio"}`` (``variance_ratio`` = share of the total variance of the genes used).
     Returns None, or the modified copy when ``copy=True``.
@@ -194,10 +208,11 @@ def pca(
     varm_key = "PCs" if key == "pca" else f"PCs_{key}"
     if copy:
         adata = adata.copy()
-    adata.obsm[key_added] = scores
+    adata.obsm[f"X_{key}"] = scores
     adata.varm[varm_key] = pcs
     adata.uns[key] = h5ad_safe(
         {
+            "method": "pca",
             "params": {
                 "layer": "X" if layer is None else layer,
                 "n_comps": int(n_comps),

@@ -53,7 +53,7 @@ def prepare_net(net: pd.DataFrame | str | PathLike) -> tuple[pd.DataFrame, str]:
         raise KeyError(
             f"`net` lacks the column(s) {missing}; it needs `source` and `target` (columns: {list(net.columns)})"
         )
-    cols = ["source", "target"] + (["weight"] if "weight" in net.columns else [])
+    cols = ["source", "target"] + [c for c in ("weight", "description") if c in net.columns]
     out = net[cols].dropna(subset=["source", "target"]).copy()
     out["source"] = out["source"].astype(str)
     out["target"] = out["target"].astype(str)
@@ -142,8 +142,8 @@ def sort_results(res: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------------- public
 def enrich(
     adata: AnnData,
-    *,
     key: str,
+    *,
     net: pd.DataFrame | str | PathLike,
     method: Literal["ulm", "gsea", "zscore", "ora"] = "ulm",
     stat: str = "stat",
@@ -153,7 +153,7 @@ def enrich(
     padj_col: str = "padj",
     tmin: int = 5,
     times: int = 1000,
-    random_state: int = 42,
+    random_state: int | None = 0,
     key_added: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
@@ -199,7 +199,8 @@ def enrich(
     times
         GSEA: number of permutations (the p-values have a resolution of about ``1 / times`` and can be 0).
     random_state
-        GSEA: seed of the permutations; must be >= 1 (decoupler skips the shuffling for seed 0).
+        GSEA: seeds a private generator that draws decoupler's permutation seed (recorded as
+        ``params["gsea_seed"]``); None draws fresh entropy. The global random generators are never touched.
     key_added
         Key of ``uns`` to write; ``f"enrich_{method}_{key}"`` when None.
     copy
@@ -212,7 +213,8 @@ def enrich(
     for ORA). ``results`` is a :class:`~pandas.DataFrame` sorted by p-value with columns ``source``, ``score``
     (ULM t-value, GSEA NES, z-score, or the ORA natural-log odds ratio with a 0.5 Haldane-Anscombe correction),
     ``pvalue``, ``padj`` (Benjamini-Hochberg over the sets, per direction for ORA), ``n_genes`` (measured genes
-    of the set), ``direction`` (``"up"``/``"down"``: the sign of the score, or the tested list for ORA) and,
+    of the set), ``direction`` (``"up"``/``"down"``: the sign of the score, or the tested list for ORA),
+    ``description`` when ``net`` has one (:func:`gendex.io.read_gmt`'s second GMT field) and,
     for ``gsea`` and ``ora``, ``leading_genes`` (``";"``-joined GSEA leading edge, or the overlapping genes,
     most extreme statistic first) and for ORA ``overlap``. Returns None, or the modified copy when
     ``copy=True``.
@@ -259,13 +261,18 @@ def enrich(
     if method == "gsea":
         if not isinstance(times, int | np.integer) or isinstance(times, bool) or times < 0:
             raise ValueError(f"`times` must be an integer >= 0, got {times!r}")
-        if not isinstance(random_state, int | np.integer) or isinstance(random_state, bool) or random_state < 1:
-            raise ValueError(f"`random_state` must be an integer >= 1 (decoupler ignores seed 0), got {random_state!r}")
+        if random_state is not None and (
+            not isinstance(random_state, int | np.integer) or isinstance(random_state, bool) or random_state < 0
+        ):
+            raise ValueError(f"`random_state` must be None or an integer >= 0, got {random_state!r}")
+        # decoupler skips the shuffling for seed 0, so its seed is drawn in [1, 2**31 - 1)
+        gsea_seed = int(np.random.default_rng(random_state).integers(1, 2**31 - 1))
     if key_added is None:
         key_added = f"enrich_{method}_{key}"
     if not isinstance(key_added, str) or not key_added:
         raise TypeError(f"`key_added` must be a non-empty string, got {key_added!r}")
     net_df, net_desc = prepare_net(net)
+    net_desc_col = net_df.pop("description") if "description" in net_df.columns else None
     table, n_dup = feature_table(de, adata, columns, gene_symbols=gene_symbols)
     if table.empty:
         raise ValueError(f"`adata.varm[{key!r}]` has no gene with finite {columns}")
@@ -283,7 +290,7 @@ def enrich(
         n_sets_tested = int(res["source"].nunique())
     else:
         values = table[stat]
-        kwargs: dict[str, Any] = {"times": int(times), "seed": int(random_state)} if method == "gsea" else {}
+        kwargs: dict[str, Any] = {"times": int(times), "seed": gsea_seed} if method == "gsea" else {}
         res, pnet = run_decoupler(values, net_df, method, tmin=tmin, **kwargs)
         res["direction"] = _direction(res["score"].to_numpy())
         if method == "gsea":  # on the genes decoupler used (it drops exact zeros as empty features)
@@ -291,8 +298,11 @@ def enrich(
         extra["n_universe"] = int((values != 0).sum())
         n_sets_tested = len(res)
     res = sort_results(res)
+    if net_desc_col is not None:  # a GMT's second field (the term's name in GO-style files)
+        names = pd.Series(net_desc_col.astype(str).to_numpy(), index=net_df["source"]).groupby(level=0).first()
+        res["description"] = res["source"].map(names).fillna("").to_numpy()
 
-    params = {
+    params: dict[str, Any] = {
         "key": key,
         "method": method,
         "stat": stat if method != "ora" else "None",
@@ -303,7 +313,7 @@ def enrich(
     if method == "ora":
         params.update({"alpha": float(alpha), "lfc_threshold": float(lfc_threshold), "padj_col": padj_col})
     if method == "gsea":
-        params.update({"times": int(times), "random_state": int(random_state)})
+        params.update({"times": int(times), "random_state": random_state, "gsea_seed": gsea_seed})
     record: dict[str, Any] = {
         "method": method,
         "de_key": key,

@@ -73,7 +73,8 @@ def evaluate_de(
     key_added: str | None = None,
     truth_key: str | None = None,
     alpha: float | None = None,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> pd.DataFrame | AnnData:
     """Compare a DE result with the true DE status: error rates of the calls and quality of the ranking.
 
     A gene is called when ``varm[key][call] < threshold`` (NaN is not called): ``call="padj"`` for calls at
@@ -112,15 +113,16 @@ def evaluate_de(
         Deprecated name of ``truth`` (kept one release).
     alpha
         Deprecated name of ``threshold`` (kept one release).
+    copy
+        Work on a copy of ``adata`` and return that copy (with ``uns[key_added]`` set) instead of the metrics.
 
     Returns
     -------
-    pandas.DataFrame
-        One row indexed by ``key`` with ``method, call, threshold, score, n_genes, n_true, n_called, TP, FP,
-        FN, TN, TPR, FPR, FNR, FDR, precision, AUROC, AUPRC``. Also sets ``adata.uns[key_added]`` with
-        ``params``, ``metrics`` (that DataFrame), ``roc`` (DataFrame ``fpr, tpr``), ``pr`` (DataFrame
-        ``recall, precision``) and ``fdr`` (DataFrame ``alpha, observed_fdr, tpr, n_called``), read by
-        :func:`gendex.pl.roc` and :func:`gendex.pl.fdr_curve`.
+    A one-row :class:`~pandas.DataFrame` indexed by ``key`` with ``method, call, threshold, score, n_genes, n_true,
+    n_called, TP, FP, FN, TN, TPR, FPR, FNR, FDR, precision, AUROC, AUPRC``. Also sets ``adata.uns[key_added]``
+    with ``params``, ``metrics`` (that DataFrame), ``roc`` (DataFrame ``fpr, tpr``), ``pr`` (DataFrame
+    ``recall, precision``) and ``fdr`` (DataFrame ``alpha, observed_fdr, tpr, n_called``), read by
+    :func:`gendex.pl.roc` and :func:`gendex.pl.fdr_curve`.
 
     Examples
     --------
@@ -192,6 +194,8 @@ def evaluate_de(
         index=pd.Index([key], name="key"),
     )
     params = {"key": key, "truth": truth, "call": call, "threshold": threshold, "score": score_col}
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "params": h5ad_safe(params),
         "metrics": metrics,
@@ -199,4 +203,4 @@ def evaluate_de(
         "pr": pd.DataFrame({"recall": recall, "precision": precision}),
         "fdr": pd.DataFrame(fdr),
     }
-    return metrics.copy()
+    return adata if copy else metrics.copy()

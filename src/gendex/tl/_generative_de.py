@@ -21,6 +21,8 @@ from ..stats import ash, posterior_fdr
 if TYPE_CHECKING:
     from ..model import NBVAE
 
+#: Sources of uncertainty of the generative log fold change draws (:meth:`gendex.model.NBVAE.get_lfc_draws`).
+UNCERTAINTY_SOURCES = ("z", "decoder", "dispersion", "residual", "samples")
 #: Columns of a generative DE table, in order (``baseMean`` first, then :func:`de_table`'s).
 DE_TABLE_COLUMNS = (
     "log2FoldChange", "lfcSE", "lfc_lower", "lfc_upper", "prob_de", "prob_up", "prob_down", "lfsr", "qvalue",
@@ -96,7 +98,7 @@ def generative_de(
     ci_level: float = 0.9,
     n_draws: int = 500,
     lfc_prior: Literal["adaptive", "flat"] = "adaptive",
-    uncertainty: Sequence[str] = ("z", "decoder", "dispersion", "residual"),
+    uncertainty: Sequence[str] = UNCERTAINTY_SOURCES,
     key_added: str = "nbvae_de",
     copy: bool = False,
     random_state: int | None = 0,
@@ -129,8 +131,8 @@ def generative_de(
     lfc_prior
         ``"adaptive"`` (empirical-Bayes shrinkage prior) or ``"flat"`` (the draws as they are).
     uncertainty
-        Sources of uncertainty in the draws, any of ``"z"``, ``"decoder"``, ``"dispersion"``, ``"residual"``
-        (see :meth:`gendex.model.NBVAE.get_lfc_draws`).
+        Sources of uncertainty in the draws, any of ``"z"``, ``"decoder"``, ``"dispersion"``, ``"residual"``,
+        ``"samples"`` (see :meth:`gendex.model.NBVAE.get_lfc_draws`).
     key_added
         Key of ``varm`` and ``uns``.
     copy
@@ -151,7 +153,7 @@ def generative_de(
     ``is_de`` controls the posterior expected *directional* false discovery rate at ``fdr_target``: among the
     called genes, the expected share whose log2 fold change is not beyond ``delta`` in the called direction
     (``prob_up``/``prob_down``), and no called gene has a local false sign rate ``lfsr`` above the target
-    (see :func:`de_table`). In the unsupervised mode (the compared factor is not a model covariate) a
+    (see ``de_table`` in this module). In the unsupervised mode (the compared factor is not a model covariate) a
     ``UserWarning`` says when the latent space does not separate the two groups (``uns[key]["separation"]``).
 
     Examples

@@ -96,8 +96,9 @@ def limma_voom(
     (log-odds of DE); ``adata.uns[key_added]`` with ``method``, ``params``, ``versions``, ``design``,
     ``contrast``, ``coefficients`` (design column names), ``s2_prior``, ``df_prior``, ``var_prior``,
     ``norm_factors``, ``lib_size`` and ``voom`` (``sx``, ``sy``: mean log2 count and sqrt residual sd of the
-    genes in the trend; ``trend_x``, ``trend_y``: the lowess line) for :func:`gendex.pl.voom`; and
-    ``adata.obs["norm_factors"]``. Returns the modified copy when ``copy=True``.
+    genes in the trend; ``trend_x``, ``trend_y``: the lowess line) for :func:`gendex.pl.voom`. Nothing is
+    written outside the key (the TMM factors are ``uns[key_added]["norm_factors"]``, in ``obs_names`` order).
+    Returns the modified copy when ``copy=True``.
 
     Examples
     --------
@@ -156,7 +157,6 @@ def limma_voom(
     )
     if copy:
         adata = adata.copy()
-    adata.obs["norm_factors"] = norm_factors
     used = np.isfinite(v.sx)
     store_de_results(
         adata,

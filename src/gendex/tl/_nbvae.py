@@ -55,8 +55,10 @@ def nbvae(
     learnt from the counts alone and is what to plot and explore. **Conditional** (``design="~donor +
     condition"``): the design's factors (the contrast factor and known nuisance factors such as donor or batch;
     categorical or continuous, additive terms only) are decoder covariates, and the latent codes absorb the
-    remaining, unknown variation (as RUV/SVA factors do for linear models). The codes are kept orthogonal to
-    the design's columns over the samples, so they cannot take over the design's effects, and the design
+    remaining, unknown variation (as RUV/SVA factors do for linear models). Training keeps the codes orthogonal
+    to the design's columns over the samples, so they cannot take over the design's effects; afterwards the
+    part of the unknown factors that differs between the groups by chance is estimated from the genes that do
+    not change and given back to the codes (confounder adjustment, as CATE/RUV-4 do), and the design
     coefficients have only a weak prior (``cov_prior_sd``), so large fold changes keep their size.
     :func:`gendex.tl.generative_de` on a design factor then decodes every sample as each level
     (counterfactual DE). Use the conditional mode for DE whenever the groups are known; the unsupervised mode
@@ -109,8 +111,9 @@ def nbvae(
     The trained model. Sets ``adata.obsm[key_added]`` (samples x ``n_latent`` latent means) and
     ``adata.uns[key_added] = {"params": {...}, "history": DataFrame, "versions": {...}}`` (ELBO terms per epoch,
     indexed from 0). ``params`` records the mode, the design, ``n_latent`` and how it was chosen, the
-    dispersion trend and prior, and ``latent_design_max_abs_corr`` (largest absolute correlation of a latent
-    dimension with a design column over the samples; near 0 by construction).
+    dispersion trend and prior, ``confounding`` (the part of the codes the design explains, features x latent,
+    estimated from the genes that do not change; see :meth:`gendex.model.NBVAE.train`) and
+    ``latent_design_max_abs_corr`` (largest absolute correlation of a latent dimension with a design column).
 
     Notes
     -----
@@ -234,6 +237,7 @@ def nbvae(
         "fit_dispersions": bool(fit_disp),
         "dispersion_trend": getattr(model, "dispersion_trend_", None) if fit_disp else None,
         "latent_design_max_abs_corr": max_corr,
+        "confounding": None if model.confounding_ is None else np.asarray(model.confounding_).round(6),
     }
     adata.obsm[key_added] = latent
     adata.uns[key_added] = {

@@ -166,6 +166,7 @@ def _pydeseq2_lrt(req: _Request, dds: Any, all_zero: NDArray[np.bool_]) -> tuple
     if "replaced" in dds.var and bool(dds.var["replaced"].any()) and hasattr(dds, "counts_to_refit"):
         replaced = np.flatnonzero(dds.var["replaced"].to_numpy(dtype=bool))
         fitting_counts[:, replaced] = np.asarray(dds.counts_to_refit.X, dtype=np.float64)
+    assert req.reduced_df is not None  # validated: test="lrt" needs `reduced`
     ll_full = glm_loglik(fitting_counts, req.design_df.to_numpy(), sf, disp)
     ll_red = glm_loglik(fitting_counts, req.reduced_df.to_numpy(), sf, disp)
     df = req.design_df.shape[1] - req.reduced_df.shape[1]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._contrast import resolve_comparison
 from .._utils import store_de_results
 from .._validation import check_groups, check_not_backed, check_unique_names, get_matrix, to_dense
 from ..stats._multitest import bh_adjust
@@ -20,15 +22,16 @@ logger = logging.getLogger(__name__)
 def ttest(
     adata: AnnData,
     *,
-    groupby: str,
-    group1: str,
-    group2: str,
+    contrast: Sequence[str] | None = None,
+    groupby: str | None = None,
+    group1: str | None = None,
+    group2: str | None = None,
     layer: str | None = None,
     equal_var: bool = True,
     key_added: str = "ttest",
     copy: bool = False,
 ) -> AnnData | None:
-    """Two-sample t-test of ``group1`` against ``group2`` for every gene, ignoring missing values.
+    """Two-sample t-test of the test group against the reference group for every gene, ignoring missing values.
 
     Meant for log-scale data (e.g. the ``"log2"`` layer of :func:`gendex.pp.log2_normalize`): the fold
     change is the difference of the group means on the given scale.
@@ -37,12 +40,12 @@ def ttest(
     ----------
     adata
         Samples x genes AnnData; NaN marks a missing value.
-    groupby
-        ``obs`` column with the groups.
-    group1
-        The test group (numerator of the fold change).
-    group2
-        The reference group.
+    contrast
+        ``[factor, test, reference]``: the ``obs`` column with the groups, the test group (numerator of the fold
+        change) and the reference group, as in :func:`gendex.tl.deseq2`.
+    groupby, group1, group2
+        The same comparison in scanpy/scvi-tools' words (``group1`` = test, ``group2`` = reference): an alias of
+        ``contrast``; give one form or the other.
     layer
         Layer with the (log-scale) values; None means ``X``.
     equal_var
@@ -60,14 +63,14 @@ def ttest(
     error), ``stat`` (t), ``pvalue``, ``padj`` (Benjamini-Hochberg), ``mean1``, ``mean2``, ``n1``, ``n2``
     (non-missing values per group) and ``df``; genes with fewer than two values in a group get NaN. Sets
     ``adata.uns[key_added]`` with ``method``, ``params``, ``versions``, ``design`` and
-    ``contrast = [groupby, group1, group2]``. Returns the modified copy when ``copy=True``.
+    ``contrast = [factor, test, reference]``. Returns the modified copy when ``copy=True``.
 
     Examples
     --------
     >>> import gendex as gdx
     >>> adata = gdx.datasets.simulate_shift(n_samples=20, n_genes=50, seed=0)
     >>> gdx.pp.log2_normalize(adata)
-    >>> gdx.tl.ttest(adata, groupby="condition", group1="Treatment", group2="Control", layer="log2")
+    >>> gdx.tl.ttest(adata, contrast=["condition", "Treatment", "Control"], layer="log2")
     >>> top10 = adata.varm["ttest"]["pvalue"].nsmallest(10).index
     >>> bool(adata.var.loc[top10, "is_shifted"].all())
     True
@@ -76,9 +79,9 @@ def ttest(
     check_unique_names(adata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
-    group1, group2 = str(group1), str(group2)
-    if group1 == group2:
-        raise ValueError(f"`group1` and `group2` are the same group {group1!r}")
+    comparison = resolve_comparison(contrast, groupby=groupby, group1=group1, group2=group2)
+    assert comparison is not None  # required=True raises instead of returning None
+    groupby, group1, group2 = comparison
     labels = check_groups(adata, groupby, [group1, group2], min_size=2)
     raw = get_matrix(adata, layer)
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _kernels as K
+from . import _disp_kernels as D
 from ._apeglm import apeglm_map
 from ._backend import single_threaded_blas
 from ._glm import _Ctx, fit_glm
@@ -96,7 +96,7 @@ def alpha_mle(
     ctx = _Ctx(x, np.ones(n), min_mu=0.5, min_disp=min_disp, max_disp=max_disp, beta_tol=1e-8, device=device)
     if prior_reg and prior_disp_var is None:
         raise ValueError("`prior_disp_var` is needed when `prior_reg` is True")
-    prior_var = float(prior_disp_var) if prior_reg else 1.0
+    prior_var = float(prior_disp_var) if prior_reg and prior_disp_var is not None else 1.0
     alpha_hat = np.clip(np.asarray(alpha_hat, dtype=np.float64), min_disp, max_disp)
     out = np.empty(g)
     conv_out = np.empty(g, dtype=bool)
@@ -107,7 +107,7 @@ def alpha_mle(
             m = ctx.t(np.asarray(mu, dtype=np.float64)[:, sl].T)
             a0 = ctx.t(np.log(alpha_hat[sl]))
             pm = a0 if prior_reg else None
-            res = K.fit_disp(
+            res = D.fit_disp(
                 ctx.ops,
                 y,
                 m,
@@ -128,7 +128,7 @@ def alpha_mle(
                 refit = ~conv & (disp > min_disp * 10)
             idx = be.flatnonzero(refit)
             if idx.shape[0]:
-                disp[idx] = K.fit_disp_grid(
+                disp[idx] = D.fit_disp_grid(
                     ctx.ops,
                     y[idx],
                     m[idx],

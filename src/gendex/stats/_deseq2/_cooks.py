@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,30 @@ def _nan_columns(n: int, nan_cols: np.ndarray) -> np.ndarray:
 class _Stage2Out:
     """Accumulates per-gene outputs of the MAP + GLM + Cook's stage."""
 
+    n: int
+    keep: bool
+    samples_for_cooks: np.ndarray
+    replaceable: np.ndarray
+    cutoff: float
+    map: np.ndarray
+    final: np.ndarray
+    outlier: np.ndarray
+    map_iters: np.ndarray
+    beta: np.ndarray
+    se: np.ndarray
+    cov: np.ndarray
+    conv: np.ndarray
+    iters: np.ndarray
+    loglik: np.ndarray
+    mu: Any  # (n, G) arrays when ``keep``, else None
+    hat: Any
+    cooks: Any
+    max_cooks_all: np.ndarray
+    max_cooks_any: np.ndarray
+    max_cooks_nonrepl: np.ndarray
+    cooks_argmax: np.ndarray
+    above: dict[int, np.ndarray]
+
     @classmethod
     def empty(cls, n, p, all_zero, keep, *, samples_for_cooks, replaceable, cutoff):
         self = cls()
@@ -118,7 +143,7 @@ class _Stage2Out:
         self.max_cooks_any = nanv.copy()  # over all samples
         self.max_cooks_nonrepl = nanv.copy()  # R's value after refitting (replaceable samples zeroed)
         self.cooks_argmax = np.full(g, -1, dtype=np.int64)
-        self.above: dict[int, np.ndarray] = {}  # gene -> samples with Cook's distance above the cutoff
+        self.above = {}  # gene -> samples with Cook's distance above the cutoff
         return self
 
     def record_cooks(self, idx: np.ndarray, cooks: np.ndarray) -> None:

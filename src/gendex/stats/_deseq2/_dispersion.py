@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from . import _kernels as K
+from . import _disp_kernels as D
 from ._glm import _Ctx, fit_glm
 from ._trend import TrendFitError, local_trend, parametric_trend
 
@@ -41,7 +41,7 @@ def _genewise(y, ctx: _Ctx) -> dict:
     """R's ``estimateDispersionsGeneEst`` for the (non-all-zero) genes of ``y`` (G, n)."""
     be = ctx.be
     alpha0, mu = _disp_start_and_mu(y, ctx)
-    res = K.fit_disp(
+    res = D.fit_disp(
         ctx.ops, y, mu, be.log(alpha0), prior_mean=None, prior_var=1.0, min_log_alpha=math.log(ctx.min_disp / 10)
     )
     disp = be.clip(be.exp(res.log_alpha), None, ctx.max_disp)
@@ -50,7 +50,7 @@ def _genewise(y, ctx: _Ctx) -> dict:
     conv = (res.iters < 100) & (res.iters != 1)
     idx = be.flatnonzero(~conv & (disp > ctx.min_disp * 10))
     if idx.shape[0]:
-        disp[idx] = K.fit_disp_grid(ctx.ops, y[idx], mu[idx], prior_mean=None, prior_var=1.0, max_disp=ctx.max_disp)
+        disp[idx] = D.fit_disp_grid(ctx.ops, y[idx], mu[idx], prior_mean=None, prior_var=1.0, max_disp=ctx.max_disp)
     disp = be.clip(disp, ctx.min_disp, ctx.max_disp)
     return {"disp": disp, "iters": res.iters, "mu": mu}
 
@@ -61,7 +61,7 @@ def _map(y, mu, gene, fitted, ctx: _Ctx, prior_var: float, var_log: float) -> di
     init = be.where(gene > 0.1 * fitted, gene, fitted)
     init = be.where(be.isnan(init), fitted, init)
     prior_mean = be.log(fitted)
-    res = K.fit_disp(
+    res = D.fit_disp(
         ctx.ops,
         y,
         mu,
@@ -73,7 +73,7 @@ def _map(y, mu, gene, fitted, ctx: _Ctx, prior_var: float, var_log: float) -> di
     disp_map = be.exp(res.log_alpha)
     idx = be.flatnonzero(res.iters >= 100)
     if idx.shape[0]:
-        disp_map[idx] = K.fit_disp_grid(
+        disp_map[idx] = D.fit_disp_grid(
             ctx.ops, y[idx], mu[idx], prior_mean=prior_mean[idx], prior_var=prior_var, max_disp=ctx.max_disp
         )
     disp_map = be.clip(disp_map, ctx.min_disp, ctx.max_disp)

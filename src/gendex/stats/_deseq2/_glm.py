@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,13 +49,13 @@ class _Ctx:
 
 @dataclass
 class _GLM:
-    beta: object  # (G, p) natural log
-    cov: object  # (P, G)
-    hat: object  # (G, n)
-    mu: object  # (G, n) unclamped
-    loglik: object
-    conv: object
-    iters: object
+    beta: Any  # (G, p) natural log
+    cov: Any  # (P, G)
+    hat: Any  # (G, n)
+    mu: Any  # (G, n) unclamped
+    loglik: Any
+    conv: Any
+    iters: Any
 
 
 def fit_glm(y, alpha, ctx: _Ctx, *, maxit: int = 100, use_optim: bool = True) -> _GLM:

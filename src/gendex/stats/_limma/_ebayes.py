@@ -99,7 +99,7 @@ def fit_f_dist(x: ArrayLike, df1: ArrayLike) -> tuple[float, float]:
         scale = float(np.exp(e_mean + special.digamma(df2 / 2) - np.log(df2 / 2)))
     else:
         df2 = np.inf
-        scale = float(np.mean(x))
+        scale = float(np.mean(np.asarray(x, dtype=np.float64)))
     return scale, df2
 
 
