@@ -276,12 +276,15 @@ class CountSums:
 
     def __init__(self, y: np.ndarray) -> None:
         g, n = y.shape
-        ys = np.sort(y, axis=1)
+        with np.errstate(invalid="ignore"):  # a count beyond int32 fails the equality below
+            yi = y.astype(np.int32)
+        # integer counts sort in about half the time of their float64 copy; the values are the same
+        ys = np.sort(yi if np.array_equal(yi, y) else y, axis=1)
         new = np.empty(ys.shape, dtype=bool)
         new[:, 0] = True
         np.not_equal(ys[:, 1:], ys[:, :-1], out=new[:, 1:])
         starts = np.flatnonzero(new.ravel())
-        vals = ys.ravel()[starts]
+        vals = ys.ravel()[starts].astype(np.float64)
         mult = np.diff(np.append(starts, ys.size)).astype(np.float64)
         gene = starts // n
         pos = vals > 0
