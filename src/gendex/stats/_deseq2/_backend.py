@@ -52,6 +52,17 @@ class NumpyBackend:
     def stack(self, arrays, axis: int = 0) -> np.ndarray:
         return np.stack(arrays, axis)
 
+    def rows(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``a[idx]`` for integer row indices (``np.take`` copies rows ~3x faster than fancy indexing)."""
+        return np.take(a, idx, axis=0)
+
+    def rowsum(self, a: np.ndarray) -> np.ndarray:
+        """Row sums of a ``(G, n)`` array as a matrix-vector product.
+
+        numpy's reduction along a short last axis (n = 12 samples) costs ~10x more per entry than BLAS.
+        """
+        return a @ np.ones(a.shape[1])
+
     # math
     def lgamma(self, a):
         return special.gammaln(a)
@@ -128,6 +139,12 @@ class TorchBackend:
 
     def stack(self, arrays, axis: int = 0):
         return self.torch.stack(list(arrays), axis)
+
+    def rows(self, a, idx):
+        return a[idx]
+
+    def rowsum(self, a):
+        return a.sum(1)
 
     def lgamma(self, a):
         return self.torch.lgamma(a)

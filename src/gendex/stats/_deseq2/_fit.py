@@ -96,6 +96,19 @@ class DESeq2Fit:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _as_int_counts(cnt: np.ndarray) -> np.ndarray:
+    """Non-negative counts as integers without widening: int32 where they fit (int64 input is kept as given).
+
+    10,000 samples x 20,000 genes are 0.8 GB as int32 and 1.6 GB as int64; every step reads the counts in gene
+    batches converted to float64, so the narrower type costs nothing.
+    """
+    if cnt.dtype == np.int64 or cnt.dtype == np.int32:
+        return cnt
+    if cnt.size == 0 or float(cnt.max()) <= np.iinfo(np.int32).max:
+        return np.asarray(cnt, dtype=np.int32)
+    return np.asarray(cnt, dtype=np.int64)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the public fit
 # ----------------------------------------------------------------------------------------------------------------
@@ -182,7 +195,7 @@ def deseq2_fit(
                 raise ValueError("`counts` must be non-negative integers")
     if np.any(cnt < 0):
         raise ValueError("`counts` must be non-negative integers")
-    cnt = np.asarray(cnt, dtype=np.int64)
+    cnt = _as_int_counts(cnt)
     x = np.asarray(design, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != cnt.shape[0]:
         raise ValueError(f"`design` must be a {cnt.shape[0]} x p matrix, got shape {x.shape}")

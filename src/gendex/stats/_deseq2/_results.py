@@ -39,10 +39,18 @@ def independent_filtering(
     theta = np.linspace(lower, upper, 50)
     cutoffs = np.quantile(filt, theta)
     padj_mat = np.full((filt.size, theta.size), np.nan)
+    # BH of each filtered subset from one sort of all p-values (a subset of a sorted list stays sorted); tied
+    # p-values get the same adjusted value in any order, so this equals bh_adjust on each subset
+    pv = np.asarray(pvalue, dtype=np.float64)
+    order = np.flatnonzero(np.isfinite(pv))
+    order = order[np.argsort(pv[order], kind="stable")[::-1]]
+    p_sorted, f_sorted = pv[order], filt[order]
     for i, cut in enumerate(cutoffs):
-        use = filt >= cut
-        if use.any():
-            padj_mat[use, i] = bh_adjust(pvalue[use])
+        keep = f_sorted >= cut
+        m = int(keep.sum())
+        if m:
+            ranked = p_sorted[keep] * m / np.arange(m, 0, -1)
+            padj_mat[order[keep], i] = np.minimum(1.0, np.minimum.accumulate(ranked))
     with np.errstate(invalid="ignore"):
         num_rej = np.sum(padj_mat < alpha, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):  # a flat number of rejections has zero MAD
@@ -231,7 +239,11 @@ def deseq2_wald(
     else:
         involved = None
     if involved is not None and involved.any():
-        zero = (fit.counts[involved].sum(0) == 0) & ~fit.all_zero
+        rows = np.flatnonzero(involved)
+        total = np.zeros(fit.n_genes, dtype=np.int64)
+        for start in range(0, rows.size, 256):  # blocks of samples: no copy of the whole count matrix
+            total += fit.counts[rows[start : start + 256]].sum(0)
+        zero = (total == 0) & ~fit.all_zero
         lfc[zero], stat[zero], pvalue[zero] = 0.0, 0.0, 1.0
     return _finish(
         fit,
