@@ -47,7 +47,12 @@ def step_qc(demo: Demo) -> None:
     adata = demo.adata
     gdx.pp.qc_metrics(adata)
     cols = ["library_size", "n_genes_detected", *dict.fromkeys([demo.group, demo.color])]
-    demo.table("qc_metrics", "QC metrics per sample", adata.obs[cols])
+    from ..pl._labels import short_names
+
+    # the full sample IDs index the table (to join it with other data); `label` is the name every figure shows
+    table = adata.obs[cols].copy()
+    table.insert(0, "label", short_names(adata.obs_names))
+    demo.table("qc_metrics", "QC metrics per sample", table)
     labels = "name" if "name" in adata.obs.columns else None
     demo.figure("library_sizes", "Library sizes", gdx.pl.library_sizes(adata, color=demo.color, labels=labels))
     lib = adata.obs["library_size"]
