@@ -363,7 +363,7 @@ def enrichment_compare(
         labels = _result_names(adata, str(params.get("key1", "result 1")), str(params.get("key2", "result 2")))
     import matplotlib as mpl
 
-    key1 = str(params.get("key1", ""))
+    key1, key2 = str(params.get("key1", "")), str(params.get("key2", ""))
     if kind == "dot":
         from matplotlib.lines import Line2D
 
@@ -407,7 +407,10 @@ def enrichment_compare(
         ax.set_ylim(-0.7, n - 0.3)
         ax.set_yticks(sorted(y_of.values()))
         ax.set_yticklabels([label for label, _ in sorted(y_of.items(), key=lambda kv: kv[1])])
-        method = METHOD_NAMES.get(str(_record(adata, key1).get("method", "")).lower(), "enrichment")
+        methods = [
+            METHOD_NAMES.get(str(_record(adata, k).get("method", "")).lower(), "enrichment") for k in (key1, key2)
+        ]
+        method = methods[0] if methods[0] == methods[1] else " vs ".join(methods)
         contrast = contrast_label(adata, key1)
         ax.set_title(f"{method}, side by side" + (f": {contrast}" if contrast else ""))
     else:
