@@ -49,8 +49,6 @@ ADAPTED = {
 #: Deliberate exceptions, each with its reason: (importer path, imported part).
 ALLOWED = {
     ("stats/__init__.py", "tl"): "deprecated alias gendex.stats.BatchedInference (FutureWarning), removed in 0.2",
-    ("model/_de.py", "tl"): "pending: NBVAE.differential_expression uses tl._generative_de.de_table, a table kernel "
-    "on posterior draws that belongs in stats or model (asked of gende/genmodel)",
 }
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import gendex as gdx
-from gendex.tl._generative_de import de_table
+from gendex.stats._generative import de_table
 
 pytest.importorskip("scvi")
 

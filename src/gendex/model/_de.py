@@ -25,7 +25,7 @@ from scvi import REGISTRY_KEYS
 
 from .._contrast import Comparison, resolve_comparison
 from .._validation import check_groups
-from ..tl._generative_de import DEFAULT_UNCERTAINTY, UNCERTAINTY_SOURCES
+from ..stats._generative import DEFAULT_UNCERTAINTY, UNCERTAINTY_SOURCES
 from . import _posterior
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class GenerativeDEMixin:
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
 
-        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.tl._generative_de.de_table``: with
+        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.stats._generative.de_table``: with
         ``lfc_prior="adaptive"`` an adaptive shrinkage prior fitted to all genes (:func:`gendex.stats.ash`,
         with a point mass at no change) turns the draws' means and sds into posteriors; ``"flat"`` takes the
         draws as they are.
@@ -180,7 +180,7 @@ class GenerativeDEMixin:
         between-group differences the decoded means reproduce; a ``UserWarning`` names the fix when the latent
         space does not separate the groups.
         """
-        from ..tl._generative_de import de_table
+        from ..stats._generative import de_table
 
         _check_summary_args(delta, fdr_target, ci_level, lfc_prior)
         res = self._lfc_draws(
