@@ -171,7 +171,10 @@ def test_demo_on_gse60450_copy(tmp_path, shared_data_dir):
     assert "GSE60450" in text and "12 samples x 3,000 genes" in text and "group='celltype'" in text
     assert "`~celltype + status`" in text and "luminal vs basal in `celltype`" in text
     qc = pd.read_csv(out / "qc_metrics.csv", index_col=0)
-    assert list(qc.columns) == ["library_size", "n_genes_detected", "celltype", "group"]
+    assert list(qc.columns) == ["label", "library_size", "n_genes_detected", "celltype", "group"]
+    # the figures' short sample names beside the full IDs (MCL1-DG for MCL1-DG_BC2CTUACXX_ACTTGA_L002_R1)
+    assert qc.index[0].startswith(qc["label"].iloc[0] + "_") and qc["label"].is_unique
+    assert qc["label"].str.match(r"^MCL1-[DL][A-L]$").all()
 
 
 def test_adding_a_step_is_a_few_lines(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ written, so the caller's AnnData is left exactly as it was when a check fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -77,15 +77,20 @@ def check_not_empty(adata: AnnData) -> None:
         raise ValueError(f"`adata` is empty ({adata.n_obs} samples x {adata.n_vars} genes)")
 
 
+def is_sparse(x: object) -> TypeGuard[sparse.spmatrix]:
+    """:func:`scipy.sparse.issparse` (sparse matrices and sparse arrays) in a form the type checker narrows on."""
+    return bool(sparse.issparse(x))
+
+
 def to_dense(x: NDArray | sparse.spmatrix, dtype: type | None = None) -> NDArray:
     """Densify a (possibly sparse) matrix into a new C-contiguous array."""
-    arr = x.toarray() if sparse.issparse(x) else np.asarray(x)
+    arr = x.toarray() if is_sparse(x) else np.asarray(x)
     return np.array(arr, dtype=dtype if dtype is not None else arr.dtype, order="C", copy=True)
 
 
 def check_counts(x: NDArray | sparse.spmatrix, *, what: str = "counts") -> None:
     """Raise a ``ValueError`` unless ``x`` holds finite, non-negative integers (dense or sparse)."""
-    vals = x.data if sparse.issparse(x) else np.asarray(x)
+    vals = x.data if is_sparse(x) else np.asarray(x)
     if vals.size == 0 and (0 in x.shape):
         raise ValueError(f"{what}: the matrix is empty (shape {x.shape})")
     if not np.issubdtype(vals.dtype, np.number) or np.issubdtype(vals.dtype, np.complexfloating):

@@ -127,7 +127,8 @@ def test_enrichment_legends_name_directions_and_caps(two):
     assert "\u2265 5" in texts  # the capped size is marked
     assert "padj < 0.05 (black edge)" in texts and "padj \u2265 0.05 (grey edge)" in texts  # faded dots explained
     assert [t.get_text() for t in cmp.get_xticklabels()] == ["DESeq2", "NB-VAE generative DE"]
-    assert cmp.get_title() == "ULM enrichment, side by side: luminal vs basal"
+    # e1 is ULM, e2 GSEA: the title names both methods
+    assert cmp.get_title() == "ULM enrichment vs GSEA, side by side: luminal vs basal"
     bar = cmp.collections[0].colorbar
     assert bar.ax.get_xlabel().endswith("(> 0: higher in luminal)")
     # no empty band: the colour bar sits right under the dots (the result names head the columns instead)

@@ -90,7 +90,7 @@ def run_demo(
                 raise
             timings.append((step.title, progress.done(started)))
         started = progress.step(len(steps) + 1, "Saving results")
-        demo.adata.write_h5ad(tmp / "results.h5ad")
+        demo.data.write_h5ad(tmp / "results.h5ad")
         demo.sections.append(
             (
                 "Results",

@@ -77,7 +77,7 @@ def _load(demo: Demo) -> None:
             )
         except ValueError as err:
             raise InputError(f"--n-samples/--n-genes: {_message(err)}") from None
-        demo.n_true_de = int(demo.adata.var["is_de"].sum())
+        demo.n_true_de = int(demo.data.var["is_de"].sum())
         demo.dataset = (
             f"simulated negative-binomial counts (`gdx.datasets.simulate_counts`, seed {args.seed}); "
             f"{demo.n_true_de:,} genes truly differentially expressed between conditions A and B"
@@ -99,7 +99,7 @@ def _check_design(demo: Demo) -> list[str]:
     """The design's ``obs`` columns; the design must parse, name existing columns and be estimable."""
     from .._design import design_factors, design_matrix
 
-    adata = demo.adata
+    adata = demo.data
     try:
         factors = design_factors(adata.obs, demo.design)
         design_matrix(adata.obs, demo.design)
@@ -123,7 +123,7 @@ def _numeric(adata: AnnData, column: str) -> bool:
 
 
 def _check_group(demo: Demo, factors: list[str]) -> None:
-    adata, args = demo.adata, demo.args
+    adata, args = demo.data, demo.args
     if args.group is not None:
         if args.group not in adata.obs.columns:
             raise InputError(
@@ -146,7 +146,7 @@ def _check_group(demo: Demo, factors: list[str]) -> None:
 
 
 def _check_contrast(demo: Demo, factors: list[str]) -> None:
-    adata, requested = demo.adata, demo.args.contrast
+    adata, requested = demo.data, demo.args.contrast
     if requested is None:
         levels = _levels(adata, demo.group)
         demo.contrast = [demo.group, levels[-1], levels[0]]
@@ -182,7 +182,7 @@ def _check_gene_symbols(demo: Demo) -> None:
     if path is None:
         return
     try:
-        gdx.pp.add_gene_symbols(demo.adata, table=path)
+        gdx.pp.add_gene_symbols(demo.data, table=path)
     except (ValueError, KeyError, OSError, UnicodeDecodeError) as err:
         raise InputError(f"--gene-symbols {str(path)!r}: {_message(err)}") from None
 
@@ -197,7 +197,7 @@ def _check_gene_sets(demo: Demo) -> None:
         net = gdx.io.read_gmt(path)
     except (ValueError, OSError, UnicodeDecodeError) as err:
         raise InputError(f"--gene-sets {str(path)!r}: {_message(err)}") from None
-    adata = demo.adata
+    adata = demo.data
     targets = set(net["target"].astype(str))
     n_ids = len(targets & set(adata.var_names.astype(str)))
     n_symbols = len(targets & set(adata.var["symbol"].astype(str))) if "symbol" in adata.var.columns else 0

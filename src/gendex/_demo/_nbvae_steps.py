@@ -15,7 +15,7 @@ def step_nbvae(demo: Demo) -> None:
     if demo.args.no_nbvae:
         demo.note("NB-VAE skipped (`--no-nbvae`).")
         return
-    adata, key = demo.adata, "X_nbvae"
+    adata, key = demo.data, "X_nbvae"
     kwargs = {} if demo.args.epochs is None else {"max_epochs": demo.args.epochs}
     # a progress bar only in a terminal: a log file gets the step lines alone
     demo.model = gdx.tl.nbvae(adata, enable_progress_bar=demo.terminal, key_added=key, **kwargs)
@@ -44,7 +44,7 @@ def step_generative_de(demo: Demo) -> None:
     if demo.model is None:
         demo.note("No NB-VAE was trained: generative DE skipped.")
         return
-    adata, key = demo.adata, "nbvae_de"
+    adata, key = demo.data, "nbvae_de"
     factor, test, ref = demo.contrast
     gdx.tl.generative_de(adata, demo.model, groupby=factor, group1=test, group2=ref, fdr_target=ALPHA, key_added=key)
     demo.results[key] = "NB-VAE"
@@ -76,7 +76,7 @@ def step_latent_path(demo: Demo) -> None:
     if demo.model is None:
         demo.note("No NB-VAE was trained: latent path skipped.")
         return
-    adata, key = demo.adata, "latent_path"
+    adata, key = demo.data, "latent_path"
     factor, test, ref = demo.contrast
     stat = adata.varm["nbvae_de"]["stat"].dropna().sort_values()
     genes = list(dict.fromkeys([*stat.index[::-1][:3], *stat.index[:3]]))

@@ -49,6 +49,13 @@ class Demo:
     findings: list[str] = field(default_factory=list)
     terminal: bool = False
 
+    @property
+    def data(self) -> AnnData:
+        """The loaded AnnData: :func:`~gendex._demo._inputs.prepare` sets it before any check or step reads it."""
+        if self.adata is None:
+            raise RuntimeError("the demo's data is not loaded yet: prepare() loads it before any step runs")
+        return self.adata
+
     def _lines(self) -> list[str]:
         if not self.sections:
             self.sections.append(("Data", []))

@@ -6,9 +6,9 @@ figures, tables and notes. Steps read back only the keys they or an earlier step
 Adding a step is a few lines::
 
     def step_ttest(demo: Demo) -> None:
-        gdx.tl.ttest(demo.adata, contrast=demo.contrast, layer="log_cpm", key_added="ttest")
+        gdx.tl.ttest(demo.data, contrast=demo.contrast, layer="log_cpm", key_added="ttest")
         demo.results["ttest"] = "t-test"
-        demo.table("ttest_results", "t-test results", gdx.get.de_results(demo.adata, "ttest"))
+        demo.table("ttest_results", "t-test results", gdx.get.de_results(demo.data, "ttest"))
 
 
     STEPS.append(Step("t-test", step_ttest))  # STEPS and Step: gendex._demo
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def step_load(demo: Demo) -> None:
     """Describe the data (read and checked before the first step)."""
-    adata, args = demo.adata, demo.args
+    adata, args = demo.data, demo.args
     factor, test, ref = demo.contrast
     demo.note(
         f"{adata.n_obs} samples x {adata.n_vars:,} genes: {demo.dataset}. Design `{demo.design}`; "
@@ -44,10 +44,15 @@ def step_qc(demo: Demo) -> None:
     """Library sizes and detected genes per sample."""
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     gdx.pp.qc_metrics(adata)
     cols = ["library_size", "n_genes_detected", *dict.fromkeys([demo.group, demo.color])]
-    demo.table("qc_metrics", "QC metrics per sample", adata.obs[cols])
+    from ..pl._labels import short_names
+
+    # the full sample IDs index the table (to join it with other data); `label` is the name every figure shows
+    table = adata.obs[cols].copy()
+    table.insert(0, "label", short_names(adata.obs_names))
+    demo.table("qc_metrics", "QC metrics per sample", table)
     labels = "name" if "name" in adata.obs.columns else None
     demo.figure("library_sizes", "Library sizes", gdx.pl.library_sizes(adata, color=demo.color, labels=labels))
     lib = adata.obs["library_size"]
@@ -58,7 +63,7 @@ def step_filter(demo: Demo) -> None:
     """EdgeR's filterByExpr rule; log-CPM densities before and after."""
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     gdx.pp.log_cpm(adata)
     demo.unfiltered = adata.copy()
     gdx.pp.filter_by_expr(adata, group=demo.group)
@@ -79,7 +84,7 @@ def step_filter(demo: Demo) -> None:
 
 def _truth_text(demo: Demo) -> str:
     """``"500 genes truly DE, 475 of them kept by the filter"``."""
-    kept = int(demo.adata.var["is_de"].sum())
+    kept = int(demo.data.var["is_de"].sum())
     return f"{demo.n_true_de:,} genes truly DE, {kept:,} of them kept by the filter"
 
 
@@ -87,7 +92,7 @@ def step_size_factors(demo: Demo) -> None:
     """DESeq2 median-of-ratios size factors."""
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     gdx.pp.size_factors(adata)
     cols = ["size_factors", "library_size"] + [c for c in ("true_size_factor",) if c in adata.obs.columns]
     demo.table("size_factors", "DESeq2 size factors", adata.obs[cols])
@@ -99,7 +104,7 @@ def step_mds(demo: Demo) -> None:
     """limma-style MDS on the leading log-fold-changes."""
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     gdx.tl.mds(adata, n_top_genes=500, key_added="X_mds")
     labels = "name" if "name" in adata.obs.columns else adata.n_obs <= 24
     demo.figure("mds", "MDS (leading log-fold-changes)", gdx.pl.mds(adata, color=demo.color, labels=labels))
@@ -111,7 +116,7 @@ def step_pca(demo: Demo) -> None:
     """PCA on log-CPM."""
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     gdx.tl.pca(adata, key_added="X_pca")
     demo.figure("pca", "PCA of log-CPM", gdx.pl.pca(adata, color=demo.color))
     ratio = adata.uns["pca"]["variance_ratio"]
@@ -135,7 +140,7 @@ def step_deseq2(demo: Demo) -> None:
     """DESeq2 (Wald test of the contrast): table, volcano, MD plot, p-value histogram, heatmap."""
     import gendex as gdx
 
-    adata, key = demo.adata, "deseq2"
+    adata, key = demo.data, "deseq2"
     gdx.tl.deseq2(adata, design=demo.design, contrast=demo.contrast, alpha=ALPHA, key_added=key)
     demo.results[key] = "DESeq2"
     res = gdx.get.de_results(adata, key)
@@ -162,7 +167,7 @@ def step_limma(demo: Demo) -> None:
     """limma-voom (TMM, voom weights, eBayes): table, mean-variance trend, MD plot, p-value histogram."""
     import gendex as gdx
 
-    adata, key = demo.adata, "limma_voom"
+    adata, key = demo.data, "limma_voom"
     gdx.tl.limma_voom(adata, design=demo.design, contrast=demo.contrast, key_added=key)
     demo.results[key] = "limma-voom"
     res = gdx.get.de_results(adata, key)
@@ -180,7 +185,7 @@ def compare(demo: Demo, key1: str, key2: str) -> dict[str, Any]:
     """``tl.compare_de`` of two results, the scatter of their log2 fold changes and a one-line finding."""
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     key = f"compare_{key1}_vs_{key2}"
     gdx.tl.compare_de(adata, key1, key2, alpha=ALPHA, key_added=key)
     summary = adata.uns[key]["summary"]
@@ -206,7 +211,7 @@ def step_evaluate(demo: Demo) -> None:
 
     import gendex as gdx
 
-    adata = demo.adata
+    adata = demo.data
     if demo.n_true_de is None:
         demo.note("No known truth (`var['is_de']`) for this data set: evaluation skipped.")
         return
@@ -234,7 +239,7 @@ def step_enrichment(demo: Demo) -> None:
     """Gene-set enrichment (decoupler ULM on the DE statistic) of DESeq2 and the NB-VAE, side by side."""
     import gendex as gdx
 
-    args, adata, net = demo.args, demo.adata, demo.net
+    args, adata, net = demo.args, demo.data, demo.net
     if net is None:
         demo.note("No gene sets given (`--gene-sets FILE.gmt`): enrichment skipped.")
         return
@@ -260,15 +265,15 @@ def step_enrichment(demo: Demo) -> None:
             f"{name} enrichment: {len(sig)} of {len(res)} sets at padj < {ALPHA}; top up: {up}; top down: {down}."
         )
     if len(ekeys) == 2:
-        key = "compare_enrichment"
-        gdx.tl.compare_enrichment(adata, ekeys["deseq2"], ekeys["nbvae_de"], key_added=key)
+        ckey = "compare_enrichment"
+        gdx.tl.compare_enrichment(adata, ekeys["deseq2"], ekeys["nbvae_de"], key_added=ckey)
         names = (demo.results["deseq2"], demo.results["nbvae_de"])
         demo.figure(
-            key,
+            ckey,
             f"Gene-set scores, {names[0]} vs {names[1]}",
-            gdx.pl.enrichment_compare(adata, key, n_sets=20, labels=names),
+            gdx.pl.enrichment_compare(adata, ckey, n_sets=20, labels=names),
         )
-        summary = adata.uns[key]["summary"]
+        summary = adata.uns[ckey]["summary"]
         demo.finding(
             f"Gene-set scores, {names[0]} vs {names[1]}: Spearman {summary['spearman']:.3f} over "
             f"{summary['n_shared']} sets; same sign for {summary['sign_agreement']:.0%}."

@@ -173,8 +173,12 @@ def fetch(
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         if isinstance(err, urllib.error.HTTPError):
             err.close()  # it holds the open response
-        plain_url_error = isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError)
-        reason = err.reason if plain_url_error else err
+        # a plain URLError (no connection, unknown host) says why in .reason; an HTTPError's own text is clearer
+        reason = (
+            err.reason
+            if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError)
+            else err
+        )
         raise DownloadError(
             f"could not download {remote.what} from {remote.url} ({type(err).__name__}: {reason}).{hint}"
         ) from None

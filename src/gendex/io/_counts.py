@@ -126,7 +126,7 @@ def _read_table(path: Path, sep: str | None, gene_column: str | None) -> tuple[p
     if n_first == len(fields) + 1:
         # R's write.table: the row names have no header field
         fields = ["", *fields]
-    gene_idx = 0 if gene_column is None else None
+    gene_idx = 0  # the first column unless gene_column names another
     if gene_column is not None:
         if gene_column not in fields:
             raise KeyError(f"gene column {gene_column!r} not in the header of {path.name}; columns: {fields[:10]}")

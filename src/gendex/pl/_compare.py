@@ -12,7 +12,7 @@ import pandas as pd
 
 from ._data import CATEGORY_COLORS, compare_record, contrast_label, gene_labels, method_name, numeric
 from ._de import _legend, _palette
-from ._utils import finish, get_ax
+from ._utils import finish, get_ax, given_axes, root_figure
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -276,7 +276,7 @@ def na_genes(
         raise KeyError(f"`adata.varm[{key2!r}]` has no `lfc_lower`/`lfc_upper` columns; use `show_width=False`")
     none_na = list(data["group"].cat.categories) == [f"tested by {name1}"]
     n_panels = 2 if show_width and not none_na else 1
-    given = None if ax is None else ([ax] if hasattr(ax, "plot") else list(np.ravel(np.asarray(ax, dtype=object))))
+    given = given_axes(ax)
     if given is not None and len(given) != (2 if show_width else 1):
         raise ValueError(
             f"`ax` must hold {2 if show_width else 1} Axes here (show_width={show_width}), got {len(given)}"
@@ -305,7 +305,7 @@ def na_genes(
         axes = list(grid[0])
     else:
         axes = given
-        fig = axes[0].figure
+        fig = root_figure(axes[0])
     _box_strip(axes[0], data, "lfc2", point_size=point_size)
     axes[0].axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
     axes[0].set_ylabel(f"log2 fold change ({name2})")

@@ -238,7 +238,7 @@ def volcano(
             label=f"{what} = 0, drawn at the top ({len(clipped)}, counted above)",
             **style,
         )
-    line = {"linestyle": "--", "linewidth": 0.8, "color": "0.35", "zorder": 0}
+    line: dict[str, Any] = {"linestyle": "--", "linewidth": 0.8, "color": "0.35", "zorder": 0}
     if call == y:
         ax.axhline(-np.log10(alpha), **line)
     if lfc_threshold > 0:
@@ -452,7 +452,7 @@ def pvalue_hist(
     data = _pvalue_hist_data(adata, key, column=column, bins=bins)
     ax = get_ax(ax, figsize=(4.5, 3.5))
     n = int(data["count"].sum())
-    style = {"edgecolor": "white", "linewidth": 0.5} | dict(bar_kwargs)
+    style: dict[str, Any] = {"edgecolor": "white", "linewidth": 0.5} | dict(bar_kwargs)
     ax.bar(data["left"], data["count"], width=data["right"] - data["left"], align="edge", color=color, **style)
     ax.axhline(n / len(data), linestyle="--", linewidth=0.8, color="0.2", label="expected if all genes null")
     names = {"pvalue": "p-value", "padj": "adjusted p-value"}

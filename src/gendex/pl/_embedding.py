@@ -39,10 +39,10 @@ def _resolve_basis(adata: AnnData, basis: str) -> str:
 def _axis_format(adata: AnnData, basis: str) -> tuple[str, np.ndarray | None, str]:
     """The axis label pattern (``{d}`` = 1-based component), the stored variance ratios and the title."""
     name = basis.removeprefix("X_") or basis
-    found = [r for r in (adata.uns.get(name), adata.uns.get(basis)) if isinstance(r, Mapping)]
+    found: list[Mapping[str, Any]] = [r for r in (adata.uns.get(name), adata.uns.get(basis)) if isinstance(r, Mapping)]
     rec = found[0] if found else {}
     ratio = np.asarray(rec["variance_ratio"], dtype=np.float64) if "variance_ratio" in rec else None
-    params = rec.get("params") if isinstance(rec.get("params"), Mapping) else {}
+    params: Mapping[str, Any] = rec["params"] if isinstance(rec.get("params"), Mapping) else {}
     kind = rec.get("method") if rec.get("method") in ("pca", "mds") else None
     kind = kind or ("pca" if "n_comps" in params or name == "pca" else "mds" if "axis_label" in rec else None)
     if "axis_label" in rec:

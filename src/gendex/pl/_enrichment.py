@@ -12,7 +12,7 @@ from .._results import lookup_enrichment as get_enrichment
 from .._results import set_labels
 from ._data import METHOD_NAMES, contrast_label, method_name, result_title
 from ._labels import place_labels
-from ._utils import finish, get_ax
+from ._utils import finish, get_ax, root_figure
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -231,7 +231,7 @@ def enrichment(
         ax.set_xlabel("-log10 adjusted p-value")
         if vmax > 0:  # outside the axes: the colour bar goes below to make room
             _side_legend(ax, *_size_handles(vmax), "genes in the set")
-        fig_h = ax.figure.get_figheight()  # pad and thickness of about 0.8 and 0.15 inches
+        fig_h = root_figure(ax).get_figheight()  # pad and thickness of about 0.8 and 0.15 inches
         ax.figure.colorbar(
             sc, ax=ax, label=f"score{direction_text}", shrink=0.6, location="bottom", pad=0.8 / fig_h,
             fraction=0.15 / fig_h,
@@ -363,7 +363,7 @@ def enrichment_compare(
         labels = _result_names(adata, str(params.get("key1", "result 1")), str(params.get("key2", "result 2")))
     import matplotlib as mpl
 
-    key1 = str(params.get("key1", ""))
+    key1, key2 = str(params.get("key1", "")), str(params.get("key2", ""))
     if kind == "dot":
         from matplotlib.lines import Line2D
 
@@ -384,12 +384,12 @@ def enrichment_compare(
             s=_sizes(size_value, vmax),
             cmap=mpl.colormaps[cmap],
             norm=mpl.colors.Normalize(vmin=-1.0, vmax=1.0),
-            edgecolors=np.where(data["sig"], "black", "0.75"),
-            linewidths=np.where(data["sig"], 1.0, 0.5),
+            edgecolors=np.where(data["sig"], "black", "0.75").tolist(),
+            linewidths=np.where(data["sig"], 1.0, 0.5).tolist(),
             **kwargs,
         )
         handles, texts = _size_handles(vmax, cap=max_log10 if capped else None) if vmax > 0 else ([], [])
-        edge = {"linestyle": "", "marker": "o", "markersize": 8, "markerfacecolor": "white"}
+        edge: dict[str, Any] = {"linestyle": "", "marker": "o", "markersize": 8, "markerfacecolor": "white"}
         handles += [
             Line2D([], [], markeredgecolor="black", markeredgewidth=1.0, **edge),
             Line2D([], [], markeredgecolor="0.75", markeredgewidth=0.5, **edge),
@@ -407,7 +407,10 @@ def enrichment_compare(
         ax.set_ylim(-0.7, n - 0.3)
         ax.set_yticks(sorted(y_of.values()))
         ax.set_yticklabels([label for label, _ in sorted(y_of.items(), key=lambda kv: kv[1])])
-        method = METHOD_NAMES.get(str(_record(adata, key1).get("method", "")).lower(), "enrichment")
+        methods = [
+            METHOD_NAMES.get(str(_record(adata, k).get("method", "")).lower(), "enrichment") for k in (key1, key2)
+        ]
+        method = methods[0] if methods[0] == methods[1] else " vs ".join(methods)
         contrast = contrast_label(adata, key1)
         ax.set_title(f"{method}, side by side" + (f": {contrast}" if contrast else ""))
     else:

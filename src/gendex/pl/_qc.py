@@ -14,7 +14,7 @@ from .._validation import get_matrix, to_dense
 from ..stats._kde import bandwidth_nrd0, binned_kde
 from ._colors import distinct_colors, sample_colors
 from ._labels import sample_labels
-from ._utils import finish, get_ax
+from ._utils import finish, get_ax, given_axes, root_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -228,9 +228,10 @@ def density(
     panels = [adata] if before is None else [before, adata]
     grid = _common_grid(panels, layer, n_points)
     tables = [_density_data(a, layer=layer, color=color, grid=grid) for a in panels]
-    given = None if ax is None else ([ax] if hasattr(ax, "plot") else list(np.ravel(np.asarray(ax, dtype=object))))
+    given = given_axes(ax)
     if given is not None and len(given) != len(panels):
         raise TypeError(f"`ax` must be {'one Axes' if before is None else 'a pair of Axes (before, after)'}")
+    axes: list[Axes]
     if given is not None:
         axes = given
     elif before is None:
@@ -267,6 +268,6 @@ def density(
     if before is None:
         finish(axes[0], show=show, save=save)
         return axes[0]
-    fig = axes[0].figure
+    fig = root_figure(axes[0])
     finish(fig, show=show, save=save)
     return fig

@@ -8,7 +8,9 @@ from anndata import AnnData
 from .._validation import get_counts
 
 
-def qc_metrics(adata: AnnData, *, layer: str | None = "counts", copy: bool = False) -> AnnData | None:
+def qc_metrics(
+    adata: AnnData, *, layer: str | None = "counts", key_added: str = "qc_metrics", copy: bool = False
+) -> AnnData | None:
     """Per-sample and per-gene count summaries.
 
     Parameters
@@ -17,13 +19,18 @@ def qc_metrics(adata: AnnData, *, layer: str | None = "counts", copy: bool = Fal
         Samples x genes AnnData with raw counts.
     layer
         Layer with the raw counts; None means ``X``.
+    key_added
+        Name of the record ``uns[key_added]`` (the layer read and the columns written); the columns keep their
+        documented names (``pl.library_sizes`` reads ``obs["library_size"]``).
     copy
         Work on a copy of ``adata`` and return it.
 
     Returns
     -------
     Sets ``adata.obs["library_size"]`` (total counts) and ``adata.obs["n_genes_detected"]`` (genes with a
-    count > 0), and ``adata.var["total_counts"]`` and ``adata.var["n_samples_detected"]``.
+    count > 0), and ``adata.var["total_counts"]`` and ``adata.var["n_samples_detected"]``, and records the
+    layer and these column names in ``adata.uns[key_added]``. Returns None, or the modified copy when
+    ``copy=True``.
 
     Examples
     --------
@@ -33,6 +40,8 @@ def qc_metrics(adata: AnnData, *, layer: str | None = "counts", copy: bool = Fal
     >>> "library_size" in adata.obs
     True
     """
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
     counts = get_counts(adata, layer)
     if copy:
         adata = adata.copy()
@@ -40,4 +49,9 @@ def qc_metrics(adata: AnnData, *, layer: str | None = "counts", copy: bool = Fal
     adata.obs["n_genes_detected"] = (counts > 0).sum(axis=1).astype(np.int64)
     adata.var["total_counts"] = counts.sum(axis=0).astype(np.int64)
     adata.var["n_samples_detected"] = (counts > 0).sum(axis=0).astype(np.int64)
+    adata.uns[key_added] = {
+        "layer": "X" if layer is None else layer,
+        "obs_columns": ["library_size", "n_genes_detected"],
+        "var_columns": ["total_counts", "n_samples_detected"],
+    }
     return adata if copy else None
