@@ -31,6 +31,8 @@ from . import _posterior
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from ._module import NBVAEModule
+
 SOURCES = UNCERTAINTY_SOURCES
 #: The unsupervised latent space separates two groups when Hotelling's test of their latent means has a p-value
 #: below this; otherwise their latent difference counts as chance and the group effect comes from the residual.
@@ -50,7 +52,7 @@ class _Draws:
     draws: np.ndarray  # (n_draws, G) log2 fold changes
     groups: _Groups
     state: _posterior.GLMState
-    separation: dict[str, float]
+    separation: dict[str, Any]  # diagnostic numbers and the "source" of the group effect
     residual: tuple[np.ndarray, np.ndarray] | None  # log2 estimate and se of the residual group effect
 
 
@@ -60,6 +62,16 @@ class GenerativeDEMixin:
     :meth:`get_lfc_draws`, :meth:`get_generative_de`, and :meth:`differential_expression` (scvi-tools' name)
     routed to them.
     """
+
+    if TYPE_CHECKING:  # provided by the scvi-tools model this mixes into (see _posterior.FittedNBVAE)
+        adata: AnnData
+        adata_manager: Any
+        module: NBVAEModule
+        dispersions_: pd.DataFrame | None
+
+        @property
+        def device(self) -> Any: ...
+        def get_latent_representation(self, *args: Any, **kwargs: Any) -> Any: ...
 
     # ------------------------------------------------------------------ public methods
     def get_lfc_draws(
@@ -221,7 +233,7 @@ class GenerativeDEMixin:
         self,
         adata: AnnData | None = None,
         groupby: str | None = None,
-        group1: str | Sequence[str] | None = None,
+        group1: str | list[str] | tuple[str, ...] | None = None,
         group2: str | None = None,
         idx1: Any = None,
         idx2: Any = None,
@@ -270,6 +282,7 @@ class GenerativeDEMixin:
     ) -> _Groups:
         """Resolve and check the comparison: levels present, two samples each, not confounded with covariates."""
         comp = resolve_comparison(contrast, groupby=groupby, group1=group1, group2=group2)
+        assert comp is not None  # required=True (the default) raises instead of returning None
         if adata is None:
             adata = self.adata
         elif list(adata.obs_names) != list(self.adata.obs_names):
@@ -356,7 +369,7 @@ class GenerativeDEMixin:
         unsupervised = groups.counterfactual is None
         state = _posterior.glm_state(self, with_counts=False)
         idx1, idx2 = groups.idx1, groups.idx2
-        separation = _posterior.latent_separation(state.z_mean.cpu().numpy(), idx1, idx2)
+        separation: dict[str, Any] = _posterior.latent_separation(state.z_mean.cpu().numpy(), idx1, idx2)
         # the latent space carries the groups unless their latent means differ no more than chance allows
         separated = bool(np.isnan(separation["pvalue"]) or separation["pvalue"] < LATENT_SHIFT_ALPHA)
         use_residual = unsupervised and "residual" in uncertainty and not separated

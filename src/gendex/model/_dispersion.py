@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -317,7 +318,7 @@ def fit_dispersions(
     n, g = y.shape
     p = moments.shape[-1]
     max_disp = max(10.0, float(n))
-    opts = {"max_disp": max_disp, "grid_step": 2.0 if fast else 1.0, "n_golden": 8 if fast else 14}
+    opts: dict[str, Any] = {"max_disp": max_disp, "grid_step": 2.0 if fast else 1.0, "n_golden": 8 if fast else 14}
 
     def by_chunks(fn):
         return torch.cat([fn(slice(a, min(a + chunk, g))) for a in range(0, g, chunk)])

@@ -66,8 +66,8 @@ def initial_parameters_from_manager(
         cont = torch.as_tensor(np.asarray(mgr.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY), dtype=np.float32))
     n_cont = 0 if cont is None else cont.shape[1]
     rows = init_rows(mgr.adata.n_obs)
-    feats = covariate_design(cat, cont, n_cats, n_cont)
-    feats = np.zeros((len(rows), 0)) if feats is None else feats.numpy().astype(np.float64)[rows]
+    cov_design = covariate_design(cat, cont, n_cats, n_cont)
+    feats = np.zeros((len(rows), 0)) if cov_design is None else cov_design.numpy().astype(np.float64)[rows]
     counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
     sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
     return initial_parameters(counts, sf, feats, n_latent, weight_prior_sd, cov_prior_sd), n_cats, n_cont
@@ -169,11 +169,11 @@ def initial_parameters(
     moments = design[:, :, None] * design[:, None, :]
     disp = _dispersion.fit_dispersions(y, mu, moments, base_mean, fast=True)
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(disp.log_final), beta, prec, n_iter=5)
-    beta = beta.numpy()
+    coef = beta.numpy()
     return {
-        "intercept": beta[:, 0],
-        "loadings": beta[:, 1 : 1 + n_latent],
-        "cov_coef": beta[:, 1 + n_latent :],
+        "intercept": coef[:, 0],
+        "loadings": coef[:, 1 : 1 + n_latent],
+        "cov_coef": coef[:, 1 + n_latent :],
         "encoder_centre": centre,
         "encoder_basis": basis,
         "encoder_cov_effect": cov_effect,

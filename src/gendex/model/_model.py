@@ -86,9 +86,11 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
                 raise ValueError("a saved NBVAE must record an integer `n_latent`")
             init = _init.placeholder_parameters(self.summary_stats.n_vars, n_latent, n_feat)
         else:
-            n_latent = _resolve_n_latent(self.adata_manager, n_latent, n_feat)
-            if isinstance(n_latent, tuple):
-                n_latent, self.latent_dim_ = n_latent
+            resolved = _resolve_n_latent(self.adata_manager, n_latent, n_feat)
+            if isinstance(resolved, tuple):
+                n_latent, self.latent_dim_ = resolved
+            else:
+                n_latent = resolved
             _latent_dim.check_n_latent(n_latent, self.adata.n_obs, n_feat)
             init, _, _ = _init.initial_parameters_from_manager(
                 self.adata_manager, n_latent, weight_prior_sd, cov_prior_sd
@@ -229,9 +231,11 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         for name, val in (("lr", lr), ("early_stopping_tol", early_stopping_tol)):
             if not (isinstance(val, int | float) and np.isfinite(val) and val > 0):
                 raise ValueError(f"`{name}` must be a positive number, got {val!r}")
-        for name, val in (("max_epochs", max_epochs), ("batch_size", batch_size)):
-            if val is not None and not (isinstance(val, int | np.integer) and not isinstance(val, bool) and val >= 1):
-                raise ValueError(f"`{name}` must be a positive integer or None, got {val!r}")
+        for name, count in (("max_epochs", max_epochs), ("batch_size", batch_size)):
+            if count is not None and not (
+                isinstance(count, int | np.integer) and not isinstance(count, bool) and count >= 1
+            ):
+                raise ValueError(f"`{name}` must be a positive integer or None, got {count!r}")
         if not (isinstance(early_stopping_patience, int | np.integer) and early_stopping_patience >= 1):
             raise ValueError(f"`early_stopping_patience` must be a positive integer, got {early_stopping_patience!r}")
         n_obs = self.adata.n_obs
@@ -382,6 +386,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         outlier, log_dispersion_var``).
         """
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
+        assert state.counts is not None  # glm_state collects the counts by default
         base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
         fit = _dispersion.fit_dispersions(state.counts, state.mu(), state.moments, base_mean, heavy_tail=heavy_tail)
         fit.log_final_var = fit.log_final_var * len(state.indices) / self.adata.n_obs

@@ -26,8 +26,10 @@ def covariate_design(
     """Covariate features ``(..., f)``: one-hot levels without the first (treatment coding), then continuous."""
     parts = []
     for j, n_cat in enumerate(n_cats_per_cov):
+        assert cat_covs is not None  # registered categorical covariates always come with their tensor
         parts.append(F.one_hot(cat_covs[..., j].long(), n_cat).to(torch.float32)[..., 1:])
     if n_continuous_cov:
+        assert cont_covs is not None  # registered continuous covariates always come with their tensor
         parts.append(cont_covs.to(torch.float32))
     return torch.cat(parts, dim=-1) if parts else None
 
@@ -51,6 +53,13 @@ class BulkEncoder(nn.Module):
     batch, as batch normalisation does, and frozen in ``code_cov_coef`` for inference), so training cannot move
     the codes back onto the design (the decoder's covariate coefficients carry the design's effects).
     """
+
+    # registered buffers (``nn.Module.__getattr__`` would type them ``Tensor | Module``)
+    centre: torch.Tensor
+    cov_effect: torch.Tensor
+    basis: torch.Tensor
+    code_cov_coef: torch.Tensor
+    cov_mean: torch.Tensor
 
     def __init__(
         self,
@@ -200,9 +209,10 @@ class NBVAEModule(BaseModuleClass):
             init["encoder_basis"],
             np.asarray(init["encoder_cov_effect"]).reshape(self.n_cov_features, n_input),
         )
-        self.intercept = nn.Parameter(t("intercept"))
+        # parameters typed as tensors, so that in-place updates (``+=``) keep their declared type
+        self.intercept: torch.Tensor = nn.Parameter(t("intercept"))
         self.loadings = nn.Parameter(t("loadings").reshape(n_input, n_latent))
-        self.cov_coef = nn.Parameter(t("cov_coef").reshape(n_input, self.n_cov_features))
+        self.cov_coef: torch.Tensor = nn.Parameter(t("cov_coef").reshape(n_input, self.n_cov_features))
         self.log_disp = nn.Parameter(t("log_disp"))
         self.register_buffer("log_disp_prior_mean", t("log_disp_prior_mean"))
         self.register_buffer("disp_prior_var", t("disp_prior_var"))

@@ -13,7 +13,7 @@ between two groups of samples is ``log2 mean_{i in 1} exp(x_i beta) - log2 mean_
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -25,9 +25,28 @@ from . import _dispersion
 from ._module import covariate_design
 
 if TYPE_CHECKING:
-    from ._model import NBVAE
+    import pandas as pd
+    from anndata import AnnData
+
+    from ._module import NBVAEModule
 
 DTYPE = torch.float64
+
+
+class FittedNBVAE(Protocol):
+    """What these helpers use of a trained :class:`~gendex.model.NBVAE` (also declared by its DE mixin)."""
+
+    @property
+    def adata(self) -> AnnData: ...
+    @property
+    def adata_manager(self) -> Any: ...
+    @property
+    def module(self) -> NBVAEModule: ...
+    @property
+    def device(self) -> Any: ...
+    @property
+    def dispersions_(self) -> pd.DataFrame | None: ...
+    def get_latent_representation(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 @dataclass
@@ -63,7 +82,7 @@ def registered_covariates(mgr, n_cats_per_cov: list[int], n_continuous_cov: int)
     return torch.zeros(mgr.adata.n_obs, 0) if feats is None else feats
 
 
-def covariate_features(model: NBVAE, indices: np.ndarray | None = None) -> torch.Tensor:
+def covariate_features(model: FittedNBVAE, indices: np.ndarray | None = None) -> torch.Tensor:
     """The decoder's covariate features of the model's samples ``(n, f)`` (float32, on the model's device)."""
     m = model.module
     feats = registered_covariates(model.adata_manager, m.n_cats_per_cov, m.n_continuous_cov)
@@ -73,7 +92,7 @@ def covariate_features(model: NBVAE, indices: np.ndarray | None = None) -> torch
 
 
 def glm_state(
-    model: NBVAE,
+    model: FittedNBVAE,
     *,
     indices: np.ndarray | None = None,
     max_samples: int | None = None,
@@ -106,7 +125,7 @@ def glm_state(
     return GLMState(indices, counts_t, t(sf), z_mean, z_var, feats, beta, design, moments, lam)
 
 
-def _prior_precision(model: NBVAE, p: int) -> torch.Tensor:
+def _prior_precision(model: FittedNBVAE, p: int) -> torch.Tensor:
     # the module's own prior: flat intercept, weight_prior_sd on the loadings, the weak cov_prior_sd on the design
     prec = model.module.prior_precision_diag().to(device=model.device, dtype=DTYPE)
     assert prec.shape == (p,)
@@ -114,7 +133,7 @@ def _prior_precision(model: NBVAE, p: int) -> torch.Tensor:
 
 
 def lfc_draws(
-    model: NBVAE,
+    model: FittedNBVAE,
     state: GLMState,
     group1: np.ndarray,
     group2: np.ndarray,
@@ -148,6 +167,7 @@ def lfc_draws(
     lam = _prior_precision(model, p) if state.prior_precision is None else state.prior_precision
     log_disp, var_disp = state.log_disp, state.log_disp_var
     if log_disp is None:
+        assert model.dispersions_ is not None  # set by training, with the decoder's dispersions
         log_disp = model.module.log_disp.detach().to(DTYPE)
         var_disp = torch.as_tensor(model.dispersions_["log_dispersion_var"].to_numpy(), dtype=DTYPE, device=dev)
     nodes = torch.as_tensor(norm.ppf((np.arange(n_nodes) + 0.5) / n_nodes), dtype=DTYPE, device=dev)
@@ -195,6 +215,7 @@ def lfc_draws(
         g = beta_hat.shape[0]
         beta = beta_hat.expand(n_draws, -1, -1).clone()
         if "decoder" in include:
+            assert var_disp is not None  # a state with its own log dispersions carries their variances
             mu = state.mu(s)
             eps = torch.randn(n_draws, g, p, generator=gen, dtype=f32).to(dev)
             start = 0
@@ -222,7 +243,7 @@ def mean_decoded(state: GLMState, chunk: int = 1024) -> np.ndarray:
     return torch.cat(parts).cpu().numpy()
 
 
-def counterfactual_features(model: NBVAE, key: str, level1: str, level2: str):
+def counterfactual_features(model: FittedNBVAE, key: str, level1: str, level2: str):
     """Covariate features of every sample with categorical covariate ``key`` set to each level, or None.
 
     None when ``key`` is not a categorical covariate of the model. Raises when a level is unknown to the model.
@@ -252,7 +273,7 @@ def counterfactual_features(model: NBVAE, key: str, level1: str, level2: str):
 
 
 def with_group_feature(
-    model: NBVAE,
+    model: FittedNBVAE,
     state: GLMState,
     group1: np.ndarray,
     group2: np.ndarray,
@@ -296,6 +317,7 @@ def with_group_feature(
         heavy = bool((getattr(model, "dispersion_trend_", None) or {}).get("heavy_tail", True))
         fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy)
         log_disp = torch.as_tensor(fit.log_final, dtype=DTYPE, device=dev)
+    assert fit is not None  # the loop above runs twice
     var = torch.as_tensor(fit.log_final_var * len(state.indices) / model.adata.n_obs, dtype=DTYPE, device=dev)
     feats = torch.cat([state.cov_features, c[:, None]], dim=1)
     return GLMState(
@@ -333,17 +355,19 @@ def _fit_glm(state, design, lam, beta, alpha_all, *, n_iter: int, max_elements: 
     return beta
 
 
-def group_coefficient_se(model: NBVAE, state: GLMState, chunk: int = 4096) -> np.ndarray:
+def group_coefficient_se(model: FittedNBVAE, state: GLMState, chunk: int = 4096) -> np.ndarray:
     """Laplace posterior sd of the last coefficient of every gene's GLM (at the state's dispersions), ``(G,)``."""
     log_disp = model.module.log_disp.detach().to(DTYPE) if state.log_disp is None else state.log_disp
     alpha_all = torch.exp(log_disp)
+    lam = state.prior_precision
+    assert lam is not None  # states from with_group_feature carry their prior precision
     g_total = state.beta.shape[0]
     out = np.empty(g_total)
     for a in range(0, g_total, chunk):
         s = slice(a, min(a + chunk, g_total))
         mu = state.mu(s)
         w = mu / (1.0 + alpha_all[s] * mu)
-        info = torch.einsum("ng,npq->gpq", w, state.moments) + state.prior_precision
+        info = torch.einsum("ng,npq->gpq", w, state.moments) + lam
         out[s] = torch.linalg.inv(info)[:, -1, -1].clamp_min(0.0).sqrt().cpu().numpy()
     return out
 
