@@ -89,7 +89,7 @@ def test_demo_on_simulated_data(tmp_path, capsys):
     gdx.pp.size_factors(expected)
     np.testing.assert_allclose(sf["size_factors"], expected.obs["size_factors"])
     qc = pd.read_csv(out / "qc_metrics.csv", index_col=0)
-    assert list(qc.columns) == ["library_size", "n_genes_detected", "condition"]
+    assert list(qc.columns) == ["label", "library_size", "n_genes_detected", "condition"]
     gdx.tl.deseq2(expected, design="~condition", contrast=["condition", "B", "A"])
     deseq2 = pd.read_csv(out / "deseq2_results.csv", index_col=0, keep_default_na=False, na_values=[""])
     assert list(deseq2.index) == list(expected.var_names) and deseq2["symbol"].iloc[0] == "SYM0"
