@@ -23,6 +23,9 @@ from ._trend import prior_variance
 
 logger = logging.getLogger(__name__)
 
+#: matrix entries per batch of genes by default (~2 MB per float array, so that each step stays in the CPU caches)
+_BATCH_ENTRIES = 250_000
+
 
 @dataclass
 class DESeq2Fit:
@@ -95,13 +98,7 @@ class DESeq2Fit:
 
     def fitting_block(self, block: Any, start: int, genes: np.ndarray) -> np.ndarray:
         """:meth:`fitting_counts` of ``genes`` from ``block``, the count columns from gene ``start`` on."""
-        out = np.asarray(block[:, genes - start]).astype(np.float64)
-        if self.replace_gene_idx.size:
-            pos = np.searchsorted(self.replace_gene_idx, genes)
-            pos = np.clip(pos, 0, self.replace_gene_idx.size - 1)
-            hit = self.replace_gene_idx[pos] == genes
-            out[:, hit] = self.replace_counts[:, pos[hit]]
-        return out
+        return fitting_block(block, start, genes, self.replace_gene_idx, self.replace_counts)
 
     def original_counts(self, genes: np.ndarray) -> np.ndarray:
         """The original counts of a few ``genes`` as a NumPy ``(n, len(genes))`` array (read once from dask)."""
@@ -113,6 +110,16 @@ class DESeq2Fit:
         if held.size and np.all(held[pos] == genes):
             return values[:, pos]
         return _read_columns(self.counts, genes)
+
+
+def fitting_block(block: Any, start: int, genes: np.ndarray, rep_idx: np.ndarray, rep_counts: np.ndarray) -> np.ndarray:
+    """Float counts of ``genes`` from ``block`` (columns from gene ``start`` on), outlier-replaced where refitted."""
+    out = np.asarray(block[:, genes - start]).astype(np.float64)
+    if rep_idx.size:
+        pos = np.clip(np.searchsorted(rep_idx, genes), 0, rep_idx.size - 1)
+        hit = rep_idx[pos] == genes
+        out[:, hit] = rep_counts[:, pos[hit]]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,7 +261,7 @@ def deseq2_fit(
         n_threads = default_threads(cnt.size) if device == "cpu" else 1
     if chunk_size is None:
         # ~2 MB per (genes x samples) array, so that the temporaries of each step stay in the CPU caches
-        chunk_size = max(64, int(250_000 // n))
+        chunk_size = max(64, int(_BATCH_ENTRIES // n))
         if n_threads > 1:  # enough batches to keep the threads busy, but not so many that overhead dominates
             chunk_size = max(min(chunk_size, -(-g_all // (2 * n_threads))), min(chunk_size, 2000))
     if keep_matrices is None:
