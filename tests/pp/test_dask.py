@@ -18,32 +18,9 @@ import pytest
 import gendex as gdx
 
 da = pytest.importorskip("dask.array", reason="dask is an optional dependency (pip install gendex[dask])")
-dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
 CHUNKS = (7, 33)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with (
-        warnings.catch_warnings(),
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-        ) as c,
-    ):
-        yield c
-
-
-@pytest.fixture(params=["threads", "distributed"])
-def scheduler(request):
-    """Run the test body on dask's threaded scheduler or on a 2-worker LocalCluster (as the active client)."""
-    if request.param == "threads":
-        with dask.config.set(scheduler="threads"):
-            yield None
-        return
-    with distributed.Client(request.getfixturevalue("cluster")) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +80,7 @@ RUNS = {
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_lazy_equals_in_memory(memory, scheduler, name):
+def test_lazy_equals_in_memory(memory, dask_scheduler, name):
     run, rtol = RUNS[name]
     mem, lazy = memory.copy(), lazy_copy(memory)
     run(mem)
@@ -223,12 +200,12 @@ def test_empty_sample_and_all_zero_genes_refused(memory, unchanged):
     gdx.pp.size_factors(lazy, method="poscounts")
 
 
-def test_distributed_run_is_quiet_and_errors_alike(memory, cluster, capfd, caplog, unchanged):
+def test_distributed_run_is_quiet_and_errors_alike(memory, dask_cluster, capfd, caplog, unchanged):
     lazy = lazy_copy(memory)
     bad = lazy_copy(memory)
     bad.layers["counts"] = da.from_array(np.where(np.eye(40, 300) > 0, -1, memory.layers["counts"]), chunks=CHUNKS)
     check = unchanged(bad)
-    with distributed.Client(cluster):
+    with distributed.Client(dask_cluster):
         with pytest.raises(ValueError, match=r"`adata.layers\['counts'\]`: contains negative values \(min -1\)"):
             gdx.pp.size_factors(bad)
         check()
