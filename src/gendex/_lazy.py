@@ -63,7 +63,11 @@ def map_blocks(
     """
     n_other = x.shape[1 - axis]
     size = size or block_size(n_other, n_arrays=n_arrays)
-    where = _slices(x.shape[axis], size)
+    return map_slices(func, x, _slices(x.shape[axis], size), axis=axis)
+
+
+def map_slices(func: Callable[[np.ndarray, slice], T], x: Any, where: Sequence[slice], *, axis: int = 1) -> list[T]:
+    """:func:`map_blocks` on given consecutive slices ``where`` that cover ``x`` along ``axis`` (any sizes)."""
     if not is_dask(x):
         return [func(as_numpy(x[:, sl] if axis == 1 else x[sl]), sl) for sl in where]
     import dask
