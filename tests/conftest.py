@@ -98,8 +98,10 @@ def dask_cluster():
     """One 2-worker ``distributed.LocalCluster`` (1 thread each) for the out-of-core tests: clusters are slow to
     start."""
     distributed = pytest.importorskip("distributed", reason="dask.distributed is an optional dependency")
+    # dashboard_address=None still binds the scheduler's HTTP routes to port 8787, so a second cluster anywhere
+    # on the machine fails ("Port 8787 is already in use", an error under -W error); ":0" takes a free port
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
     ) as cluster:
         yield cluster
 

@@ -18,7 +18,7 @@ from .._validation import (
     scan_counts,
 )
 from ..stats import size_factors_poscounts, size_factors_ratio
-from ..stats._size_factors import GENE_CHUNK, size_factors_lazy
+from ..stats._size_factors import size_factors_lazy
 
 
 def size_factors(
@@ -49,8 +49,9 @@ def size_factors(
     copy
         Work on a copy of ``adata`` and return it.
 
-    Dask counts (out of core) take two blockwise passes: the checks with the genes' log geometric means (chunk
-    by chunk), then the samples' median ratios (blocks of whole samples).
+    Dask counts (out of core) take three blockwise passes: the checks (chunk by chunk), the genes' log
+    geometric means (blocks of whole genes), the samples' median ratios (blocks of whole samples); the factors
+    are those of the in-memory path.
 
     Returns
     -------
@@ -70,8 +71,7 @@ def size_factors(
     if method not in ("ratio", "poscounts"):
         raise ValueError(f"`method` must be 'ratio' or 'poscounts', got {method!r}")
     if is_dask(get_matrix(adata, layer, lazy=True)):
-        scan = scan_counts(adata, layer, GENE_CHUNK[method])
-        sf = size_factors_lazy(scan.x, method=method, gene_chunks=scan.results)
+        sf = size_factors_lazy(scan_counts(adata, layer).x, method=method)
     else:
         counts = get_counts(adata, layer, lazy=True)
         check_no_empty_samples(counts, adata.obs_names)

@@ -22,17 +22,12 @@ from .._validation import (
 from ..stats._deseq2._transform import rlog as _rlog
 from ..stats._deseq2._transform import vst as _vst
 from ..stats._deseq2._transform import vst_lazy as _vst_lazy
-from ..stats._size_factors import GENE_CHUNK
 
 _FIT_TYPES = ("parametric", "local", "mean")
 
 
 def _prepare(adata, *, blind, fit_type, design, layer, size_factor_key, copy, lazy=False):
-    """Checked inputs: counts (a checked dask array when ``lazy`` and the counts are dask), design, size factors.
-
-    For dask counts the first pass also runs the size factors' first kernel; its results come back as the
-    fourth item (None otherwise).
-    """
+    """Checked inputs: counts (a checked dask array when ``lazy`` and the counts are dask), design, size factors."""
     if lazy:
         check_backed_writes(adata, copy=copy)
     else:
@@ -51,11 +46,10 @@ def _prepare(adata, *, blind, fit_type, design, layer, size_factor_key, copy, la
     if is_dask(matrix):
         if not lazy:
             check_in_memory(matrix, "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`", "pp.rlog")
-        scan = scan_counts(adata, layer, GENE_CHUNK["ratio"] if sf is None else None)
-        return scan.x, x, sf, scan.results or None
+        return scan_counts(adata, layer).x, x, sf
     counts = get_counts(adata, layer, lazy=True)
     check_no_empty_samples(counts, adata.obs_names)
-    return counts, x, sf, None
+    return counts, x, sf
 
 
 def vst(
@@ -80,9 +74,9 @@ def vst(
     variance held roughly constant over the mean. The values equal R's (DESeq2 1.38) to 1e-10 on GSE60450.
     Use the layer for PCA (``tl.pca(adata, layer="vst")``), clustering and heatmaps, not for DE tests.
 
-    Dask counts (out of core) are transformed in blocks: the checks and size factors in two passes, the genes'
-    means in a third, the ``nsub`` trend genes read into memory (all genes in blocks for ``nsub=None``); the layer
-    is a lazy dask array with the counts' chunks.
+    Dask counts (out of core) are transformed in blocks: the checks and size factors in three passes, the
+    genes' means in a fourth, the ``nsub`` trend genes read into memory (all genes in blocks for
+    ``nsub=None``); the layer is a lazy dask array with the counts' chunks.
 
     Parameters
     ----------
@@ -120,7 +114,7 @@ def vst(
     >>> adata.layers["vst"].shape
     (6, 300)
     """
-    counts, x, sf, chunks = _prepare(
+    counts, x, sf = _prepare(
         adata,
         blind=blind,
         fit_type=fit_type,
@@ -131,7 +125,7 @@ def vst(
         lazy=True,
     )
     if is_dask(counts):
-        values, info = _vst_lazy(counts, design=x, size_factors=sf, fit_type=fit_type, nsub=nsub, gene_chunks=chunks)
+        values, info = _vst_lazy(counts, design=x, size_factors=sf, fit_type=fit_type, nsub=nsub)
     else:
         values, info = _vst(counts, design=x, size_factors=sf, fit_type=fit_type, nsub=nsub)
         values = np.asarray(values, dtype=np.float64)
@@ -189,7 +183,7 @@ def rlog(
     >>> adata.layers["rlog"].shape
     (6, 200)
     """
-    counts, x, sf, _ = _prepare(
+    counts, x, sf = _prepare(
         adata, blind=blind, fit_type=fit_type, design=design, layer=layer, size_factor_key=size_factor_key, copy=copy
     )
     values, info = _rlog(counts, design=x, size_factors=sf, fit_type=fit_type)

@@ -122,53 +122,32 @@ def size_factors_poscounts(counts: NDArray) -> NDArray[np.float64]:
     return sf / np.exp(np.mean(np.log(sf)))
 
 
-def size_factors_lazy(counts, *, method: str = "ratio", gene_chunks: list | None = None) -> NDArray[np.float64]:
-    """DESeq2 size factors of dask counts (``"ratio"`` or ``"poscounts"``) in two blockwise passes.
+def size_factors_lazy(counts, *, method: str = "ratio") -> NDArray[np.float64]:
+    """DESeq2 size factors of checked dask counts (``"ratio"`` or ``"poscounts"``) in two blockwise passes.
 
-    The per-gene log geometric means add up over the stored chunks (first pass; ``gene_chunks`` are its results
-    when a caller ran :data:`GENE_CHUNK` ``[method]`` already, e.g. fused with the checks); each sample's median
-    ratio needs all its genes, so the second pass runs on blocks of whole samples
-    (:func:`gendex._lazy.map_blocks`). The counts must have been checked (finite non-negative integers, no empty
-    sample). The results equal the in-memory ones up to the order of the additions in the geometric means
-    (relative ~1e-15).
+    The genes' log geometric means come from blocks of whole genes, each sample's median ratio from blocks of
+    whole samples (:func:`gendex._lazy.map_blocks`), each computed as the in-memory path does, so the factors
+    are the same. The counts must have been checked (finite non-negative integers, no empty sample).
     """
-    from .._lazy import map_blocks, map_chunks, sum_cols
-
-    n, g = counts.shape
-    grid = gene_chunks if gene_chunks is not None else map_chunks(GENE_CHUNK[method], counts)
     if method == "ratio":
-        usable = np.flatnonzero(sum_cols(grid, g, lambda r: r[0]) == n)
-        if usable.size == 0:
-            raise ValueError(
-                "every gene has a zero count in at least one sample, so median-of-ratios size factors are "
-                "undefined; use method='poscounts'"
-            )
-        log_geomeans = sum_cols(grid, g, lambda r: r[1])[usable] / n
-        parts = map_blocks(lambda b, sl: _ratio_sample_block(b, usable, log_geomeans), counts, axis=0)
-        return np.concatenate(parts)
-    gene_ok = sum_cols(grid, g, lambda r: r[0]) > 0
+        return _ratio_lazy(counts)
+    n, g = counts.shape
+    genes = map_blocks(_poscounts_gene_block, counts, axis=1, size=block_size(n, n_arrays=4))
+    gene_ok = np.concatenate([ok for ok, _ in genes])
     if not gene_ok.any():
         raise ValueError("all counts are zero: size factors are undefined")
-    log_geomeans = sum_cols(grid, g, lambda r: r[1]) / n
-    parts = map_blocks(lambda b, sl: _poscounts_sample_block(b, sl, gene_ok, log_geomeans), counts, axis=0)
+    log_geomeans = np.concatenate([m for _, m in genes])
+    size = block_size(g, n_arrays=4)
+    parts = map_blocks(lambda b, sl: _poscounts_sample_block(b, sl, gene_ok, log_geomeans), counts, axis=0, size=size)
     sf = np.concatenate(parts)
     return sf / np.exp(np.mean(np.log(sf)))
 
 
-def _ratio_gene_chunk(block: NDArray, rows: slice, cols: slice):
-    with np.errstate(divide="ignore"):
-        return (block > 0).sum(axis=0), np.log(block.astype(np.float64)).sum(axis=0)
-
-
-def _ratio_sample_block(block: NDArray, usable: NDArray, log_geomeans: NDArray) -> NDArray[np.float64]:
-    logs = np.log(block[:, usable].astype(np.float64))
-    logs -= log_geomeans
-    return np.exp(_row_medians(logs))
-
-
-def _poscounts_gene_chunk(block: NDArray, rows: slice, cols: slice):
+def _poscounts_gene_block(block: NDArray, where: slice) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """Which genes of a block have a positive count, and their log geometric means over positive counts."""
     pos = block > 0
-    return pos.sum(axis=0), np.where(pos, np.log(np.where(pos, block, 1).astype(np.float64)), 0.0).sum(axis=0)
+    log_counts = np.where(pos, np.log(np.where(pos, block, 1).astype(np.float64)), 0.0)
+    return pos.any(axis=0), log_counts.sum(axis=0) / block.shape[0]
 
 
 def _poscounts_sample_block(block: NDArray, sl: slice, gene_ok: NDArray, log_geomeans: NDArray):
@@ -179,7 +158,3 @@ def _poscounts_sample_block(block: NDArray, sl: slice, gene_ok: NDArray, log_geo
             raise ValueError(f"sample {sl.start + i} has no positive count: its size factor is undefined")
         sf[i] = np.exp(np.median(np.log(row[keep].astype(np.float64)) - log_geomeans[keep]))
     return sf
-
-
-#: the first pass of :func:`size_factors_lazy` per method: ``kernel(block, rows, cols)`` for map_chunks
-GENE_CHUNK = {"ratio": _ratio_gene_chunk, "poscounts": _poscounts_gene_chunk}

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..._lazy import is_dask, map_blocks, map_chunks, sum_cols
+from ..._lazy import is_dask, map_blocks
 from .._size_factors import size_factors_lazy, size_factors_ratio
 from . import _kernels as K
 from ._backend import get_backend, single_threaded_blas
@@ -201,15 +201,14 @@ def vst_lazy(
     size_factors=None,
     fit_type: str = "parametric",
     nsub: int | None = 1000,
-    gene_chunks: list | None = None,
 ) -> tuple:
     """:func:`vst` of checked dask counts (finite non-negative integers), in blockwise passes.
 
-    Size factors as :func:`~gendex.stats._size_factors.size_factors_lazy` (``gene_chunks``: its first pass, when
-    the caller ran it with the checks), then one pass for the genes' mean and largest normalised counts; the
-    ``nsub`` genes of the trend are then read into memory (samples x ``nsub``; with ``nsub=None`` the gene-wise
-    dispersions run on blocks of whole genes instead) and the values are a lazy dask array with the chunks of
-    ``counts``. Returns ``(values, info)`` as :func:`vst`.
+    Size factors as :func:`~gendex.stats._size_factors.size_factors_lazy`, then one pass over blocks of whole
+    genes for the genes' mean and largest normalised counts; the ``nsub`` genes of the trend are then read into
+    memory (samples x ``nsub``; with ``nsub=None`` the gene-wise dispersions run on blocks of whole genes
+    instead) and the values are a lazy dask array with the chunks of ``counts``. Returns ``(values, info)`` as
+    :func:`vst`.
     """
     n, g = counts.shape
     if n < 2:
@@ -219,14 +218,14 @@ def vst_lazy(
     _check_nsub(nsub, g)
     x = np.ones((n, 1)) if design is None else np.asarray(design, dtype=np.float64)
     if size_factors is None:
-        sf = size_factors_lazy(counts, method="ratio", gene_chunks=gene_chunks)
+        sf = size_factors_lazy(counts, method="ratio")
     else:
         sf = np.asarray(size_factors, dtype=np.float64)
         if sf.shape != (n,) or np.any(~np.isfinite(sf)) or np.any(sf <= 0):
             raise ValueError(f"`size_factors` must be {n} positive finite numbers")
-    grid = map_chunks(lambda b, r, c: _normed_sums(b, sf[r]), counts)
-    base_mean = sum_cols(grid, g, lambda r: r[0]) / n
-    normed_max = float(max(np.max(cell[1]) for row in grid for cell in row))
+    parts = map_blocks(lambda b, sl: _normed_means(b, sf), counts, axis=1, n_arrays=2)
+    base_mean = np.concatenate([p[0] for p in parts])
+    normed_max = float(max(p[1] for p in parts))
     if nsub is None:
         trend, coeffs, used, _, _ = dispersion_trend(counts, sf, x, fit_type, base_mean=base_mean)
     else:
@@ -245,9 +244,10 @@ def vst_lazy(
     return values, info
 
 
-def _normed_sums(block: np.ndarray, sf: np.ndarray):
+def _normed_means(block: np.ndarray, sf: np.ndarray) -> tuple[np.ndarray, float]:
+    """The mean normalised count of each gene of a block of whole genes, and the largest normalised count."""
     normed = block / sf[:, None]
-    return normed.sum(axis=0), normed.max(initial=0.0)
+    return normed.mean(0), float(normed.max(initial=0.0))
 
 
 def _weighted_upper_quantile_variance(x: np.ndarray, weights: np.ndarray, upper: float = 0.05) -> float:
