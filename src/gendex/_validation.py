@@ -305,11 +305,18 @@ def check_positive_obs(adata: AnnData, key: str) -> NDArray[np.float64]:
     return values
 
 
+def obs_table(adata: AnnData) -> pd.DataFrame:
+    """``adata.obs`` as a pandas DataFrame: a lazy one (``anndata.experimental.read_lazy``) is read, not kept."""
+    obs = adata.obs
+    return obs if isinstance(obs, pd.DataFrame) else obs.to_memory()
+
+
 def check_obs_key(adata: AnnData, key: str) -> pd.Series:
-    """Return ``adata.obs[key]`` or raise a ``KeyError`` listing the available columns."""
-    if key not in adata.obs.columns:
-        raise KeyError(f"`adata.obs[{key!r}]` not found; available columns: {list(adata.obs.columns)}")
-    return adata.obs[key]
+    """Return ``adata.obs[key]`` (as a pandas Series) or raise a ``KeyError`` listing the available columns."""
+    obs = obs_table(adata)
+    if key not in obs.columns:
+        raise KeyError(f"`adata.obs[{key!r}]` not found; available columns: {list(obs.columns)}")
+    return obs[key]
 
 
 def check_groups(adata: AnnData, groupby: str, groups: Sequence[str], *, min_size: int = 2) -> pd.Series:

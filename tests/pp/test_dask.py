@@ -128,6 +128,9 @@ def test_read_lazy_zarr_and_backed_h5ad(memory, tmp_path):
     lazy = read_lazy(tmp_path / "a.zarr")
     gdx.pp.qc_metrics(lazy, layer=None)
     gdx.pp.size_factors(lazy, layer=None)
+    gdx.pp.filter_by_expr(lazy, group="condition", subset=False)  # a column of the lazy obs
+    gdx.pp.vst(lazy, blind=False, design="~condition", nsub=None)
+    assert isinstance(lazy.layers["vst"], da.Array)
     np.testing.assert_array_equal(np.asarray(lazy.obs["library_size"]), mem.obs["library_size"])
     np.testing.assert_allclose(np.asarray(lazy.obs["size_factors"]), mem.obs["size_factors"], rtol=0)
     backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")

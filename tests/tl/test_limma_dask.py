@@ -93,3 +93,21 @@ def test_ttest_warns_on_lazy_raw_counts(memory):
     with pytest.warns(UserWarning, match="looks like raw counts"):
         gdx.tl.ttest(mem, contrast=["condition", "B", "A"], layer="counts")
     pd.testing.assert_frame_equal(lazy.varm["ttest"], mem.varm["ttest"], rtol=1e-12)
+
+
+def test_read_lazy_zarr_obs_read_once(memory, tmp_path):
+    import warnings
+
+    from anndata.experimental import read_lazy
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Writing zarr v2", UserWarning)  # anndata's note on its zarr default
+        memory.write_zarr(tmp_path / "a.zarr")
+    lazy = read_lazy(tmp_path / "a.zarr")
+    assert not isinstance(lazy.obs, pd.DataFrame)  # anndata's lazy obs (xarray-backed)
+    mem = memory.copy()
+    for a in (mem, lazy):
+        gdx.tl.limma_voom(a, design="~batch + condition", contrast=["condition", "B", "A"])
+        gdx.tl.ttest(a, contrast=["condition", "B", "A"], layer="log2")
+    assert_results_equal(mem, lazy, "limma_voom")
+    assert_results_equal(mem, lazy, "ttest")

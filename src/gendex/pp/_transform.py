@@ -17,6 +17,7 @@ from .._validation import (
     check_positive_obs,
     get_counts,
     get_matrix,
+    obs_table,
     scan_counts,
 )
 from ..stats._deseq2._transform import rlog as _rlog
@@ -41,7 +42,7 @@ def _prepare(adata, *, blind, fit_type, design, layer, size_factor_key, copy, la
     if blind and design is not None:
         raise ValueError(f"`design` ({design!r}) is only used with blind=False; blind=True uses '~1' as R does")
     matrix = get_matrix(adata, layer, lazy=True)
-    x = None if blind else design_matrix(adata.obs, design).to_numpy()
+    x = None if blind else design_matrix(obs_table(adata), design).to_numpy()
     sf = None if size_factor_key is None else check_positive_obs(adata, size_factor_key)
     if is_dask(matrix):
         if not lazy:

@@ -20,6 +20,7 @@ from .._validation import (
     check_unique_names,
     get_counts,
     get_matrix,
+    obs_table,
     scan_counts,
 )
 from ..stats._limma import contrasts_fit, ebayes, lm_fit, top_table, voom
@@ -131,8 +132,9 @@ def limma_voom(
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
     if is_dask(get_matrix(adata, layer, lazy=True)):
-        x = design_matrix(adata.obs, design)  # before the passes over the counts: a bad design fails at once
-        vec, contrast_label = _resolve_contrast(x, adata.obs, contrast)
+        obs = obs_table(adata)  # a lazy obs (read_lazy) is read once
+        x = design_matrix(obs, design)  # before the passes over the counts: a bad design fails at once
+        vec, contrast_label = _resolve_contrast(x, obs, contrast)
         if adata.n_vars < 2:
             raise ValueError("limma_voom needs at least two genes to fit the mean-variance trend")
         scan = scan_counts(adata, layer, lambda b, r, c: (b > 0).sum(axis=0))
