@@ -39,7 +39,9 @@ def test_blocks_run_on_an_active_distributed_client():
     x = _counts(1)
     lazy = da.from_array(x, chunks=(10, 10))
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        ) as cluster,
         distributed.Client(cluster) as client,
     ):
         out = map_blocks(_col_stats, lazy, axis=1, size=12)
