@@ -207,13 +207,24 @@ def lfc_draws(
         lw1 = torch.full((1, x1.shape[1], 1), -float(np.log(x1.shape[1])), dtype=f32, device=dev)
         lw2 = torch.full((1, x2.shape[1], 1), -float(np.log(x2.shape[1])), dtype=f32, device=dev)
 
+    # a counterfactual that changes every sample's features by the same amount changes every linear predictor
+    # of a draw by the same amount: the log2 fold change is that contrast of the drawn coefficients, exactly
+    # (the latent codes and the sample weights cancel), so the linear predictors are never formed
+    contrast_vector = None
+    if counterfactual is not None:
+        shift = (counterfactual[0] - counterfactual[1])[torch.as_tensor(sel)].to(f32).to(dev)
+        if bool((shift == shift[:1]).all()):
+            contrast_vector = torch.cat([torch.zeros(1 + k, dtype=f32, device=dev), shift[0]])
     out = np.empty((n_draws, g_total), dtype=np.float32)
     gene_chunk = max(1, min(g_total, max_elements // (n_draws * (x1.shape[1] + x2.shape[1]))))
     for a in range(0, g_total, gene_chunk):
         s = slice(a, min(a + gene_chunk, g_total))
         beta_hat = state.beta[s].to(f32)
         g = beta_hat.shape[0]
-        beta = beta_hat.expand(n_draws, -1, -1).clone()
+        if contrast_vector is None:
+            beta = beta_hat.expand(n_draws, -1, -1).clone()
+        else:  # only the contrast c . beta of each draw: c . L^-T eps = (L^-1 c) . eps
+            lfc = (beta_hat @ contrast_vector).expand(n_draws, -1).clone()
         if "decoder" in include:
             assert var_disp is not None  # a state with its own log dispersions carries their variances
             mu = state.mu(s)
@@ -225,13 +236,18 @@ def lfc_draws(
                 w = mu / (1.0 + alpha * mu)
                 info = torch.einsum("ng,npq->gpq", w, state.moments) + lam
                 chol = torch.linalg.cholesky(info).to(f32)  # info = L L^T, so L^-T eps has covariance info^-1
-                e = eps[start : start + m].permute(1, 2, 0)  # (g, p, m)
-                delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
-                beta[start : start + m] += delta.permute(2, 0, 1)
+                if contrast_vector is not None:
+                    v = torch.linalg.solve_triangular(chol, contrast_vector.expand(g, p)[:, :, None], upper=False)
+                    lfc[start : start + m] += torch.einsum("gp,mgp->mg", v[..., 0], eps[start : start + m])
+                else:
+                    e = eps[start : start + m].permute(1, 2, 0)  # (g, p, m)
+                    delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
+                    beta[start : start + m] += delta.permute(2, 0, 1)
                 start += m
-        eta1 = torch.einsum("snp,sgp->sng", x1, beta)
-        eta2 = torch.einsum("snp,sgp->sng", x2, beta)
-        lfc = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
+        if contrast_vector is None:
+            eta1 = torch.einsum("snp,sgp->sng", x1, beta)
+            eta2 = torch.einsum("snp,sgp->sng", x2, beta)
+            lfc = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
         out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
     return out
 
