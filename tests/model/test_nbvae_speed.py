@@ -81,3 +81,52 @@ def test_counterfactual_draws_equal_the_general_path(conditional):
     coef = model.module.cov_coef.detach().numpy()
     point = (coef @ (f1[0] - f2[0]).numpy()) / np.log(2.0)
     assert np.corrcoef(fast.mean(0), point)[0, 1] > 0.99
+
+
+def _global_draws() -> tuple:
+    import random
+
+    return torch.rand(3).tolist(), np.random.random(3).tolist(), random.random()
+
+
+def _after(call) -> tuple:
+    import random
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    call()
+    return _global_draws()
+
+
+METHOD_CALLS = {
+    "get_latent_representation": lambda m, a: m.get_latent_representation(),
+    "get_latent_representation(give_mean=False)": lambda m, a: m.get_latent_representation(give_mean=False),
+    "get_normalized_expression": lambda m, a: m.get_normalized_expression(n_samples=2, return_mean=False),
+    "get_elbo": lambda m, a: m.get_elbo(),
+    "get_decoded_means": lambda m, a: m.get_decoded_means(),
+    "decode_latent": lambda m, a: m.decode_latent(np.zeros((2, m.module.n_latent))),
+    "fit_dispersions": lambda m, a: m.fit_dispersions(),
+    "get_lfc_draws": lambda m, a: m.get_lfc_draws(a, contrast=["condition", "B", "A"], n_draws=20),
+    "get_generative_de": lambda m, a: m.get_generative_de(a, contrast=["condition", "B", "A"], n_draws=20),
+}
+
+
+@pytest.mark.parametrize("name", list(METHOD_CALLS))
+def test_model_methods_leave_global_generators_alone(conditional, name):
+    adata, model = conditional
+    reference = _after(lambda: None)
+    assert _after(lambda: METHOD_CALLS[name](model, adata)) == reference
+    # the check can fail: a call that draws from the generators changes what comes next
+    assert _after(lambda: (torch.rand(1), np.random.random())) != reference
+
+
+def test_stochastic_methods_follow_the_callers_seed(conditional):
+    _, model = conditional
+    torch.manual_seed(7)
+    a = model.get_latent_representation(give_mean=False)
+    b = model.get_latent_representation(give_mean=False)  # the same global state: the same draw
+    torch.manual_seed(8)
+    c = model.get_latent_representation(give_mean=False)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)

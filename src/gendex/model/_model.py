@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import sys
 import warnings
 from collections.abc import Sequence
@@ -45,6 +47,12 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     mean normalised count, so the model trains reliably on a dozen samples and scales to thousands by minibatches.
     Dispersions are gene-wise with DESeq2's empirical-Bayes prior around a mean-dispersion trend: a moments trend
     during training, then (at the end of :meth:`train`) DESeq2's full procedure on the fitted means.
+
+    Methods that read the trained model or sample from its posterior (``get_latent_representation``,
+    ``get_normalized_expression``, ``get_lfc_draws``, ``get_generative_de``, ... see ``RNG_NEUTRAL_METHODS``)
+    leave the global torch, numpy and Python generators as they found them (their own draws follow the
+    caller's seed); :meth:`train` draws from torch's generator (:func:`gendex.tl.nbvae` trains under a
+    private one).
 
     Parameters
     ----------
@@ -185,7 +193,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         lr: float = 1e-2,
         batch_size: int | None = None,
         early_stopping: bool = True,
-        early_stopping_patience: int = 20,
+        early_stopping_patience: int = 10,
         early_stopping_tol: float = 0.005,
         n_epochs_kl_warmup: int | None = None,
         accelerator: str = "auto",
@@ -458,6 +466,54 @@ class FusedAdam:
             return torch.optim.Adam(params, fused=True, **kw)
         except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
             return torch.optim.Adam(params, **kw)
+
+
+@contextmanager
+def global_rng_kept():
+    """Leave the global torch (CPU and CUDA), numpy and Python generators as the block found them.
+
+    Code inside still draws from them (a stochastic method's draws follow the caller's seed), but their states
+    are restored afterwards, so a caller's own random stream is the same whether or not the block ran.
+    """
+    py, npy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+def _keeps_global_rng(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with global_rng_kept():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+#: Methods that read the model (or sample from its posterior) without training it: they leave the caller's global
+#: generators as they were (scvi-tools' data loaders draw a torch seed, and its samplers use torch's generator).
+RNG_NEUTRAL_METHODS = (
+    "get_latent_representation",
+    "get_normalized_expression",
+    "get_likelihood_parameters",
+    "posterior_predictive_sample",
+    "get_feature_correlation_matrix",
+    "get_elbo",
+    "get_reconstruction_error",
+    "get_marginal_ll",
+    "get_decoded_means",
+    "decode_latent",
+    "fit_dispersions",
+    "get_lfc_draws",
+    "get_generative_de",
+    "differential_expression",
+)
+for _name in RNG_NEUTRAL_METHODS:
+    setattr(NBVAE, _name, _keeps_global_rng(getattr(NBVAE, _name)))
 
 
 def _tukey_regression(x: np.ndarray, y: np.ndarray, n_iter: int = 30) -> np.ndarray:

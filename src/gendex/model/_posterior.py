@@ -217,6 +217,7 @@ def lfc_draws(
             contrast_vector = torch.cat([torch.zeros(1 + k, dtype=f32, device=dev), shift[0]])
     out = np.empty((n_draws, g_total), dtype=np.float32)
     gene_chunk = max(1, min(g_total, max_elements // (n_draws * (x1.shape[1] + x2.shape[1]))))
+    cache_genes = max(1, 1_000_000 // (n_draws * max(x1.shape[1], x2.shape[1])))
     for a in range(0, g_total, gene_chunk):
         s = slice(a, min(a + gene_chunk, g_total))
         beta_hat = state.beta[s].to(f32)
@@ -244,10 +245,13 @@ def lfc_draws(
                     delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
                     beta[start : start + m] += delta.permute(2, 0, 1)
                 start += m
-        if contrast_vector is None:
-            eta1 = torch.einsum("snp,sgp->sng", x1, beta)
-            eta2 = torch.einsum("snp,sgp->sng", x2, beta)
-            lfc = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
+        if contrast_vector is None:  # in blocks of genes whose temporaries stay in the cache (2x faster)
+            lfc = torch.empty(n_draws, g, dtype=f32, device=dev)
+            for b in range(0, g, cache_genes):
+                bs = slice(b, min(b + cache_genes, g))
+                eta1 = torch.einsum("snp,sgp->sng", x1, beta[:, bs])
+                eta2 = torch.einsum("snp,sgp->sng", x2, beta[:, bs])
+                lfc[:, bs] = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
         out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
     return out
 
