@@ -62,20 +62,24 @@ def test_fused_adam_is_adam():
         assert not torch.equal(p, torch.linspace(-1, 1, 30).reshape(3, 10))
 
 
-def test_counterfactual_draws_equal_the_general_path(conditional):
-    """The counterfactual fast path (a contrast of drawn coefficients) equals decoding every sample twice."""
+def test_counterfactual_draws_follow_the_general_path(conditional):
+    """The counterfactual fast path (a contrast of drawn coefficients) has the draws' distribution of decoding
+    every sample twice (the general path): the same per-gene means and sds within Monte Carlo error."""
     adata, model = conditional
     state = _posterior.glm_state(model, with_counts=False)
     f1, f2 = _posterior.counterfactual_features(model, "condition", "B", "A")
     idx = np.arange(adata.n_obs)
-    kw = {"n_draws": 60, "include": ("z", "decoder", "dispersion", "samples"), "random_state": 5}
+    kw = {"n_draws": 400, "include": ("z", "decoder", "dispersion", "samples"), "random_state": 5}
     fast = _posterior.lfc_draws(model, state, idx, idx, counterfactual=(f1, f2), **kw)
     # a sample-dependent shift of 1e-6 takes the general path (linear predictors, log-sum-exp over samples)
     ramp = 1e-6 * torch.arange(adata.n_obs, dtype=f1.dtype)[:, None]
     general = _posterior.lfc_draws(model, state, idx, idx, counterfactual=(f1 + ramp, f2), **kw)
-    assert fast.shape == (60, adata.n_vars) and np.all(np.isfinite(fast))
-    np.testing.assert_allclose(fast, general, atol=2e-3, rtol=0)
-    assert fast.std(0).min() > 0  # draws, not a point estimate
+    assert fast.shape == general.shape == (400, adata.n_vars) and np.all(np.isfinite(fast))
+    sd = general.std(0)
+    assert sd.min() > 0  # draws, not a point estimate
+    # Monte Carlo error of a difference of two 400-draw means: 0.07 sd; of the ratio of two sds: about 5%
+    assert np.max(np.abs(fast.mean(0) - general.mean(0)) / sd) < 0.4
+    assert np.max(np.abs(np.log(fast.std(0) / sd))) < 0.25
     # the contrast is the condition coefficient's: the draws centre on it
     assert model.module.n_cov_features == 2  # batch[b], condition[B]
     coef = model.module.cov_coef.detach().numpy()

@@ -156,8 +156,11 @@ def lfc_draws(
     from rather than of these samples only. The small ``p x p`` information
     matrices are factorised in float64, one batched Cholesky per dispersion node; the draws themselves (normal
     deviates, linear predictors, log-sum-exp over samples) are float32, whose rounding (1e-7 relative) is far
-    below the posterior sds. Genes are processed in chunks of at most ``max_elements / (n_draws x samples)``
-    genes, which bounds the memory for any number of samples.
+    below the posterior sds. A counterfactual that changes the features of every sample by the same amount
+    (a categorical factor set to each level) shifts every linear predictor of a draw by the same amount, so
+    its log fold change is exactly that contrast of the drawn coefficients (the codes and sample weights
+    cancel); it is drawn directly, one normal per draw and gene. Genes are processed in chunks of at most
+    ``max_elements / (n_draws x samples)`` genes, which bounds the memory for any number of samples.
     """
     gen = torch.Generator(device="cpu").manual_seed(int(random_state))
     dev = state.beta.device
@@ -224,12 +227,14 @@ def lfc_draws(
         g = beta_hat.shape[0]
         if contrast_vector is None:
             beta = beta_hat.expand(n_draws, -1, -1).clone()
-        else:  # only the contrast c . beta of each draw: c . L^-T eps = (L^-1 c) . eps
+        else:  # only the contrast c . beta of each draw: c . L^-T eps = (L^-1 c) . eps, normal with sd |L^-1 c|
             lfc = (beta_hat @ contrast_vector).expand(n_draws, -1).clone()
         if "decoder" in include:
             assert var_disp is not None  # a state with its own log dispersions carries their variances
             mu = state.mu(s)
-            eps = torch.randn(n_draws, g, p, generator=gen, dtype=f32).to(dev)
+            # the contrast of a draw needs one standard normal per draw and gene (c . L^-T eps ~ N(0, |L^-1 c|^2))
+            shape = (n_draws, g) if contrast_vector is not None else (n_draws, g, p)
+            eps = torch.randn(*shape, generator=gen, dtype=f32).to(dev)
             start = 0
             for j, t in enumerate(nodes):
                 m = counts_per_node[j]
@@ -239,7 +244,7 @@ def lfc_draws(
                 chol = torch.linalg.cholesky(info).to(f32)  # info = L L^T, so L^-T eps has covariance info^-1
                 if contrast_vector is not None:
                     v = torch.linalg.solve_triangular(chol, contrast_vector.expand(g, p)[:, :, None], upper=False)
-                    lfc[start : start + m] += torch.einsum("gp,mgp->mg", v[..., 0], eps[start : start + m])
+                    lfc[start : start + m] += eps[start : start + m] * torch.linalg.vector_norm(v[..., 0], dim=1)
                 else:
                     e = eps[start : start + m].permute(1, 2, 0)  # (g, p, m)
                     delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
