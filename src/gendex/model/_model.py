@@ -502,7 +502,7 @@ class FusedAdam:
 
     def __call__(self, params) -> torch.optim.Adam:
         params = list(params)
-        kw = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
+        kw: dict[str, Any] = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
         try:
             return torch.optim.Adam(params, fused=True, **kw)
         except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
