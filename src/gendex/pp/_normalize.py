@@ -124,10 +124,12 @@ def log2_normalize(
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
     if is_dask(x):
         x = x.astype(np.float64)
-        flags = np.array(map_chunks(lambda b, r, c: _value_flags(b), x), dtype=bool).reshape(-1, 3).any(axis=0)
+        flags = np.asarray(
+            np.array(map_chunks(lambda b, r, c: _value_flags(b), x), dtype=bool).reshape(-1, 3).any(axis=0)
+        )
     else:
         x = to_dense(x, dtype=np.float64)
-        flags = _value_flags(x)
+        flags = np.asarray(_value_flags(x), dtype=bool)
     if flags[0]:
         raise ValueError(f"{where} contains infinite values")
     if flags[1]:
