@@ -14,6 +14,7 @@ from anndata import AnnData
 from numpy.typing import NDArray
 
 from .._design import design_factors, design_matrix, prepare_obs
+from .._lazy import is_dask
 from .._utils import h5ad_safe, package_versions
 from .._validation import check_no_empty_samples, check_obs_key, get_counts
 from ._generative_de import annotation_shell, check_model_data
@@ -259,7 +260,7 @@ def nbvae(
 def _counts_on_disk(adata: AnnData, layer: str | None) -> bool:
     """Whether ``adata`` is backed or its counts are a dask array (e.g. from ``anndata.experimental.read_lazy``)."""
     x = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
-    return adata.isbacked or type(x).__module__.startswith("dask.")
+    return adata.isbacked or is_dask(x)
 
 
 def design_covariates(obs: pd.DataFrame, design: str) -> tuple[list[str], list[str], pd.DataFrame]:
