@@ -49,6 +49,9 @@ FETCH_BATCHES = 8
 #: At most this many bytes of row blocks are cached at once (two fetches).
 MAX_CACHE_BYTES = 1024 * 2**20
 
+#: Counts on disk larger than this (bytes as float64) are never loaded whole (see check_counts_fit_in_memory).
+IN_MEMORY_LIMIT = 2 * 2**30
+
 _VALIDATED: set[str] = set()
 
 
@@ -198,6 +201,19 @@ def check_lazy_counts(x: Any, obs_names: pd.Index, *, what: str = "counts") -> N
     check_no_empty_samples(totals[:, None], obs_names)
     if name is not None:
         _VALIDATED.add(name)
+
+
+def check_counts_fit_in_memory(adata_manager, what: str) -> None:
+    """Raise, naming the way out, if ``what`` would load counts on disk over ``IN_MEMORY_LIMIT`` (float64)."""
+    x = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    need = int(x.shape[0]) * int(x.shape[1]) * 8
+    if is_dask(x) and need > IN_MEMORY_LIMIT:
+        raise ValueError(
+            f"{what} needs the counts of all {x.shape[0]:,} samples in memory ({need / 2**30:.1f} GB as float64), "
+            "and the model's counts are on disk: train with the compared factor in the design "
+            "(`gdx.tl.nbvae(adata, design='~factor')`; counterfactual DE reads no counts), or load the counts "
+            "into memory before training (`adata.to_memory()`)"
+        )
 
 
 def row_blocks(x: Any) -> np.ndarray:
