@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -25,8 +29,8 @@ from scvi.data.fields import (
 )
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
-from .._validation import check_obs_key, get_counts, to_dense
-from . import _dispersion, _init, _latent_dim, _posterior
+from .._validation import check_obs_key, to_dense
+from . import _data, _dispersion, _init, _latent_dim, _posterior
 from ._de import GenerativeDEMixin
 from ._module import NBVAEModule
 
@@ -45,6 +49,12 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     mean normalised count, so the model trains reliably on a dozen samples and scales to thousands by minibatches.
     Dispersions are gene-wise with DESeq2's empirical-Bayes prior around a mean-dispersion trend: a moments trend
     during training, then (at the end of :meth:`train`) DESeq2's full procedure on the fitted means.
+
+    Methods that read the trained model or sample from its posterior (``get_latent_representation``,
+    ``get_normalized_expression``, ``get_lfc_draws``, ``get_generative_de``, ... see ``RNG_NEUTRAL_METHODS``)
+    leave the global torch, numpy and Python generators as they found them (their own draws follow the
+    caller's seed); :meth:`train` draws from torch's generator (:func:`gendex.tl.nbvae` trains under a
+    private one).
 
     Parameters
     ----------
@@ -141,7 +151,14 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             Passed on by scvi-tools when loading (``source_registry``).
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        get_counts(adata, layer, dense=False)  # clear errors for missing layers, floats, negatives, NaN
+        stored = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
+        if _data.is_lazy(stored) and not _data.is_dask(stored):
+            raise TypeError(
+                "NBVAE.setup_anndata needs the counts in memory or as a dask array, not a backed file's dataset: "
+                "train with `gdx.tl.nbvae` (which reads a backed file lazily), or open the file with "
+                "`anndata.experimental.read_lazy`"
+            )
+        _data.training_counts(adata, layer)  # clear errors for missing layers, floats, negatives, NaN
         check_registration_inputs(adata, size_factor_key, categorical_covariate_keys, continuous_covariate_keys)
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
@@ -185,7 +202,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         lr: float = 1e-2,
         batch_size: int | None = None,
         early_stopping: bool = True,
-        early_stopping_patience: int = 20,
+        early_stopping_patience: int = 10,
         early_stopping_tol: float = 0.005,
         n_epochs_kl_warmup: int | None = None,
         accelerator: str = "auto",
@@ -251,6 +268,9 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             "n_epochs_kl_warmup": max(1, max_epochs // 10) if n_epochs_kl_warmup is None else n_epochs_kl_warmup,
             **(plan_kwargs or {}),
         }
+        if "optimizer" not in plan and "optimizer_creator" not in plan:  # the same Adam, one fused kernel
+            plan["optimizer"] = "Custom"
+            plan["optimizer_creator"] = FusedAdam(plan["lr"], plan["eps"], plan["weight_decay"])
         callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
 
         if early_stopping:
@@ -266,25 +286,57 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, steps)))
         if trainer_kwargs.get("enable_progress_bar") is None:
             trainer_kwargs["enable_progress_bar"] = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        with quiet_lightning():
-            out = super().train(
-                max_epochs=max_epochs,
-                accelerator=accelerator,
-                devices=devices,
-                train_size=1.0,
-                batch_size=batch_size,
-                early_stopping=False,
-                plan_kwargs=plan,
-                callbacks=callbacks,
-                datasplitter_kwargs={"drop_last": False},
-                **trainer_kwargs,
-            )
+        shuffle_set_split, scratch = True, None
+        if "strategy" in trainer_kwargs:
+            trainer_kwargs["strategy"], distributed = _data.distributed_strategy(trainer_kwargs["strategy"])
+            if distributed:
+                # scvi-tools seeds its train/validation permutation per process; unseeded ranks would draw
+                # different orders and their DistributedSampler shares would overlap (all samples train anyway)
+                shuffle_set_split = False
+                # the history (pickled by rank 0) and the spawn launcher's weights go to a scratch folder,
+                # not to the working directory
+                scratch = tempfile.mkdtemp(prefix="gendex-ddp-")
+                trainer_kwargs.setdefault("default_root_dir", scratch)
+                trainer_kwargs.setdefault("log_save_dir", scratch)
+        if self._counts_on_disk():
+            self._data_splitter_cls = _data.BlockDataSplitter
+            trainer_kwargs.setdefault("use_distributed_sampler", False)  # BlockSampler shards the ranks itself
+        try:
+            with quiet_lightning():
+                out = super().train(
+                    max_epochs=max_epochs,
+                    accelerator=accelerator,
+                    devices=devices,
+                    train_size=1.0,
+                    batch_size=batch_size,
+                    early_stopping=False,
+                    plan_kwargs=plan,
+                    callbacks=callbacks,
+                    shuffle_set_split=shuffle_set_split,
+                    datasplitter_kwargs={"drop_last": False},
+                    **trainer_kwargs,
+                )
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         self.module.eval()
         self._refresh_orthogonalisation()
         self._adjust_for_confounding()
         if fit_dispersions:
             self.fit_dispersions()
         return out
+
+    def _counts_on_disk(self) -> bool:
+        """Whether the registered counts are a dask array (read in row blocks, see ``gendex.model._data``)."""
+        return _data.is_dask(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+
+    def get_latent_representation(self, *args: Any, batch_size: int | None = None, **kwargs: Any):
+        """scvi-tools' latent representation; with counts on disk, minibatches default to one row block."""
+        if batch_size is None and self._counts_on_disk():
+            batch_size = int(
+                np.max(np.diff(_data.row_blocks(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))))
+            )
+        return super().get_latent_representation(*args, batch_size=batch_size, **kwargs)
 
     @torch.no_grad()
     def _adjust_for_confounding(self) -> None:
@@ -436,6 +488,75 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
 
 
+class FusedAdam:
+    """Creates :class:`torch.optim.Adam` with ``fused=True`` where the parameters' device has the fused kernel.
+
+    The same update as scvi-tools' default Adam (one kernel over all parameters instead of a dozen tensor
+    operations per parameter: about 5x faster per step on a CPU for the NB-VAE's 2.4 million encoder weights);
+    falls back to the default implementation elsewhere. A class, not a closure, so that a training plan holding
+    it can be pickled (spawned DDP workers).
+    """
+
+    def __init__(self, lr: float, eps: float, weight_decay: float):
+        self.lr, self.eps, self.weight_decay = float(lr), float(eps), float(weight_decay)
+
+    def __call__(self, params) -> torch.optim.Adam:
+        params = list(params)
+        kw = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
+        try:
+            return torch.optim.Adam(params, fused=True, **kw)
+        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+            return torch.optim.Adam(params, **kw)
+
+
+@contextmanager
+def global_rng_kept():
+    """Leave the global torch (CPU and CUDA), numpy and Python generators as the block found them.
+
+    Code inside still draws from them (a stochastic method's draws follow the caller's seed), but their states
+    are restored afterwards, so a caller's own random stream is the same whether or not the block ran.
+    """
+    py, npy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+def _keeps_global_rng(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with global_rng_kept():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+#: Methods that read the model (or sample from its posterior) without training it: they leave the caller's global
+#: generators as they were (scvi-tools' data loaders draw a torch seed, and its samplers use torch's generator).
+RNG_NEUTRAL_METHODS = (
+    "get_latent_representation",
+    "get_normalized_expression",
+    "get_likelihood_parameters",
+    "posterior_predictive_sample",
+    "get_feature_correlation_matrix",
+    "get_elbo",
+    "get_reconstruction_error",
+    "get_marginal_ll",
+    "get_decoded_means",
+    "decode_latent",
+    "fit_dispersions",
+    "get_lfc_draws",
+    "get_generative_de",
+    "differential_expression",
+)
+for _name in RNG_NEUTRAL_METHODS:
+    setattr(NBVAE, _name, _keeps_global_rng(getattr(NBVAE, _name)))
+
+
 def _tukey_regression(x: np.ndarray, y: np.ndarray, n_iter: int = 30) -> np.ndarray:
     """Robust regression ``y ~ x`` (no intercept) by iteratively reweighted least squares with Tukey's biweight."""
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
@@ -460,6 +581,14 @@ _LOADING: ContextVar[bool] = ContextVar("nbvae_loading", default=False)
 
 #: Lightning and scvi-tools lines that are noise to a library user (kept out of stdout/stderr while training).
 _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
+#: Warnings that are noise to a library user: ``(message regex, category)``.
+QUIET_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    (r".*isinstance\(treespec, LeafSpec\).*", FutureWarning),
+    (r".*does not have many workers.*", Warning),
+    (r".*litlogger.*", Warning),
+    # scvi-tools' own early stopping is off anyway; the NB-VAE's (on the synchronised training ELBO) stays on
+    (r"early_stopping was automatically disabled due to the use of DDP", UserWarning),
+)
 
 
 @contextmanager
@@ -471,9 +600,8 @@ def quiet_lightning():
         lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=r".*litlogger.*")
+            for message, category in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -532,7 +660,7 @@ def private_anndata(
     """
     from anndata import AnnData as _AnnData
 
-    counts = get_counts(adata, layer, dense=False)
+    counts = _data.training_counts(adata, layer)
     check_registration_inputs(adata, size_factor_key, categorical_covariate_keys, continuous_covariate_keys)
     covs = [*(_as_list(categorical_covariate_keys) or []), *(_as_list(continuous_covariate_keys) or [])]
     obs = adata.obs[[size_factor_key, *covs]].copy()

@@ -34,6 +34,64 @@ def covariate_design(
     return torch.cat(parts, dim=-1) if parts else None
 
 
+def nb_log_likelihood(x: torch.Tensor, log_mu: torch.Tensor, log_disp: torch.Tensor) -> torch.Tensor:
+    """Negative-binomial log-likelihood of counts ``x`` given ``log mu`` ``(..., G)`` and ``log alpha`` ``(G,)``.
+
+    The value of scvi-tools' ``NegativeBinomial(mu, theta=1/alpha).log_prob(x)`` (without its ``1e-8`` guards,
+    which matter only for means below ~1e-6), computed with the per-gene terms (``log theta``,
+    ``lgamma(theta)``) once per gene instead of once per sample and gene: the log-gamma functions and their
+    derivatives are most of the cost of a training step.
+    """
+    log_theta = -log_disp
+    theta = torch.exp(log_theta)
+    log_theta_mu = torch.log(theta + torch.exp(log_mu))
+    return (
+        theta * (log_theta - log_theta_mu)
+        + x * (log_mu - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+    )
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks, differentiable: the gradient of the sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _distributed_orthogonalisation(mean: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch orthogonalisation over the minibatches of all DDP ranks together (one global batch).
+
+    The sums it needs are all-reduced (differentiably: the gradient of every rank's loss reaches every rank's
+    codes), so DDP trains as one process on the union of the ranks' minibatches would.
+    """
+    all_reduce = _AllReduceSum.apply
+    n = all_reduce(torch.tensor([float(mean.shape[0])], dtype=mean.dtype, device=mean.device))
+    s_c, s_cc = all_reduce(feats.sum(0)), all_reduce(feats.T @ feats)
+    s_m, s_cm = all_reduce(mean.sum(0)), all_reduce(feats.T @ mean)
+    cm, mm = s_c / n, s_m / n
+    xtx = s_cc - n * torch.outer(cm, cm)
+    xtm = s_cm - n * torch.outer(cm, mm)
+    ridge = 1e-6 * torch.eye(feats.shape[1], dtype=feats.dtype, device=feats.device)
+    return torch.linalg.solve(xtx + ridge, xtm), cm
+
+
 class BulkEncoder(nn.Module):
     """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA scores plus a learned MLP.
 
@@ -116,7 +174,11 @@ class BulkEncoder(nn.Module):
         """Posterior ``q(z | x)`` from the log-normalised counts ``u`` (and the covariate features)."""
         mean, log_var = self.raw_mean(u, cov_features)
         if cov_features is not None and self.code_cov_coef.numel():
-            if self.training and mean.dim() == 2 and mean.shape[0] > 1:
+            if self.training and mean.dim() == 2 and mean.shape[0] > 1 and _world_size() > 1:
+                gamma, cm = _distributed_orthogonalisation(mean, cov_features)
+                self.code_cov_coef.copy_(gamma.detach())
+                self.cov_mean.copy_(cm.detach())
+            elif self.training and mean.dim() == 2 and mean.shape[0] > 1:
                 cm = cov_features.mean(0)
                 xc = cov_features - cm
                 ridge = 1e-6 * torch.eye(xc.shape[1], dtype=xc.dtype, device=xc.device)
@@ -265,12 +327,14 @@ class NBVAEModule(BaseModuleClass):
         if transform_batch is not None:
             raise ValueError("NBVAE has no batch field; decode counterfactuals through categorical covariates")
         feats = self.covariate_features(cat_covs, cont_covs)
-        scale = torch.exp(self.log_normalized_mean(z, feats))
+        log_scale = self.log_normalized_mean(z, feats)
+        scale = torch.exp(log_scale)
         mu = size_factor * scale
         theta = torch.exp(-self.log_disp).expand_as(mu)
         return {
             "px": NegativeBinomial(mu=mu, theta=theta, scale=scale),
             "pz": Normal(torch.zeros_like(z), torch.ones_like(z)),
+            "log_mu": log_scale + torch.log(size_factor),
         }
 
     @torch.no_grad()
@@ -304,7 +368,7 @@ class NBVAEModule(BaseModuleClass):
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0, n_obs: int = 1):
         """Negative ELBO per sample plus the global prior divided by the number of training samples."""
         x = tensors[REGISTRY_KEYS.X_KEY]
-        rec = -generative_outputs["px"].log_prob(x).sum(-1)
+        rec = -nb_log_likelihood(x, generative_outputs["log_mu"], self.log_disp).sum(-1)
         kl = kl_divergence(inference_outputs["qz"], generative_outputs["pz"]).sum(-1)
         glob = self.global_prior()
         loss = torch.mean(rec + kl_weight * kl) + glob / n_obs
