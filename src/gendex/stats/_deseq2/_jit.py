@@ -444,18 +444,23 @@ def _log_post(sp, a, gene, buf):
 
     ``gene``: the gene's data and constants, ``buf``: work arrays (see :func:`fit_disp_rows`).
     """
-    yrow, murow, n, xxt, xxqt, p, use_cr, nd, vals, mult, use_sums, use_prior, pm, pv = gene
-    t, t2, w, l1p, b, low, ws = buf
+    yrow, murow, n, xxt, xxqt, p, use_cr, nd, vals, mult, use_sums, use_prior, pm, pv, sumy = gene
+    t, t2, w, l1p, iu, b, low, ws = buf
     alpha = math.exp(a)
     r = 1.0 / alpha
     lg = _special_sum(sp, yrow, n, r, nd, vals, mult, use_sums, False, t)
     for j in range(n):  # vectorised: no calls, no branches
         m = murow[j]
         ma = m * alpha
-        l1p[j] = _vlog1p(ma)
-        w[j] = m / (ma + 1.0)
-        t[j] = yrow[j] * _vlog(m + r)
-    out = lg - _pairwise(t, n)
+        u = 1.0 + ma
+        inv = 1.0 / u
+        lv = _vlog(u) - ((u - 1.0) - ma) * inv  # log1p(mu alpha), as _vlog1p
+        iu[j] = inv
+        l1p[j] = lv
+        w[j] = m * inv  # 1 / (1/mu + alpha)
+        t[j] = yrow[j] * lv
+    # sum y log(mu + r) = log(r) sum(y) + sum y log(1 + mu alpha): one log per sample instead of two
+    out = lg - (math.log(r) * sumy + _pairwise(t, n))
     if use_cr:
         _xtwx_into(xxt, w, n, t, b)
         _chol_into(b, p, low)
@@ -472,8 +477,8 @@ def _log_post(sp, a, gene, buf):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dlog_post(sp, a, gene, buf, kept):
     """``_disp_kernels.dlog_posterior`` for one gene; ``kept``: ``w``, ``low``, ``l1p`` are from the same point."""
-    yrow, murow, n, xxt, xxqt, p, use_cr, nd, vals, mult, use_sums, use_prior, pm, pv = gene
-    t, t2, w, l1p, b, low, ws = buf
+    yrow, murow, n, xxt, xxqt, p, use_cr, nd, vals, mult, use_sums, use_prior, pm, pv, sumy = gene
+    t, t2, w, l1p, iu, b, low, ws = buf
     alpha = math.exp(a)
     r = 1.0 / alpha
     dg = -_special_sum(sp, yrow, n, r, nd, vals, mult, use_sums, True, t)
@@ -481,13 +486,15 @@ def _dlog_post(sp, a, gene, buf, kept):
         for j in range(n):
             m = murow[j]
             ma = m * alpha
-            l1p[j] = _vlog1p(ma)
-            w[j] = m / (ma + 1.0)
-    for j in range(n):
-        m = murow[j]
-        ma = m * alpha
-        t[j] = l1p[j] - ma / (ma + 1.0)
-        t2[j] = yrow[j] / (m + r)
+            u = 1.0 + ma
+            inv = 1.0 / u
+            iu[j] = inv
+            l1p[j] = _vlog(u) - ((u - 1.0) - ma) * inv
+            w[j] = m * inv
+    for j in range(n):  # 1 / (1 + mu alpha) kept: no division here
+        inv = iu[j]
+        t[j] = l1p[j] - (murow[j] * alpha) * inv  # log(1 + mu alpha) - mu alpha / (1 + mu alpha)
+        t2[j] = yrow[j] * (alpha * inv)  # y / (mu + r)
     out = (dg + _pairwise(t, n) + _pairwise(t2, n)) / alpha**2
     if use_cr:
         if not kept:
@@ -532,12 +539,13 @@ def fit_disp_rows(
     t2 = np.empty(n)
     w = np.empty(n)
     l1p = np.empty(n)
+    iu = np.empty(n)
     vals = np.empty(n)
     mult = np.empty(n)
     b = np.empty(nk)
     low = np.empty(nk)
     ws = np.empty(2 * nk)
-    buf = (t, t2, w, l1p, b, low, ws)
+    buf = (t, t2, w, l1p, iu, b, low, ws)
     eps = 1e-4
     for gi in range(g):
         yrow = y[gi]
@@ -545,7 +553,10 @@ def fit_disp_rows(
         nd = _distinct(yrow, n, vals, mult) if use_sums else 0
         pm = prior_mean[gi] if use_prior else 0.0
         a = log_alpha0[gi]
-        gene = (yrow, murow, n, xxt, xxqt, p, use_cr, nd, vals, mult, use_sums, use_prior, pm, prior_var)
+        sumy = 0.0
+        for j in range(n):
+            sumy += yrow[j]
+        gene = (yrow, murow, n, xxt, xxqt, p, use_cr, nd, vals, mult, use_sums, use_prior, pm, prior_var, sumy)
         lp = _log_post(sp, a, gene, buf)
         dlp = _dlog_post(sp, a, gene, buf, False)
         out_init[gi] = lp
