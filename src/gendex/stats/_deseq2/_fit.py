@@ -217,7 +217,7 @@ def deseq2_fit(
     (300, 2)
     """
     lazy = is_dask(counts)
-    cnt = counts if lazy else np.asarray(counts)
+    cnt: Any = counts if lazy else np.asarray(counts)
     if cnt.ndim != 2:
         raise ValueError(f"`counts` must be a 2-D samples x genes array, got shape {cnt.shape}")
     if not (np.issubdtype(cnt.dtype, np.number) or cnt.dtype == bool):
