@@ -299,6 +299,9 @@ def _write(rows: list[dict], *, quick: bool) -> None:
             f" | `{r.get('command', '')}` |"
         )
     text = "\n".join(lines) + "\n"
+    notes = RESULTS / "scale_notes.md"  # hand-written notes on the measured rows, kept under the table
+    if not quick and notes.exists():
+        text += "\n" + notes.read_text()
     print(text)
     if not quick:
         RESULTS.mkdir(exist_ok=True)
