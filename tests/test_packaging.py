@@ -53,9 +53,24 @@ def imported_distributions():
     return out
 
 
+#: optional extras the library may import, only inside the functions that need them
+OPTIONAL_EXTRAS = ("dask",)
+
+
 def test_every_import_of_the_library_is_declared(imported_distributions):
-    missing = {d: where for d, where in imported_distributions.items() if d not in _declared()}
-    assert missing == {}, "imported by the library but not in [project.dependencies]"
+    allowed = _declared().union(*(_declared(extra) for extra in OPTIONAL_EXTRAS))
+    missing = {d: where for d, where in imported_distributions.items() if d not in allowed}
+    assert missing == {}, "imported by the library but not in [project.dependencies] or an optional extra"
+
+
+def test_optional_extras_are_never_imported_at_module_level():
+    optional = {"dask", "distributed"}
+    for file in sorted(SRC.rglob("*.py")):
+        for node in ast.parse(file.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                top = {n.split(".")[0] for n in names}
+                assert not top & optional, f"{file.relative_to(ROOT)} imports {top & optional} at module level"
 
 
 def test_every_declared_dependency_is_imported(imported_distributions):

@@ -13,8 +13,16 @@ import pandas as pd
 from anndata import AnnData
 
 from .._design import ResolvedContrast, design_factors, design_matrix, prepare_obs, resolve_contrast
+from .._lazy import is_dask, map_blocks
 from .._utils import contrast_key
-from .._validation import check_no_empty_samples, check_not_backed, check_unique_names, get_counts
+from .._validation import (
+    check_counts,
+    check_no_empty_samples,
+    check_not_backed,
+    check_unique_names,
+    get_counts,
+    get_matrix,
+)
 from ..stats._deseq2._backend import check_device
 
 if TYPE_CHECKING:
@@ -112,8 +120,12 @@ def _validate(
         raise ValueError(f"`device` ({device!r}) is only used by inference='batched'")
     check_device(device)
 
-    counts = get_counts(adata, layer)
-    check_no_empty_samples(counts, adata.obs_names)
+    matrix = get_matrix(adata, layer)
+    if is_dask(matrix):
+        counts = _lazy_counts(matrix, layer, adata.obs_names, inference=inference, shrink=shrink, device=device)
+    else:
+        counts = get_counts(adata, layer)
+        check_no_empty_samples(counts, adata.obs_names)
 
     design_df = design_matrix(adata.obs, design)
     factors = design_factors(adata.obs, design)
@@ -190,6 +202,34 @@ def _validate(
         params=params,
         n_cpus=int(n_cpus) if n_cpus is not None else _available_cpus(),
     )
+
+
+def _lazy_counts(matrix: Any, layer: str | None, obs_names: pd.Index, *, inference: Any, shrink: Any, device: str):
+    """Dask counts checked in gene blocks (integers, no empty sample) for the batched engine; never loaded."""
+    where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
+    load = f"load them first (`{where[1:-1]} = {where[1:-1]}.compute()`)"
+    if not isinstance(inference, str) or inference != "batched":
+        raise ValueError(
+            f"{where} is a dask array, and PyDESeq2 (inference={inference!r}) holds the counts as one NumPy array in "
+            f"memory: use inference='batched' (the default), which computes on the dask blocks, or {load}"
+        )
+    if shrink in ("normal", "apeglm"):
+        raise ValueError(
+            f"shrink={shrink!r} refits the counts in memory, and {where} is a dask array: use shrink='ashr', which "
+            f"needs only the results table, or {load}"
+        )
+    if str(device) != "cpu":
+        raise ValueError(
+            f"{where} is a dask array: its blocks are fitted on the dask scheduler's CPUs, so device={device!r} is not "
+            f"supported; use device='cpu', or {load}"
+        )
+
+    def sample_totals(block: NDArray, _: slice) -> NDArray[np.float64]:
+        check_counts(block, what=where)
+        return block.sum(axis=1, dtype=np.float64)
+
+    check_no_empty_samples(np.sum(map_blocks(sample_totals, matrix, n_arrays=2), axis=0)[:, None], obs_names)
+    return matrix
 
 
 def _available_cpus() -> int:

@@ -10,10 +10,11 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from ..._lazy import map_blocks, map_slices
 from .._lowess import lowess
 from .._multitest import bh_adjust
 from ._backend import single_threaded_blas
-from ._fit import DESeq2Fit
+from ._fit import DESeq2Fit, _genes_per_block, _quiet, block_plan, fitting_block
 from ._glm import _Ctx, fit_glm
 
 LOG2E = 1.0 / math.log(2.0)
@@ -100,9 +101,10 @@ def _finish(
         with np.errstate(invalid="ignore"):
             cooks_out = np.nan_to_num(fit.max_cooks, nan=-np.inf) > fit.extras["cooks_cutoff"]
         if cooks_out.any() and _is_two_group(fit.design):
-            for gi in np.flatnonzero(cooks_out):
-                out_count = fit.counts[fit.cooks_argmax[gi], gi]
-                if np.sum(fit.counts[:, gi] > out_count) >= 3:
+            genes = np.flatnonzero(cooks_out)
+            cols = fit.original_counts(genes)
+            for k, gi in enumerate(genes):
+                if np.sum(cols[:, k] > cols[fit.cooks_argmax[gi], k]) >= 3:
                     cooks_out[gi] = False
         pvalue[cooks_out] = np.nan
     # genes whose replaced counts are all zero (R: LFC 0, SE 0, stat 0, p 1)
@@ -239,11 +241,7 @@ def deseq2_wald(
     else:
         involved = None
     if involved is not None and involved.any():
-        rows = np.flatnonzero(involved)
-        total = np.zeros(fit.n_genes, dtype=np.int64)
-        for start in range(0, rows.size, 256):  # blocks of samples: no copy of the whole count matrix
-            total += fit.counts[rows[start : start + 256]].sum(0)
-        zero = (total == 0) & ~fit.all_zero
+        zero = (_totals(fit, involved) == 0) & ~fit.all_zero
         lfc[zero], stat[zero], pvalue[zero] = 0.0, 0.0, 1.0
     return _finish(
         fit,
@@ -256,6 +254,38 @@ def deseq2_wald(
         independent_filter=independent_filter,
         gene_names=gene_names,
     )
+
+
+def _totals(fit: DESeq2Fit, involved: np.ndarray) -> np.ndarray:
+    """Each gene's total count over the ``involved`` samples (integer sums: the same on dask counts)."""
+    rows = np.flatnonzero(involved)
+    if not fit.lazy:
+        total = np.zeros(fit.n_genes, dtype=np.int64)
+        for start in range(0, rows.size, 256):  # blocks of samples: no copy of the whole count matrix
+            total += fit.counts[rows[start : start + 256]].sum(0)
+        return total
+    cells, cell_totals = fit.extras["cells"], fit.extras["cell_totals"]
+    share, size = np.bincount(cells, weights=involved), np.bincount(cells)
+    if np.all((share == 0) | (share == size)):  # whole cells of the design: from the totals the fit kept
+        return cell_totals[share > 0].sum(0)
+    return np.concatenate(map_blocks(lambda block, _: block[rows].sum(0, dtype=np.int64), fit.counts, n_arrays=1))
+
+
+def _reduced_loglik_lazy(fit: DESeq2Fit, ctx: _Ctx, nz: np.ndarray, batch: int) -> np.ndarray:
+    """The reduced model's log-likelihood of genes ``nz`` in gene blocks of dask counts (in-memory batches)."""
+    where, groups = block_plan(fit.n_genes, nz, batch, max(1, _genes_per_block(fit.n_samples) // batch))
+    plan = {sl.start: grp for sl, grp in zip(where, groups, strict=True)}
+    rep_idx, rep_counts, disp = fit.replace_gene_idx, fit.replace_counts, fit.dispersions
+
+    def block_loglik(block: np.ndarray, sl: slice) -> list[np.ndarray]:
+        out = []
+        for idx in plan[sl.start]:
+            y = ctx.t(fitting_block(block, sl.start, idx, rep_idx, rep_counts).T)
+            out.append(ctx.np(fit_glm(y, ctx.t(disp[idx]), ctx).loglik))
+        return out
+
+    parts = map_slices(_quiet(block_loglik), fit.counts, where)
+    return np.concatenate([np.zeros(0), *(ll for part in parts for ll in part)])
 
 
 def deseq2_lrt(
@@ -311,11 +341,14 @@ def deseq2_lrt(
     )
     chunk = max(1, int(4_000_000 // n))
     with np.errstate(all="ignore"), single_threaded_blas():
-        for start in range(0, nz.size, chunk):
-            idx = nz[start : start + chunk]
-            y = ctx.t(fit.fitting_counts(idx).T)
-            a = ctx.t(fit.dispersions[idx])
-            ll_red[idx] = ctx.np(fit_glm(y, a, ctx).loglik)
+        if fit.lazy:
+            ll_red[nz] = _reduced_loglik_lazy(fit, ctx, nz, chunk)
+        else:
+            for start in range(0, nz.size, chunk):
+                idx = nz[start : start + chunk]
+                y = ctx.t(fit.fitting_counts(idx).T)
+                a = ctx.t(fit.dispersions[idx])
+                ll_red[idx] = ctx.np(fit_glm(y, a, ctx).loglik)
         stat = 2.0 * (fit.log_likelihood - ll_red)
         pvalue = stats.chi2.sf(stat, df)
     lfc = fit.beta[:, -1] * LOG2E
