@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -27,8 +29,8 @@ from scvi.data.fields import (
 )
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
-from .._validation import check_obs_key, get_counts, to_dense
-from . import _dispersion, _init, _latent_dim, _posterior
+from .._validation import check_obs_key, to_dense
+from . import _data, _dispersion, _init, _latent_dim, _posterior
 from ._de import GenerativeDEMixin
 from ._module import NBVAEModule
 
@@ -149,7 +151,14 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             Passed on by scvi-tools when loading (``source_registry``).
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        get_counts(adata, layer, dense=False)  # clear errors for missing layers, floats, negatives, NaN
+        stored = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
+        if _data.is_lazy(stored) and not _data.is_dask(stored):
+            raise TypeError(
+                "NBVAE.setup_anndata needs the counts in memory or as a dask array, not a backed file's dataset: "
+                "train with `gdx.tl.nbvae` (which reads a backed file lazily), or open the file with "
+                "`anndata.experimental.read_lazy`"
+            )
+        _data.training_counts(adata, layer)  # clear errors for missing layers, floats, negatives, NaN
         check_registration_inputs(adata, size_factor_key, categorical_covariate_keys, continuous_covariate_keys)
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
@@ -228,7 +237,9 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             Epochs of linear KL warm-up; None means a tenth of ``max_epochs``.
         accelerator, devices
             Passed to Lightning (``"cpu"``, ``"gpu"``, ``"auto"``; device count or indices). Further Lightning
-            ``Trainer`` arguments, e.g. ``strategy="ddp"``, go through ``**trainer_kwargs``.
+            ``Trainer`` arguments go through ``**trainer_kwargs``, e.g. ``strategy="ddp_spawn"`` with
+            ``devices=2`` for distributed data parallel (Lightning's DDP strategies become
+            ``gendex.model._data.QuietDDPStrategy``; ``batch_size`` is then per process).
         fit_dispersions
             Run :meth:`fit_dispersions` after the gradient phase.
         plan_kwargs
@@ -277,25 +288,57 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, steps)))
         if trainer_kwargs.get("enable_progress_bar") is None:
             trainer_kwargs["enable_progress_bar"] = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        with quiet_lightning():
-            out = super().train(
-                max_epochs=max_epochs,
-                accelerator=accelerator,
-                devices=devices,
-                train_size=1.0,
-                batch_size=batch_size,
-                early_stopping=False,
-                plan_kwargs=plan,
-                callbacks=callbacks,
-                datasplitter_kwargs={"drop_last": False},
-                **trainer_kwargs,
-            )
+        shuffle_set_split, scratch = True, None
+        if "strategy" in trainer_kwargs:
+            trainer_kwargs["strategy"], distributed = _data.distributed_strategy(trainer_kwargs["strategy"])
+            if distributed:
+                # scvi-tools seeds its train/validation permutation per process; unseeded ranks would draw
+                # different orders and their DistributedSampler shares would overlap (all samples train anyway)
+                shuffle_set_split = False
+                # the history (pickled by rank 0) and the spawn launcher's weights go to a scratch folder,
+                # not to the working directory
+                scratch = tempfile.mkdtemp(prefix="gendex-ddp-")
+                trainer_kwargs.setdefault("default_root_dir", scratch)
+                trainer_kwargs.setdefault("log_save_dir", scratch)
+        if self._counts_on_disk():
+            self._data_splitter_cls = _data.BlockDataSplitter
+            trainer_kwargs.setdefault("use_distributed_sampler", False)  # BlockSampler shards the ranks itself
+        try:
+            with quiet_lightning():
+                out = super().train(
+                    max_epochs=max_epochs,
+                    accelerator=accelerator,
+                    devices=devices,
+                    train_size=1.0,
+                    batch_size=batch_size,
+                    early_stopping=False,
+                    plan_kwargs=plan,
+                    callbacks=callbacks,
+                    shuffle_set_split=shuffle_set_split,
+                    datasplitter_kwargs={"drop_last": False},
+                    **trainer_kwargs,
+                )
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         self.module.eval()
         self._refresh_orthogonalisation()
         self._adjust_for_confounding()
         if fit_dispersions:
             self.fit_dispersions()
         return out
+
+    def _counts_on_disk(self) -> bool:
+        """Whether the registered counts are a dask array (read in row blocks, see ``gendex.model._data``)."""
+        return _data.is_dask(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+
+    def get_latent_representation(self, *args: Any, batch_size: int | None = None, **kwargs: Any):
+        """scvi-tools' latent representation; with counts on disk, minibatches default to one row block."""
+        if batch_size is None and self._counts_on_disk():
+            batch_size = int(
+                np.max(np.diff(_data.row_blocks(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))))
+            )
+        return super().get_latent_representation(*args, batch_size=batch_size, **kwargs)
 
     @torch.no_grad()
     def _adjust_for_confounding(self) -> None:
@@ -461,7 +504,7 @@ class FusedAdam:
 
     def __call__(self, params) -> torch.optim.Adam:
         params = list(params)
-        kw = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
+        kw: dict[str, Any] = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
         try:
             return torch.optim.Adam(params, fused=True, **kw)
         except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
@@ -540,6 +583,14 @@ _LOADING: ContextVar[bool] = ContextVar("nbvae_loading", default=False)
 
 #: Lightning and scvi-tools lines that are noise to a library user (kept out of stdout/stderr while training).
 _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
+#: Warnings that are noise to a library user: ``(message regex, category)``.
+QUIET_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    (r".*isinstance\(treespec, LeafSpec\).*", FutureWarning),
+    (r".*does not have many workers.*", Warning),
+    (r".*litlogger.*", Warning),
+    # scvi-tools' own early stopping is off anyway; the NB-VAE's (on the synchronised training ELBO) stays on
+    (r"early_stopping was automatically disabled due to the use of DDP", UserWarning),
+)
 
 
 @contextmanager
@@ -551,9 +602,8 @@ def quiet_lightning():
         lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=r".*litlogger.*")
+            for message, category in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -612,7 +662,7 @@ def private_anndata(
     """
     from anndata import AnnData as _AnnData
 
-    counts = get_counts(adata, layer, dense=False)
+    counts = _data.training_counts(adata, layer)
     check_registration_inputs(adata, size_factor_key, categorical_covariate_keys, continuous_covariate_keys)
     covs = [*(_as_list(categorical_covariate_keys) or []), *(_as_list(continuous_covariate_keys) or [])]
     obs = adata.obs[[size_factor_key, *covs]].copy()

@@ -54,6 +54,44 @@ def nb_log_likelihood(x: torch.Tensor, log_mu: torch.Tensor, log_disp: torch.Ten
     )
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks, differentiable: the gradient of the sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _distributed_orthogonalisation(mean: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch orthogonalisation over the minibatches of all DDP ranks together (one global batch).
+
+    The sums it needs are all-reduced (differentiably: the gradient of every rank's loss reaches every rank's
+    codes), so DDP trains as one process on the union of the ranks' minibatches would.
+    """
+    all_reduce = _AllReduceSum.apply
+    n = all_reduce(torch.tensor([float(mean.shape[0])], dtype=mean.dtype, device=mean.device))
+    s_c, s_cc = all_reduce(feats.sum(0)), all_reduce(feats.T @ feats)
+    s_m, s_cm = all_reduce(mean.sum(0)), all_reduce(feats.T @ mean)
+    cm, mm = s_c / n, s_m / n
+    xtx = s_cc - n * torch.outer(cm, cm)
+    xtm = s_cm - n * torch.outer(cm, mm)
+    ridge = 1e-6 * torch.eye(feats.shape[1], dtype=feats.dtype, device=feats.device)
+    return torch.linalg.solve(xtx + ridge, xtm), cm
+
+
 class BulkEncoder(nn.Module):
     """Encoder of ``log1p(x / s)`` into a normal ``q(z | x)``: fixed PCA scores plus a learned MLP.
 
@@ -136,7 +174,11 @@ class BulkEncoder(nn.Module):
         """Posterior ``q(z | x)`` from the log-normalised counts ``u`` (and the covariate features)."""
         mean, log_var = self.raw_mean(u, cov_features)
         if cov_features is not None and self.code_cov_coef.numel():
-            if self.training and mean.dim() == 2 and mean.shape[0] > 1:
+            if self.training and mean.dim() == 2 and mean.shape[0] > 1 and _world_size() > 1:
+                gamma, cm = _distributed_orthogonalisation(mean, cov_features)
+                self.code_cov_coef.copy_(gamma.detach())
+                self.cov_mean.copy_(cm.detach())
+            elif self.training and mean.dim() == 2 and mean.shape[0] > 1:
                 cm = cov_features.mean(0)
                 xc = cov_features - cm
                 ridge = 1e-6 * torch.eye(xc.shape[1], dtype=xc.dtype, device=xc.device)

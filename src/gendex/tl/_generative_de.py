@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+import pandas as pd
 from anndata import AnnData
 
 from .._utils import store_de_results
-from .._validation import check_not_backed
 from ..stats._generative import (  # noqa: F401  (old import paths)
     DE_TABLE_COLUMNS,
     DEFAULT_UNCERTAINTY,
@@ -116,12 +116,11 @@ def generative_de(
     >>> "prob_up" in adata.varm["nbvae_de"]
     True
     """
-    check_not_backed(adata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
     check_model_data(adata, model)
     table = model.get_generative_de(
-        adata,
+        annotation_shell(adata),
         contrast=contrast,
         groupby=groupby,
         group1=group1,
@@ -148,6 +147,17 @@ def generative_de(
         **info,
     )
     return adata if copy else None
+
+
+def annotation_shell(adata: AnnData) -> AnnData:
+    """``adata`` itself, or for a backed or lazy one an in-memory AnnData of its ``obs`` and names only.
+
+    The model's computations read the samples' annotations from it (the counts are the model's own).
+    """
+    if not adata.isbacked and isinstance(adata.obs, pd.DataFrame):
+        return adata
+    obs = adata.obs.to_memory() if not isinstance(adata.obs, pd.DataFrame) else adata.obs.copy()
+    return AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(adata.var_names.copy())))
 
 
 def check_model_data(adata: AnnData, model: NBVAE) -> None:

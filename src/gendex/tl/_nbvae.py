@@ -14,9 +14,10 @@ from anndata import AnnData
 from numpy.typing import NDArray
 
 from .._design import design_factors, design_matrix, prepare_obs
+from .._lazy import is_dask
 from .._utils import h5ad_safe, package_versions
-from .._validation import check_no_empty_samples, check_not_backed, check_obs_key, get_counts
-from ._generative_de import check_model_data
+from .._validation import check_no_empty_samples, check_obs_key, get_counts
+from ._generative_de import annotation_shell, check_model_data
 
 if TYPE_CHECKING:
     from ..model import NBVAE
@@ -71,7 +72,10 @@ def nbvae(
     Parameters
     ----------
     adata
-        Samples x genes AnnData with raw counts and size factors (:func:`gendex.pp.size_factors`).
+        Samples x genes AnnData with raw counts and size factors (:func:`gendex.pp.size_factors`). It may be
+        backed (``anndata.read_h5ad(path, backed="r")``) or lazy (its counts a dask array, e.g. from
+        ``anndata.experimental.read_lazy``): the counts are then checked block by block and read in row blocks
+        during training, never loaded as a whole (see the notes).
     design
         Formula of additive ``obs`` columns (``"~donor + condition"``) decoded as covariates: the conditional
         mode. None: the unsupervised mode (or the low-level covariate keys below).
@@ -130,6 +134,19 @@ def nbvae(
     variance, a heavy upper tail of the prior estimated from the data, MAP, dispersion outliers) runs again on
     the decoded means.
 
+    **Counts on disk.** With a backed or lazy ``adata`` the model keeps the counts as a dask array. The start
+    reads the 1,000 evenly spaced samples it uses; each training epoch reads the store's row chunks once, in
+    random groups of chunks whose rows are shuffled together into minibatches (so keep row chunks of a few
+    hundred to a few thousand samples, all genes); with full batches (up to 512 samples) the minibatches, and so
+    the trained model, are exactly those of the in-memory training with the same ``random_state``.
+
+    **Several processes.** ``train_kwargs={"strategy": "ddp_spawn"}`` with ``devices=2`` (or ``"ddp"``,
+    ``"ddp_fork"``) trains with Lightning's distributed data parallel, on CPUs with the gloo backend: every
+    process takes its share of each epoch's samples (``batch_size`` is per process), the gradients are
+    averaged and the encoder's orthogonalisation to the design is computed over all processes together, so the
+    result is one process's to within the Monte-Carlo noise of the ELBO. The initialisation is computed once,
+    in the calling process. ``"ddp"`` re-runs the calling script in every process, as Lightning documents.
+
     Examples
     --------
     >>> import gendex as gdx
@@ -142,19 +159,21 @@ def nbvae(
     >>> adata.uns["X_nbvae"]["params"]["mode"]
     'conditional'
     """
-    check_not_backed(adata)
-    counts = get_counts(adata, layer, dense=False)  # validated, not copied
-    check_no_empty_samples(counts, adata.obs_names)
+    on_disk = _counts_on_disk(adata, layer)
+    if not on_disk:
+        counts = get_counts(adata, layer, dense=False)  # validated, not copied
+        check_no_empty_samples(counts, adata.obs_names)
     if adata.n_obs < 2:
         raise ValueError(f"the NB-VAE needs at least 2 samples, got {adata.n_obs}")
     cat_keys, cont_keys = _as_list(categorical_covariate_keys), _as_list(continuous_covariate_keys)
+    obs = adata.obs if isinstance(adata.obs, pd.DataFrame) else adata.obs.to_memory()  # lazy: xarray-backed
     design_obs = None
     if design is not None:
         if cat_keys or cont_keys:
             raise ValueError(
                 "give the covariates once: either `design=` or `categorical_covariate_keys`/`continuous_covariate_keys`"
             )
-        cat_keys, cont_keys, design_obs = design_covariates(adata.obs, design)
+        cat_keys, cont_keys, design_obs = design_covariates(obs, design)
     n_latent_arg = n_latent
     if n_latent is None:
         n_latent = "auto" if design is not None else 2
@@ -167,11 +186,14 @@ def nbvae(
 
     with _private_random_state(random_state):  # importing scvi-tools draws from Python's generator too
         from ..model import NBVAE
+        from ..model._data import on_disk_source
         from ..model._latent_dim import check_n_latent
         from ..model._model import private_anndata, quiet_lightning
 
+    # counts on disk: checked block by block, and kept a dask array that training reads in row blocks
+    source = on_disk_source(adata, obs, layer) if on_disk else adata
     private = private_anndata(
-        adata,
+        source,
         layer=layer,
         size_factor_key=size_factor_key,
         categorical_covariate_keys=cat_keys,
@@ -249,6 +271,12 @@ def nbvae(
         "versions": package_versions("scvi-tools", "torch"),
     }
     return model
+
+
+def _counts_on_disk(adata: AnnData, layer: str | None) -> bool:
+    """Whether ``adata`` is backed or its counts are a dask array (e.g. from ``anndata.experimental.read_lazy``)."""
+    x = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
+    return adata.isbacked or is_dask(x)
 
 
 def design_covariates(obs: pd.DataFrame, design: str) -> tuple[list[str], list[str], pd.DataFrame]:
@@ -432,8 +460,8 @@ def latent_path(
     >>> adata.uns["latent_path"]["expression"].shape
     (5, 200)
     """
-    check_not_backed(adata)
     check_model_data(adata, model)
+    adata_obs = annotation_shell(adata)
     if n_points < 2:
         raise ValueError(f"`n_points` must be >= 2, got {n_points}")
     if genes is None:
@@ -446,8 +474,8 @@ def latent_path(
         if len(set(gene_list)) != len(gene_list) or not gene_list:
             raise ValueError("`genes` must be a non-empty list of distinct var_names")
     latent = model.get_latent_representation().astype(np.float64)
-    p0, label0 = _latent_point(adata, model, start, latent, "start")
-    p1, label1 = _latent_point(adata, model, end, latent, "end")
+    p0, label0 = _latent_point(adata_obs, model, start, latent, "start")
+    p1, label1 = _latent_point(adata_obs, model, end, latent, "end")
     t = np.linspace(0.0, 1.0, n_points)
     path = p0[None, :] + t[:, None] * (p1 - p0)[None, :]
     decoded = model.decode_latent(path)

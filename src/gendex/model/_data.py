@@ -1,0 +1,418 @@
+"""Data paths of the NB-VAE beyond one process and beyond memory.
+
+* **Several processes** (Lightning's DDP, e.g. ``strategy="ddp_spawn"``, ``accelerator="cpu", devices=2``): the
+  strategy strings of the DDP family become :class:`QuietDDPStrategy`, which keeps the started processes as quiet
+  as the training process and gives every rank its own random stream. The data-driven initialisation is
+  computed once, in the process that builds the model: ``spawn``/``fork`` hand that module to every rank, and
+  with ``popen`` (``"ddp"``, the script re-run per rank) every rank computes the same deterministic start; in
+  every case DDP broadcasts rank 0's parameters and buffers before the first step.
+* **Counts on disk** (a backed AnnData, ``anndata.read_h5ad(path, backed="r")``, or a lazy one whose counts are a
+  dask array, ``anndata.experimental.read_lazy``): the counts stay a dask array on the model's private AnnData;
+  the initialisation reads only its evenly spaced samples, and training reads minibatches through
+  :class:`BlockSampler` and :class:`BlockDataset`: contiguous row blocks (the store's row chunks), shuffled in
+  groups of a few blocks per epoch, each block read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import warnings
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+from scvi import REGISTRY_KEYS
+from scvi.dataloaders import DataSplitter
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .._lazy import BLOCK_BYTES, is_dask, map_slices
+from .._validation import (
+    check_counts,
+    check_no_empty_samples,
+    check_not_empty,
+    check_string_names,
+    check_unique_names,
+    is_sparse,
+)
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+#: Largest row block read at once (bytes of the stored dtype); larger row chunks are read in slices.
+MAX_BLOCK_BYTES = BLOCK_BYTES
+#: A shuffle group (a "fetch") holds at least this many minibatches' rows.
+FETCH_BATCHES = 8
+#: At most this many bytes of row blocks are cached at once (two fetches).
+MAX_CACHE_BYTES = 1024 * 2**20
+
+#: Counts on disk larger than this (bytes as float64) are never loaded whole (see check_counts_fit_in_memory).
+IN_MEMORY_LIMIT = 2 * 2**30
+
+_VALIDATED: set[str] = set()
+
+
+# ---------------------------------------------------------------------------------------------------------- DDP
+class QuietDDPStrategy(DDPStrategy):
+    """Lightning's :class:`~lightning.pytorch.strategies.DDPStrategy`, quiet in the processes it starts.
+
+    In a process started by the launcher (``spawn``/``fork``), Lightning's and scvi-tools' banners are silenced
+    and each rank continues from its own random stream (``seed + rank`` of one draw from the inherited stream,
+    so that the Monte-Carlo noise of the ranks is independent and a seeded run is reproducible).
+    """
+
+    def setup_environment(self) -> None:
+        started = multiprocessing.parent_process() is not None
+        if started:  # a process of ours: silence it for its whole life (it ends with the training)
+            silence_process()
+        super().setup_environment()
+        if started:
+            seed = int(torch.randint(0, 2**62, (1,)))
+            torch.manual_seed(seed + self.global_rank)
+
+
+def silence_process() -> None:
+    """Lightning and scvi-tools loggers to WARNING and their noise warnings off, for this whole process."""
+    import logging
+
+    from ._model import _QUIET_LOGGERS, QUIET_WARNINGS
+
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def distributed_strategy(strategy: Any) -> tuple[Any, bool]:
+    """``(strategy to pass to Lightning, whether it is distributed data parallel)``.
+
+    Strings of Lightning's DDP family (``"ddp"``, ``"ddp_spawn"``, ``"ddp_fork"``, ``"ddp_notebook"`` and their
+    ``find_unused_parameters`` variants) become a :class:`QuietDDPStrategy` with the same settings; a
+    ``DDPStrategy`` instance is kept as it is.
+    """
+    if isinstance(strategy, str) and strategy in StrategyRegistry:
+        entry = StrategyRegistry[strategy]
+        if entry["strategy"] is DDPStrategy:
+            return QuietDDPStrategy(**entry["init_params"]), True
+    return strategy, isinstance(strategy, DDPStrategy)
+
+
+# ---------------------------------------------------------------------------------------------------------- lazy
+def is_lazy(x: object) -> bool:
+    """Whether ``x`` is a count matrix that stays on disk: a dask array, an h5py dataset, a backed sparse one."""
+    if is_dask(x):
+        return True
+    try:
+        import h5py
+
+        if isinstance(x, h5py.Dataset):
+            return True
+    except ImportError:  # pragma: no cover - h5py comes with anndata
+        pass
+    from anndata.abc import CSCDataset, CSRDataset
+
+    return isinstance(x, CSRDataset | CSCDataset)
+
+
+def training_counts(adata: AnnData, layer: str | None) -> Any:
+    """The validated raw counts of ``adata`` for the NB-VAE: the stored matrix, or a dask array if on disk.
+
+    In-memory counts are checked as :func:`gendex._validation.get_counts` checks them. Counts on disk (backed
+    ``X``, dask arrays) become a dask array, checked block by block (one pass; integers, non-negative, finite,
+    no all-zero sample) without loading the matrix.
+    """
+    check_not_empty(adata)
+    check_string_names(adata)
+    check_unique_names(adata)
+    if layer is None:
+        x = adata.X
+        if x is None:
+            raise ValueError("`adata.X` is empty (None); pass `layer=` naming the layer with the data")
+    else:
+        if layer not in adata.layers:
+            raise KeyError(f"`adata.layers[{layer!r}]` not found; available: {list(adata.layers)}")
+        x = adata.layers[layer]
+    where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
+    if not is_lazy(x):
+        check_counts(x, what=where)
+        return x
+    arr = as_dask(adata, x, layer)
+    check_lazy_counts(arr, adata.obs_names, what=where)
+    return arr
+
+
+def on_disk_source(adata: AnnData, obs: pd.DataFrame, layer: str | None) -> AnnData:
+    """An in-memory AnnData shell of a backed or lazy ``adata``: its ``obs`` (in memory), names and counts.
+
+    The counts are :func:`training_counts` (a dask array when they are on disk); nothing is loaded or copied.
+    """
+    from anndata import AnnData as _AnnData
+
+    counts = training_counts(adata, layer)
+    if not is_lazy(counts):
+        check_no_empty_samples(counts, adata.obs_names)
+    shell = _AnnData(obs=obs.copy(), var=pd.DataFrame(index=pd.Index(adata.var_names.copy())))
+    if layer is None:
+        shell.X = counts
+    else:
+        shell.layers[layer] = counts
+    return shell
+
+
+def as_dask(adata: AnnData, x: Any, layer: str | None) -> Any:
+    """``x`` as a dask array (reading the backed file's element lazily, by path)."""
+    import dask.array as da
+
+    if isinstance(x, da.Array):
+        return x
+    from anndata.experimental import read_elem_lazy
+
+    if layer is not None or not adata.isbacked:  # pragma: no cover - anndata backs only X
+        raise TypeError(f"cannot read {type(x).__name__} counts lazily; load them with `adata.to_memory()`")
+    return read_elem_lazy(adata.file["X"])
+
+
+def check_lazy_counts(x: Any, obs_names: pd.Index, *, what: str = "counts") -> None:
+    """:func:`gendex._validation.check_counts` and the all-zero-sample check for a dask array, in one pass.
+
+    The blocks are the row blocks training reads (:func:`row_blocks`, aligned with the store's chunks), so each
+    chunk is read once. A validated array is remembered by its dask name (training's private AnnData holds the
+    same array).
+    """
+    name = getattr(x, "name", None)
+    if name is not None and name in _VALIDATED:
+        return
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{what}: the matrix is empty (shape {x.shape})")
+    dtype = np.dtype(x.dtype)
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{what}: expected a numeric matrix, got dtype {dtype}")
+
+    def sample_totals(block: np.ndarray, _: slice) -> np.ndarray:
+        check_counts(block, what=what)
+        return block.sum(axis=1, dtype=np.float64)
+
+    bounds = row_blocks(x)
+    where = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    totals = np.concatenate(map_slices(sample_totals, x, where, axis=0))
+    check_no_empty_samples(totals[:, None], obs_names)
+    if name is not None:
+        _VALIDATED.add(name)
+
+
+def check_counts_fit_in_memory(adata_manager, what: str) -> None:
+    """Raise, naming the way out, if ``what`` would load counts on disk over ``IN_MEMORY_LIMIT`` (float64)."""
+    x = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    need = int(x.shape[0]) * int(x.shape[1]) * 8
+    if is_dask(x) and need > IN_MEMORY_LIMIT:
+        raise ValueError(
+            f"{what} needs the counts of all {x.shape[0]:,} samples in memory ({need / 2**30:.1f} GB as float64), "
+            "and the model's counts are on disk: train with the compared factor in the design "
+            "(`gdx.tl.nbvae(adata, design='~factor')`; counterfactual DE reads no counts), or load the counts "
+            "into memory before training (`adata.to_memory()`)"
+        )
+
+
+def row_blocks(x: Any) -> np.ndarray:
+    """Boundaries ``(n_blocks + 1,)`` of the row blocks of a dask array that are read at once.
+
+    The blocks are its row chunks, cut to at most ``MAX_BLOCK_BYTES`` (a larger chunk is then read per slice).
+    """
+    row_bytes = max(1, int(x.shape[1]) * np.dtype(x.dtype).itemsize)
+    cap = max(1, MAX_BLOCK_BYTES // row_bytes)
+    bounds = [0]
+    for size in x.chunks[0]:
+        start = bounds[-1]
+        bounds.extend(start + min(int(size), sub + cap) for sub in range(0, int(size), cap))
+    return np.asarray(bounds, dtype=np.int64)
+
+
+class BlockDataset(Dataset):
+    """Minibatches of a model's registered data whose counts are on disk, read in contiguous row blocks.
+
+    ``dataset[rows]`` returns scvi-tools' tensor dictionary for the rows (in the given order). The counts come
+    from whole row blocks (``row_blocks``), kept in a small least-recently-used cache, so a sampler that visits
+    the blocks of a shuffle group together (:class:`BlockSampler`) reads each block once per epoch. The other
+    registered fields (size factors, covariates) are in memory.
+    """
+
+    def __init__(self, adata_manager, cache_blocks: int):
+        super().__init__()
+        self.adata_manager = adata_manager
+        reg = adata_manager.data_registry
+        self.others = adata_manager.create_torch_dataset(
+            data_and_attributes=[k for k in reg if k != REGISTRY_KEYS.X_KEY]
+        )
+        x = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        self.bounds = row_blocks(x)
+        self.cache_blocks = max(1, int(cache_blocks))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def _block(self, b: int) -> np.ndarray:
+        if b in self._cache:
+            self._cache.move_to_end(b)
+            return self._cache[b]
+        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        part = x[int(self.bounds[b]) : int(self.bounds[b + 1])]
+        part = part.compute() if hasattr(part, "compute") else part
+        part = part.toarray() if is_sparse(part) else np.asarray(part)
+        self._cache[b] = part
+        while len(self._cache) > self.cache_blocks:
+            self._cache.popitem(last=False)
+        return part
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Counts of ``rows`` (any order) as float32, ``(len(rows), n_genes)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        blocks = np.searchsorted(self.bounds, rows, side="right") - 1
+        out = None
+        for b in np.unique(blocks):
+            sel = np.flatnonzero(blocks == b)
+            part = self._block(int(b))
+            if out is None:
+                out = np.empty((len(rows), part.shape[1]), dtype=np.float32)
+            out[sel] = part[rows[sel] - self.bounds[b]]
+        assert out is not None  # a minibatch has at least one row
+        return out
+
+    def __getitem__(self, rows) -> dict[str, np.ndarray]:
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        data = self.others[rows]
+        data[REGISTRY_KEYS.X_KEY] = self.read_rows(rows)
+        return data
+
+
+class BlockSampler(Sampler):
+    """Minibatches of row indices for counts on disk: shuffle groups of row blocks, shuffled rows within.
+
+    Each epoch the blocks are put in random order and taken in groups ("fetches") of at least
+    ``FETCH_BATCHES`` minibatches' rows; the rows of a fetch are shuffled and cut into minibatches. A fetch
+    covering all rows (full-batch training) is one random permutation: with ``train_order`` (the in-memory
+    data splitter's order) and one process, this is exactly ``BatchSampler(RandomSampler)`` of the in-memory
+    loader, including the draws from torch's global generator, so training is the in-memory training.
+
+    With ``num_replicas > 1`` (DDP), every rank builds the same epoch order from ``seed + epoch`` and takes its
+    contiguous share (padded by wrapping round, as ``DistributedSampler`` pads), so each rank reads about
+    ``1 / num_replicas`` of the blocks and all ranks take the same number of steps.
+    """
+
+    def __init__(
+        self,
+        bounds: np.ndarray,
+        batch_size: int,
+        *,
+        train_order: np.ndarray | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        self.bounds = np.asarray(bounds, dtype=np.int64)
+        self.n = int(self.bounds[-1])
+        self.batch_size = int(batch_size)
+        self.train_order = None if train_order is None else np.asarray(train_order, dtype=np.int64)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+        self.per_rank = math.ceil(self.n / self.num_replicas)
+        sizes = np.diff(self.bounds)
+        self.fetch_blocks = self.blocks_per_fetch(sizes, self.batch_size * self.num_replicas)
+
+    @staticmethod
+    def blocks_per_fetch(sizes: np.ndarray, rows_per_step: int) -> int:
+        """Blocks per shuffle group: at least ``FETCH_BATCHES`` steps' rows (all blocks if they are fewer)."""
+        target = FETCH_BATCHES * rows_per_step
+        mean = max(1.0, float(np.mean(sizes)))
+        return int(min(len(sizes), max(1, math.ceil(target / mean))))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this before each epoch (the distributed order depends on it)."""
+        self.epoch = int(epoch)
+
+    def epoch_order(self) -> np.ndarray:
+        """All rows in this epoch's order."""
+        if self.num_replicas == 1:  # the draw RandomSampler makes, from the global generator
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        else:
+            seed = self.seed + self.epoch
+        gen = torch.Generator().manual_seed(seed)
+        n_blocks = len(self.bounds) - 1
+        if self.fetch_blocks >= n_blocks:
+            perm = torch.randperm(self.n, generator=gen).numpy()
+            return perm if self.train_order is None else self.train_order[perm]
+        order = torch.randperm(n_blocks, generator=gen).numpy()
+        parts = []
+        for start in range(0, n_blocks, self.fetch_blocks):
+            rows = np.concatenate(
+                [np.arange(self.bounds[b], self.bounds[b + 1]) for b in order[start : start + self.fetch_blocks]]
+            )
+            parts.append(rows[torch.randperm(len(rows), generator=gen).numpy()])
+        return np.concatenate(parts)
+
+    def _rank_rows(self) -> np.ndarray:
+        order = self.epoch_order()
+        if self.num_replicas == 1:
+            return order
+        total = self.per_rank * self.num_replicas
+        if total > len(order):  # pad by wrapping round
+            order = np.concatenate([order, order[: total - len(order)]])
+        return order[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+
+    def __iter__(self):
+        rows = self._rank_rows()
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        n = self.per_rank if self.num_replicas > 1 else self.n
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+class BlockDataSplitter(DataSplitter):
+    """scvi-tools' :class:`~scvi.dataloaders.DataSplitter` whose training loader reads counts on disk in blocks.
+
+    Only the training loader differs (all samples train; the NB-VAE has no validation split). The sampler's
+    shared seed of the distributed order is drawn here, in the process that builds the model, from torch's
+    global generator.
+    """
+
+    def __init__(self, adata_manager, *args: Any, distributed_sampler: bool = False, **kwargs: Any):
+        kwargs.pop("load_sparse_tensor", None)
+        super().__init__(adata_manager, *args, **kwargs)
+        self.distributed = bool(distributed_sampler)
+        # one process: no draw here, so that the stream is the in-memory loader's (see BlockSampler)
+        self.shared_seed = int(torch.randint(0, 2**62, (1,))) if self.distributed else 0
+
+    def train_dataloader(self):
+        """Minibatches of contiguous row blocks (:class:`BlockSampler`, :class:`BlockDataset`)."""
+        batch_size = int(self.data_loader_kwargs.get("batch_size") or 128)
+        replicas, rank = 1, 0
+        if self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+            replicas, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        bounds = row_blocks(x)
+        sampler = BlockSampler(
+            bounds,
+            batch_size,
+            train_order=np.asarray(self.train_idx),
+            num_replicas=replicas,
+            rank=rank,
+            seed=self.shared_seed,
+            drop_last=self.drop_last,
+        )
+        block_bytes = int(np.max(np.diff(bounds))) * int(x.shape[1]) * np.dtype(x.dtype).itemsize
+        cache = min(2 * sampler.fetch_blocks, max(1, MAX_CACHE_BYTES // max(1, block_bytes)))
+        cache = max(cache, 2)
+        dataset = BlockDataset(self.adata_manager, cache_blocks=cache)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
