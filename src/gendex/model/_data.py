@@ -103,15 +103,8 @@ def distributed_strategy(strategy: Any) -> tuple[Any, bool]:
 # ---------------------------------------------------------------------------------------------------------- lazy
 def is_lazy(x: object) -> bool:
     """Whether ``x`` is a count matrix that stays on disk: a dask array, an h5py dataset, a backed sparse one."""
-    if is_dask(x):
+    if is_dask(x) or type(x).__module__.split(".")[0] == "h5py":  # h5py.Dataset: a backed dense X
         return True
-    try:
-        import h5py
-
-        if isinstance(x, h5py.Dataset):
-            return True
-    except ImportError:  # pragma: no cover - h5py comes with anndata
-        pass
     from anndata.abc import CSCDataset, CSRDataset
 
     return isinstance(x, CSRDataset | CSCDataset)
