@@ -91,3 +91,30 @@ def unchanged():
         return lambda: assert_adata_unchanged(before, adata)
 
     return snapshot
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One 2-worker ``distributed.LocalCluster`` (1 thread each) for the out-of-core tests: clusters are slow to
+    start."""
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is an optional dependency")
+    # dashboard_address=None still binds the scheduler's HTTP routes to port 8787, so a second cluster anywhere
+    # on the machine fails ("Port 8787 is already in use", an error under -W error); ":0" takes a free port
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["threads", "distributed"])
+def dask_scheduler(request):
+    """Run the test body on dask's threaded scheduler, then on ``dask_cluster`` (as the active client)."""
+    dask = pytest.importorskip("dask", reason="dask is an optional dependency (pip install gendex[dask])")
+    if request.param == "threads":
+        with dask.config.set(scheduler="threads"):
+            yield None
+        return
+    import distributed
+
+    with distributed.Client(request.getfixturevalue("dask_cluster")) as client:
+        yield client

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gendex._lazy import block_size, is_dask, map_blocks
+from gendex._lazy import block_size, is_dask, map_blocks, map_chunks, sum_cols, sum_rows
 
 da = pytest.importorskip("dask.array", reason="dask is an optional dependency (pip install gendex[dask])")
 
@@ -34,16 +34,38 @@ def test_block_size_follows_the_budget():
     assert block_size(10**9, budget=1) == 1
 
 
-def test_blocks_run_on_an_active_distributed_client():
+def test_blocks_run_on_an_active_distributed_client(dask_cluster):
     distributed = pytest.importorskip("distributed")
     x = _counts(1)
     lazy = da.from_array(x, chunks=(10, 10))
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with distributed.Client(dask_cluster) as client:
         out = map_blocks(_col_stats, lazy, axis=1, size=12)
+        grid = map_chunks(lambda b, r, c: (r, c, b.sum(axis=0)), lazy)
         assert len(client.cluster.workers) == 2
     np.testing.assert_array_equal(np.concatenate([s for _, s, _ in out]), x.sum(axis=0))
+    np.testing.assert_array_equal(sum_cols(grid, x.shape[1], lambda r: r[2]), x.sum(axis=0))
+
+
+def test_chunks_are_read_as_stored_and_summed_in_order():
+    x = _counts(2)
+    lazy = da.from_array(x, chunks=(7, 11))
+    grid = map_chunks(lambda b, r, c: (r, c, b.copy()), lazy)
+    assert len(grid) == 5 and len(grid[0]) == 5  # 30 = 4 x 7 + 2, 47 = 4 x 11 + 3: nothing rechunked
+    for i, row in enumerate(grid):
+        for j, (r, c, block) in enumerate(row):
+            assert (r.start, c.start) == (7 * i, 11 * j)
+            np.testing.assert_array_equal(block, x[r, c])
+    sums = map_chunks(lambda b, r, c: (b.sum(axis=1), b.sum(axis=0)), lazy)
+    np.testing.assert_array_equal(sum_rows(sums, 30, lambda s: s[0]), x.sum(axis=1))
+    np.testing.assert_array_equal(sum_cols(sums, 47, lambda s: s[1]), x.sum(axis=0))
+    numpy_grid = map_chunks(lambda b, r, c: (b.sum(axis=1), b.sum(axis=0)), x)  # NumPy: blocks of samples
+    np.testing.assert_array_equal(sum_cols(numpy_grid, 47, lambda s: s[1]), x.sum(axis=0))
+
+
+def test_sparse_chunks_are_densified():
+    sparse = pytest.importorskip("scipy.sparse")
+    x = _counts(3)
+    lazy = da.from_array(x, chunks=(7, 11)).map_blocks(sparse.csr_matrix, dtype=x.dtype)
+    out = map_blocks(lambda b, sl: (type(b), b.sum(axis=0)), lazy, axis=1, size=20)
+    assert all(t is np.ndarray for t, _ in out)
+    np.testing.assert_array_equal(np.concatenate([s for _, s in out]), x.sum(axis=0))

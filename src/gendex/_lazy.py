@@ -14,6 +14,7 @@ already a dask array.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,8 +27,9 @@ BLOCK_BYTES = int(os.environ.get("GENDEX_BLOCK_BYTES", 256 * 2**20))
 
 
 def is_dask(x: Any) -> bool:
-    """Whether ``x`` is a dask array (checked without importing dask)."""
-    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "dask") and hasattr(x, "chunks")
+    """Whether ``x`` is a dask array, anndata's views of one included (checked without importing dask)."""
+    array = sys.modules.get("dask.array")
+    return array is not None and isinstance(x, array.Array)
 
 
 def block_size(n_other: int, *, n_arrays: int = 8, itemsize: int = 8, budget: int | None = None) -> int:
@@ -67,7 +69,7 @@ def map_blocks(
 def map_slices(func: Callable[[np.ndarray, slice], T], x: Any, where: Sequence[slice], *, axis: int = 1) -> list[T]:
     """:func:`map_blocks` on given consecutive slices ``where`` that cover ``x`` along ``axis`` (any sizes)."""
     if not is_dask(x):
-        return [func(np.asarray(x[:, sl] if axis == 1 else x[sl]), sl) for sl in where]
+        return [func(as_numpy(x[:, sl] if axis == 1 else x[sl]), sl) for sl in where]
     import dask
 
     chunks = {axis: tuple(sl.stop - sl.start for sl in where), 1 - axis: -1}
@@ -78,9 +80,55 @@ def map_slices(func: Callable[[np.ndarray, slice], T], x: Any, where: Sequence[s
 
 
 def _call(func: Callable[[np.ndarray, slice], T], block: Any, sl: slice) -> T:
-    return func(np.asarray(block), sl)
+    return func(as_numpy(block), sl)
+
+
+def as_numpy(block: Any) -> np.ndarray:
+    """A block as a dense NumPy array (sparse chunks, e.g. of a lazily read CSR matrix, are densified)."""
+    return block.toarray() if hasattr(block, "toarray") else np.asarray(block)
 
 
 def concat(parts: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
     """Join per-block results (an empty list gives an empty float array)."""
     return np.concatenate(list(parts), axis=axis) if len(parts) else np.empty(0)
+
+
+def map_chunks(func: Callable[[np.ndarray, slice, slice], T], x: Any) -> list[list[T]]:
+    """Run ``func(block, rows, cols)`` on every stored chunk of ``x`` and return the results as a grid.
+
+    Unlike :func:`map_blocks` nothing is rechunked: each task reads one chunk as it is stored (a zarr or h5ad
+    chunk), so a kernel whose results add up over chunks (sums, counts, minima) costs one read of the data.
+    ``result[i][j]`` belongs to the ``i``-th row chunk and the ``j``-th column chunk; ``rows`` and ``cols`` are
+    the slices the chunk covers. A NumPy-like ``x`` is cut into blocks of whole samples (:func:`block_size` of
+    them), computed here one at a time.
+    """
+    if not is_dask(x):
+        n = x.shape[0]
+        every_gene = slice(0, x.shape[1])
+        return [[func(as_numpy(x[sl]), sl, every_gene)] for sl in _slices(n, block_size(x.shape[1]))]
+    import dask
+
+    bounds = [np.cumsum((0, *c)) for c in x.chunks]
+    rows = [slice(int(a), int(b)) for a, b in zip(bounds[0][:-1], bounds[0][1:], strict=True)]
+    cols = [slice(int(a), int(b)) for a, b in zip(bounds[1][:-1], bounds[1][1:], strict=True)]
+    blocks = x.to_delayed()
+    call = dask.delayed(_call_chunk, pure=True)
+    tasks = [[call(func, blocks[i, j], rows[i], cols[j]) for j in range(len(cols))] for i in range(len(rows))]
+    return [list(row) for row in dask.compute(*tasks)]
+
+
+def _call_chunk(func: Callable[[np.ndarray, slice, slice], T], block: Any, rows: slice, cols: slice) -> T:
+    return func(as_numpy(block), rows, cols)
+
+
+def sum_rows(grid: Sequence[Sequence[Any]], n: int, pick: Callable[[Any], np.ndarray] = lambda r: r) -> np.ndarray:
+    """Add up per-sample vectors of a :func:`map_chunks` grid over the column chunks (``n`` samples)."""
+    parts = [np.sum([pick(r) for r in row], axis=0) for row in grid]
+    return concat(parts) if parts else np.zeros(n)
+
+
+def sum_cols(grid: Sequence[Sequence[Any]], n: int, pick: Callable[[Any], np.ndarray] = lambda r: r) -> np.ndarray:
+    """Add up per-gene vectors of a :func:`map_chunks` grid over the row chunks (``n`` genes)."""
+    if not grid:
+        return np.zeros(n)
+    return concat([np.sum([pick(row[j]) for row in grid], axis=0) for j in range(len(grid[0]))])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import shutil
 import sys
 import tempfile
@@ -47,6 +49,12 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
     mean normalised count, so the model trains reliably on a dozen samples and scales to thousands by minibatches.
     Dispersions are gene-wise with DESeq2's empirical-Bayes prior around a mean-dispersion trend: a moments trend
     during training, then (at the end of :meth:`train`) DESeq2's full procedure on the fitted means.
+
+    Methods that read the trained model or sample from its posterior (``get_latent_representation``,
+    ``get_normalized_expression``, ``get_lfc_draws``, ``get_generative_de``, ... see ``RNG_NEUTRAL_METHODS``)
+    leave the global torch, numpy and Python generators as they found them (their own draws follow the
+    caller's seed); :meth:`train` draws from torch's generator (:func:`gendex.tl.nbvae` trains under a
+    private one).
 
     Parameters
     ----------
@@ -194,7 +202,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         lr: float = 1e-2,
         batch_size: int | None = None,
         early_stopping: bool = True,
-        early_stopping_patience: int = 20,
+        early_stopping_patience: int = 10,
         early_stopping_tol: float = 0.005,
         n_epochs_kl_warmup: int | None = None,
         accelerator: str = "auto",
@@ -262,6 +270,9 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             "n_epochs_kl_warmup": max(1, max_epochs // 10) if n_epochs_kl_warmup is None else n_epochs_kl_warmup,
             **(plan_kwargs or {}),
         }
+        if "optimizer" not in plan and "optimizer_creator" not in plan:  # the same Adam, one fused kernel
+            plan["optimizer"] = "Custom"
+            plan["optimizer_creator"] = FusedAdam(plan["lr"], plan["eps"], plan["weight_decay"])
         callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
 
         if early_stopping:
@@ -477,6 +488,75 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         z = torch.as_tensor(arr.astype(np.float32), device=self.device)
         feats = _posterior.covariate_features(self).mean(0, keepdim=True) if self.module.n_cov_features else None
         return torch.exp(self.module.log_normalized_mean(z, feats)).cpu().numpy().astype(np.float64)
+
+
+class FusedAdam:
+    """Creates :class:`torch.optim.Adam` with ``fused=True`` where the parameters' device has the fused kernel.
+
+    The same update as scvi-tools' default Adam (one kernel over all parameters instead of a dozen tensor
+    operations per parameter: about 5x faster per step on a CPU for the NB-VAE's 2.4 million encoder weights);
+    falls back to the default implementation elsewhere. A class, not a closure, so that a training plan holding
+    it can be pickled (spawned DDP workers).
+    """
+
+    def __init__(self, lr: float, eps: float, weight_decay: float):
+        self.lr, self.eps, self.weight_decay = float(lr), float(eps), float(weight_decay)
+
+    def __call__(self, params) -> torch.optim.Adam:
+        params = list(params)
+        kw: dict[str, Any] = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
+        try:
+            return torch.optim.Adam(params, fused=True, **kw)
+        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+            return torch.optim.Adam(params, **kw)
+
+
+@contextmanager
+def global_rng_kept():
+    """Leave the global torch (CPU and CUDA), numpy and Python generators as the block found them.
+
+    Code inside still draws from them (a stochastic method's draws follow the caller's seed), but their states
+    are restored afterwards, so a caller's own random stream is the same whether or not the block ran.
+    """
+    py, npy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+def _keeps_global_rng(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with global_rng_kept():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+#: Methods that read the model (or sample from its posterior) without training it: they leave the caller's global
+#: generators as they were (scvi-tools' data loaders draw a torch seed, and its samplers use torch's generator).
+RNG_NEUTRAL_METHODS = (
+    "get_latent_representation",
+    "get_normalized_expression",
+    "get_likelihood_parameters",
+    "posterior_predictive_sample",
+    "get_feature_correlation_matrix",
+    "get_elbo",
+    "get_reconstruction_error",
+    "get_marginal_ll",
+    "get_decoded_means",
+    "decode_latent",
+    "fit_dispersions",
+    "get_lfc_draws",
+    "get_generative_de",
+    "differential_expression",
+)
+for _name in RNG_NEUTRAL_METHODS:
+    setattr(NBVAE, _name, _keeps_global_rng(getattr(NBVAE, _name)))
 
 
 def _tukey_regression(x: np.ndarray, y: np.ndarray, n_iter: int = 30) -> np.ndarray:

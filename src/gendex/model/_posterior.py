@@ -156,8 +156,11 @@ def lfc_draws(
     from rather than of these samples only. The small ``p x p`` information
     matrices are factorised in float64, one batched Cholesky per dispersion node; the draws themselves (normal
     deviates, linear predictors, log-sum-exp over samples) are float32, whose rounding (1e-7 relative) is far
-    below the posterior sds. Genes are processed in chunks of at most ``max_elements / (n_draws x samples)``
-    genes, which bounds the memory for any number of samples.
+    below the posterior sds. A counterfactual that changes the features of every sample by the same amount
+    (a categorical factor set to each level) shifts every linear predictor of a draw by the same amount, so
+    its log fold change is exactly that contrast of the drawn coefficients (the codes and sample weights
+    cancel); it is drawn directly, one normal per draw and gene. Genes are processed in chunks of at most
+    ``max_elements / (n_draws x samples)`` genes, which bounds the memory for any number of samples.
     """
     gen = torch.Generator(device="cpu").manual_seed(int(random_state))
     dev = state.beta.device
@@ -207,17 +210,31 @@ def lfc_draws(
         lw1 = torch.full((1, x1.shape[1], 1), -float(np.log(x1.shape[1])), dtype=f32, device=dev)
         lw2 = torch.full((1, x2.shape[1], 1), -float(np.log(x2.shape[1])), dtype=f32, device=dev)
 
+    # a counterfactual that changes every sample's features by the same amount changes every linear predictor
+    # of a draw by the same amount: the log2 fold change is that contrast of the drawn coefficients, exactly
+    # (the latent codes and the sample weights cancel), so the linear predictors are never formed
+    contrast_vector = None
+    if counterfactual is not None:
+        shift = (counterfactual[0] - counterfactual[1])[torch.as_tensor(sel)].to(f32).to(dev)
+        if bool((shift == shift[:1]).all()):
+            contrast_vector = torch.cat([torch.zeros(1 + k, dtype=f32, device=dev), shift[0]])
     out = np.empty((n_draws, g_total), dtype=np.float32)
     gene_chunk = max(1, min(g_total, max_elements // (n_draws * (x1.shape[1] + x2.shape[1]))))
+    cache_genes = max(1, 1_000_000 // (n_draws * max(x1.shape[1], x2.shape[1])))
     for a in range(0, g_total, gene_chunk):
         s = slice(a, min(a + gene_chunk, g_total))
         beta_hat = state.beta[s].to(f32)
         g = beta_hat.shape[0]
-        beta = beta_hat.expand(n_draws, -1, -1).clone()
+        if contrast_vector is None:
+            beta = beta_hat.expand(n_draws, -1, -1).clone()
+        else:  # only the contrast c . beta of each draw: c . L^-T eps = (L^-1 c) . eps, normal with sd |L^-1 c|
+            lfc = (beta_hat @ contrast_vector).expand(n_draws, -1).clone()
         if "decoder" in include:
             assert var_disp is not None  # a state with its own log dispersions carries their variances
             mu = state.mu(s)
-            eps = torch.randn(n_draws, g, p, generator=gen, dtype=f32).to(dev)
+            # the contrast of a draw needs one standard normal per draw and gene (c . L^-T eps ~ N(0, |L^-1 c|^2))
+            shape = (n_draws, g) if contrast_vector is not None else (n_draws, g, p)
+            eps = torch.randn(*shape, generator=gen, dtype=f32).to(dev)
             start = 0
             for j, t in enumerate(nodes):
                 m = counts_per_node[j]
@@ -225,14 +242,43 @@ def lfc_draws(
                 w = mu / (1.0 + alpha * mu)
                 info = torch.einsum("ng,npq->gpq", w, state.moments) + lam
                 chol = torch.linalg.cholesky(info).to(f32)  # info = L L^T, so L^-T eps has covariance info^-1
-                e = eps[start : start + m].permute(1, 2, 0)  # (g, p, m)
-                delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
-                beta[start : start + m] += delta.permute(2, 0, 1)
+                if contrast_vector is not None:
+                    v = torch.linalg.solve_triangular(chol, contrast_vector.expand(g, p)[:, :, None], upper=False)
+                    lfc[start : start + m] += eps[start : start + m] * torch.linalg.vector_norm(v[..., 0], dim=1)
+                else:
+                    e = eps[start : start + m].permute(1, 2, 0)  # (g, p, m)
+                    delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
+                    beta[start : start + m] += delta.permute(2, 0, 1)
                 start += m
-        eta1 = torch.einsum("snp,sgp->sng", x1, beta)
-        eta2 = torch.einsum("snp,sgp->sng", x2, beta)
-        lfc = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
+        if contrast_vector is None:  # in blocks of genes whose temporaries stay in the cache (2x faster)
+            lfc = torch.empty(n_draws, g, dtype=f32, device=dev)
+            for b in range(0, g, cache_genes):
+                bs = slice(b, min(b + cache_genes, g))
+                lfc[:, bs] = _log_weighted_sum_exp(x1, beta[:, bs], lw1) - _log_weighted_sum_exp(x2, beta[:, bs], lw2)
         out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
+    return out
+
+
+def _log_weighted_sum_exp(x: torch.Tensor, beta: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """``log sum_i w_i exp(x_i . beta)`` per draw and gene, ``(s, g)``, for ``x`` ``(s, n, p)`` with ``x[..., 0] = 1``.
+
+    The log-sum-exp over samples in three passes instead of six: every gene's exponentials are shifted by one
+    constant (its largest linear predictor in the first draw, folded into the intercept), summed with the weights
+    by one batched product, and the rare (draw, gene) whose sum leaves ``[1e-30, 1e30]`` (a draw far from the
+    others, where float32 exponentials would lose precision) is recomputed by ``torch.logsumexp``.
+    """
+    shift = torch.einsum("np,gp->ng", x[0], beta[0]).amax(0)  # (g,)
+    shifted = beta.clone()
+    shifted[..., 0] -= shift
+    expo = torch.exp_(torch.einsum("snp,sgp->sng", x, shifted))
+    weights = torch.exp(log_w).expand(x.shape[0], -1, -1).transpose(1, 2)  # (s, 1, n)
+    total = torch.bmm(weights, expo)[:, 0]
+    out = torch.log(total) + shift
+    bad = ~((total > 1e-30) & (total < 1e30))
+    if bool(bad.any()):
+        cols = bad.any(0).nonzero()[:, 0]
+        eta = torch.einsum("snp,sgp->sng", x, beta[:, cols])
+        out[:, cols] = torch.logsumexp(eta + log_w, 1)
     return out
 
 

@@ -7,7 +7,16 @@ import pandas as pd
 from anndata import AnnData
 from numpy.typing import NDArray
 
-from .._validation import check_no_empty_samples, check_obs_key, get_counts, get_matrix, to_dense
+from .._lazy import is_dask, map_chunks, sum_cols
+from .._validation import (
+    check_backed_writes,
+    check_no_empty_samples,
+    check_obs_key,
+    get_counts,
+    get_matrix,
+    scan_counts,
+    to_dense,
+)
 
 
 def _apply(
@@ -50,6 +59,8 @@ def filter_genes(
 ) -> AnnData | None:
     """Keep genes with enough counts (DESeq2's ``rowSums(counts) >= 10`` prefilter by default).
 
+    Dask counts are summed chunk by chunk in one pass (checks included); the subset stays lazy.
+
     Parameters
     ----------
     adata
@@ -82,8 +93,15 @@ def filter_genes(
     >>> adata.uns["filter_genes"]["n_genes_kept"] <= 500
     True
     """
-    counts = get_counts(adata, layer)
-    keep = (counts.sum(axis=0) >= min_total_count) & ((counts >= min_count).sum(axis=0) >= min_samples)
+    check_backed_writes(adata, copy=copy, subset=subset)
+    if is_dask(get_matrix(adata, layer, lazy=True)):
+        grid = scan_counts(adata, layer, lambda b, r, c: (b.sum(axis=0), (b >= min_count).sum(axis=0))).results
+        total = sum_cols(grid, adata.n_vars, lambda r: r[0])
+        n_reaching = sum_cols(grid, adata.n_vars, lambda r: r[1])
+    else:
+        counts = get_counts(adata, layer, lazy=True)
+        total, n_reaching = counts.sum(axis=0), (counts >= min_count).sum(axis=0)
+    keep = (total >= min_total_count) & (n_reaching >= min_samples)
     record = {"min_total_count": min_total_count, "min_samples": min_samples, "min_count": min_count}
     return _apply(adata, keep, key=key_added, record=record, subset=subset, copy=copy)
 
@@ -106,6 +124,9 @@ def filter_by_expr(
     The CPM cutoff is ``min_count / median library size * 1e6``; a gene must reach it in at least as many
     samples as the smallest group (above ``large_n`` the size is shrunk by ``min_prop``) and have a total
     count of at least ``min_total_count``.
+
+    Dask counts take two blockwise passes (library sizes with the checks, then the CPM counts); the subset stays
+    lazy.
 
     Parameters
     ----------
@@ -135,8 +156,16 @@ def filter_by_expr(
     >>> adata = gdx.datasets.simulate_counts(n_samples=6, n_genes=500)
     >>> gdx.pp.filter_by_expr(adata, group="condition")
     """
-    counts = get_counts(adata, layer).astype(np.float64)
-    check_no_empty_samples(counts, adata.obs_names)
+    check_backed_writes(adata, copy=copy, subset=subset)
+    lazy = is_dask(get_matrix(adata, layer, lazy=True))
+    if lazy:
+        scan = scan_counts(adata, layer, lambda b, r, c: b.sum(axis=0))
+        lib = scan.lib_size.astype(np.float64)
+        totals = sum_cols(scan.results, adata.n_vars).astype(np.float64)
+    else:
+        counts = get_counts(adata, layer, lazy=True).astype(np.float64)
+        check_no_empty_samples(counts, adata.obs_names)
+        lib, totals = counts.sum(axis=1), counts.sum(axis=0)
     if group is None:
         min_sample_size = float(adata.n_obs)
     else:
@@ -149,12 +178,17 @@ def filter_by_expr(
         min_sample_size = float(sizes[sizes > 0].min())
     if min_sample_size > large_n:
         min_sample_size = large_n + (min_sample_size - large_n) * min_prop
-    lib = counts.sum(axis=1)
     median_lib = float(np.median(lib))
     cutoff = min_count / median_lib * 1e6
-    cpm = counts / lib[:, None] * 1e6
+    if lazy:
+        n_above = sum_cols(
+            map_chunks(lambda b, r, c: (b.astype(np.float64) / lib[r, None] * 1e6 >= cutoff).sum(axis=0), scan.x),
+            adata.n_vars,
+        )
+    else:
+        n_above = (counts / lib[:, None] * 1e6 >= cutoff).sum(axis=0)
     tol = 1e-14
-    keep = ((cpm >= cutoff).sum(axis=0) >= min_sample_size - tol) & (counts.sum(axis=0) >= min_total_count - tol)
+    keep = (n_above >= min_sample_size - tol) & (totals >= min_total_count - tol)
     record = {
         "group": str(group),
         "min_count": min_count,
@@ -214,8 +248,12 @@ def filter_missing(
     """
     if not 0.0 <= max_missing <= 1.0:
         raise ValueError(f"`max_missing` must lie in [0, 1], got {max_missing}")
-    x = to_dense(get_matrix(adata, layer), dtype=np.float64)
-    n_missing = np.isnan(x).sum(axis=0)
+    check_backed_writes(adata, copy=copy, subset=subset)
+    x = get_matrix(adata, layer, lazy=True)
+    if is_dask(x):
+        n_missing = sum_cols(map_chunks(lambda b, r, c: np.isnan(b.astype(np.float64)).sum(axis=0), x), adata.n_vars)
+    else:
+        n_missing = np.isnan(to_dense(x, dtype=np.float64)).sum(axis=0)
     frac = n_missing / adata.n_obs
     keep = frac <= max_missing
     columns = {"n_missing": n_missing.astype(np.int64), "frac_missing": frac}

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .._validation import check_no_empty_samples, check_positive_obs, get_counts, get_matrix, to_dense
+from .._lazy import is_dask, map_chunks
+from .._validation import (
+    check_backed_writes,
+    check_no_empty_samples,
+    check_positive_obs,
+    get_counts,
+    get_matrix,
+    scan_counts,
+    to_dense,
+)
 
 
 def log_cpm(
@@ -18,6 +27,9 @@ def log_cpm(
     copy: bool = False,
 ) -> AnnData | None:
     """limma/voom log-CPM: ``log2((count + 0.5) / (lib + 1) * 1e6)``.
+
+    Dask counts are checked and summed in one blockwise pass; the layer is then a lazy dask array with the
+    counts' chunks (written chunk by chunk by ``write_zarr``, computed when read).
 
     Parameters
     ----------
@@ -49,14 +61,20 @@ def log_cpm(
     """
     if prior_count < 0:
         raise ValueError(f"`prior_count` must be >= 0, got {prior_count}")
-    counts = get_counts(adata, layer).astype(np.float64)
-    check_no_empty_samples(counts, adata.obs_names)
-    lib = counts.sum(axis=1)
+    check_backed_writes(adata, copy=copy)
+    if is_dask(get_matrix(adata, layer, lazy=True)):
+        scan = scan_counts(adata, layer)
+        counts, lib = scan.x.astype(np.float64), scan.lib_size.astype(np.float64)
+    else:
+        counts = get_counts(adata, layer, lazy=True).astype(np.float64)
+        check_no_empty_samples(counts, adata.obs_names)
+        lib = counts.sum(axis=1)
     if norm_factors_key is not None:
         lib = lib * check_positive_obs(adata, norm_factors_key)
+    values = np.log2((counts + prior_count) / (lib[:, None] + 2 * prior_count) * 1e6)  # lazy for dask counts
     if copy:
         adata = adata.copy()
-    adata.layers[key_added] = np.log2((counts + prior_count) / (lib[:, None] + 2 * prior_count) * 1e6)
+    adata.layers[key_added] = values
     adata.uns[key_added] = {"prior_count": prior_count, "norm_factors_key": str(norm_factors_key)}
     return adata if copy else None
 
@@ -71,6 +89,8 @@ def log2_normalize(
     copy: bool = False,
 ) -> AnnData | None:
     """``log2(x / s + pseudocount)`` into a layer; NaN stays NaN (for the classroom data with missing values).
+
+    Dask values are checked in one blockwise pass and the layer is a lazy dask array.
 
     Parameters
     ----------
@@ -99,13 +119,22 @@ def log2_normalize(
     >>> adata.layers["log2"].shape
     (60, 100)
     """
-    x = to_dense(get_matrix(adata, layer), dtype=np.float64)
+    check_backed_writes(adata, copy=copy)
+    x = get_matrix(adata, layer, lazy=True)
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
-    if np.isinf(x).any():
+    if is_dask(x):
+        x = x.astype(np.float64)
+        flags = np.asarray(
+            np.array(map_chunks(lambda b, r, c: _value_flags(b), x), dtype=bool).reshape(-1, 3).any(axis=0)
+        )
+    else:
+        x = to_dense(x, dtype=np.float64)
+        flags = np.asarray(_value_flags(x), dtype=bool)
+    if flags[0]:
         raise ValueError(f"{where} contains infinite values")
-    if (x[~np.isnan(x)] < 0).any():
+    if flags[1]:
         raise ValueError(f"{where} contains negative values; log2_normalize needs non-negative values")
-    if pseudocount <= 0 and (x[~np.isnan(x)] == 0).any():
+    if pseudocount <= 0 and flags[2]:
         raise ValueError(f"{where} contains zeros: they need a positive `pseudocount`")
     if pseudocount < 0:
         raise ValueError(f"`pseudocount` must be >= 0, got {pseudocount}")
@@ -116,3 +145,9 @@ def log2_normalize(
     adata.layers[key_added] = np.log2(x + pseudocount)
     adata.uns[key_added] = {"pseudocount": pseudocount, "size_factor_key": str(size_factor_key)}
     return adata if copy else None
+
+
+def _value_flags(x: np.ndarray) -> np.ndarray:
+    """Whether ``x`` holds infinities, negative values, zeros (NaN ignored)."""
+    seen = x[~np.isnan(x)]
+    return np.array([np.isinf(seen).any(), (seen < 0).any(), (seen == 0).any()])

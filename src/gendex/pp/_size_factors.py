@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._validation import check_copy_inplace, check_no_empty_samples, get_counts
+from .._lazy import is_dask
+from .._validation import (
+    check_backed_writes,
+    check_copy_inplace,
+    check_no_empty_samples,
+    get_counts,
+    get_matrix,
+    scan_counts,
+)
 from ..stats import size_factors_poscounts, size_factors_ratio
+from ..stats._size_factors import size_factors_lazy
 
 
 def size_factors(
@@ -22,6 +31,10 @@ def size_factors(
     copy: bool = False,
 ) -> AnnData | pd.Series | None:
     """Compute DESeq2 size factors (median of ratios) from raw counts.
+
+    Dask counts (out of core) take three blockwise passes: the checks (chunk by chunk), the genes' log
+    geometric means (blocks of whole genes), the samples' median ratios (blocks of whole samples); the factors
+    are those of the in-memory path.
 
     Parameters
     ----------
@@ -54,11 +67,15 @@ def size_factors(
     (6,)
     """
     check_copy_inplace(copy=copy, inplace=inplace)
+    check_backed_writes(adata, copy=copy)
     if method not in ("ratio", "poscounts"):
         raise ValueError(f"`method` must be 'ratio' or 'poscounts', got {method!r}")
-    counts = get_counts(adata, layer)
-    check_no_empty_samples(counts, adata.obs_names)
-    sf = size_factors_ratio(counts) if method == "ratio" else size_factors_poscounts(counts)
+    if is_dask(get_matrix(adata, layer, lazy=True)):
+        sf = size_factors_lazy(scan_counts(adata, layer).x, method=method)
+    else:
+        counts = get_counts(adata, layer, lazy=True)
+        check_no_empty_samples(counts, adata.obs_names)
+        sf = size_factors_ratio(counts) if method == "ratio" else size_factors_poscounts(counts)
     result = pd.Series(sf, index=adata.obs_names.copy(), name=key_added)
     if not inplace:
         return result

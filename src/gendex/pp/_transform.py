@@ -8,15 +8,31 @@ import numpy as np
 from anndata import AnnData
 
 from .._design import design_matrix
-from .._validation import check_no_empty_samples, check_not_backed, check_positive_obs, get_counts
+from .._lazy import is_dask
+from .._validation import (
+    check_backed_writes,
+    check_in_memory,
+    check_no_empty_samples,
+    check_not_backed,
+    check_positive_obs,
+    get_counts,
+    get_matrix,
+    obs_table,
+    scan_counts,
+)
 from ..stats._deseq2._transform import rlog as _rlog
 from ..stats._deseq2._transform import vst as _vst
+from ..stats._deseq2._transform import vst_lazy as _vst_lazy
 
 _FIT_TYPES = ("parametric", "local", "mean")
 
 
-def _prepare(adata, *, blind, fit_type, design, layer, size_factor_key):
-    check_not_backed(adata)
+def _prepare(adata, *, blind, fit_type, design, layer, size_factor_key, copy, lazy=False):
+    """Checked inputs: counts (a checked dask array when ``lazy`` and the counts are dask), design, size factors."""
+    if lazy:
+        check_backed_writes(adata, copy=copy)
+    else:
+        check_not_backed(adata, "pp.rlog")
     if fit_type not in _FIT_TYPES:
         raise ValueError(f"`fit_type` must be one of {_FIT_TYPES}, got {fit_type!r}")
     if not isinstance(blind, bool):
@@ -25,10 +41,15 @@ def _prepare(adata, *, blind, fit_type, design, layer, size_factor_key):
         raise ValueError("blind=False estimates the dispersions with a design: pass `design=` (e.g. '~condition')")
     if blind and design is not None:
         raise ValueError(f"`design` ({design!r}) is only used with blind=False; blind=True uses '~1' as R does")
-    counts = get_counts(adata, layer)
-    check_no_empty_samples(counts, adata.obs_names)
-    x = None if blind else design_matrix(adata.obs, design).to_numpy()
+    matrix = get_matrix(adata, layer, lazy=True)
+    x = None if blind else design_matrix(obs_table(adata), design).to_numpy()
     sf = None if size_factor_key is None else check_positive_obs(adata, size_factor_key)
+    if is_dask(matrix):
+        if not lazy:
+            check_in_memory(matrix, "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`", "pp.rlog")
+        return scan_counts(adata, layer).x, x, sf
+    counts = get_counts(adata, layer, lazy=True)
+    check_no_empty_samples(counts, adata.obs_names)
     return counts, x, sf
 
 
@@ -53,6 +74,10 @@ def vst(
     ``fit_type="mean"``), on the log2 scale: about ``log2`` of the normalised counts for large counts, with the
     variance held roughly constant over the mean. The values equal R's (DESeq2 1.38) to 1e-10 on GSE60450.
     Use the layer for PCA (``tl.pca(adata, layer="vst")``), clustering and heatmaps, not for DE tests.
+
+    Dask counts (out of core) are transformed in blocks: the checks and size factors in three passes, the
+    genes' means in a fourth, the ``nsub`` trend genes read into memory (all genes in blocks for
+    ``nsub=None``); the layer is a lazy dask array with the counts' chunks.
 
     Parameters
     ----------
@@ -91,12 +116,23 @@ def vst(
     (6, 300)
     """
     counts, x, sf = _prepare(
-        adata, blind=blind, fit_type=fit_type, design=design, layer=layer, size_factor_key=size_factor_key
+        adata,
+        blind=blind,
+        fit_type=fit_type,
+        design=design,
+        layer=layer,
+        size_factor_key=size_factor_key,
+        copy=copy,
+        lazy=True,
     )
-    values, info = _vst(counts, design=x, size_factors=sf, fit_type=fit_type, nsub=nsub)
+    if is_dask(counts):
+        values, info = _vst_lazy(counts, design=x, size_factors=sf, fit_type=fit_type, nsub=nsub)
+    else:
+        values, info = _vst(counts, design=x, size_factors=sf, fit_type=fit_type, nsub=nsub)
+        values = np.asarray(values, dtype=np.float64)
     if copy:
         adata = adata.copy()
-    adata.layers[key_added] = np.asarray(values, dtype=np.float64)
+    adata.layers[key_added] = values
     adata.uns[key_added] = {
         "method": "vst" if nsub is not None else "varianceStabilizingTransformation",
         "blind": blind,
@@ -127,7 +163,8 @@ def rlog(
     of the weighted observed log fold changes (R's ``rlogData``). The fitted log2 means are the values: close to
     ``log2`` of the normalised counts for well-expressed genes, pulled together for noisy low counts. Equal to
     R's (DESeq2 1.38) to 1e-9 on GSE60450. Slower than :func:`vst` (one GLM per gene with ``n + 1``
-    coefficients): prefer :func:`vst` beyond a few dozen samples, as DESeq2's vignette does.
+    coefficients): prefer :func:`vst` beyond a few dozen samples, as DESeq2's vignette does. It needs the counts
+    in memory (dask or backed counts are refused, saying how to load them); :func:`vst` works on them in blocks.
 
     Parameters
     ----------
@@ -148,7 +185,7 @@ def rlog(
     (6, 200)
     """
     counts, x, sf = _prepare(
-        adata, blind=blind, fit_type=fit_type, design=design, layer=layer, size_factor_key=size_factor_key
+        adata, blind=blind, fit_type=fit_type, design=design, layer=layer, size_factor_key=size_factor_key, copy=copy
     )
     values, info = _rlog(counts, design=x, size_factors=sf, fit_type=fit_type)
     if copy:

@@ -132,3 +132,42 @@ def calc_norm_factors_tmm(
         ]
     )
     return factors / np.exp(np.mean(np.log(factors)))
+
+
+def calc_norm_factors_tmm_lazy(counts, lib_size: NDArray, expressed: NDArray[np.bool_], **kw) -> NDArray[np.float64]:
+    """:func:`calc_norm_factors_tmm` (default reference sample) of checked dask counts, on blocks of whole samples.
+
+    ``lib_size`` are the sample totals and ``expressed`` the genes with a count somewhere (both from a first
+    pass). One pass over sample blocks finds each sample's upper quartile (for the reference sample), the
+    reference sample's row is read, and a second pass compares each sample with it. Every number is computed
+    from the same rows as in memory, so the factors are the same.
+    """
+    from .._lazy import map_blocks
+
+    lib = np.asarray(lib_size, dtype=np.float64)
+    n_samples = lib.size
+    if np.any(~np.isfinite(lib)) or np.any(lib <= 0):
+        raise ValueError("library sizes must be positive and finite (is a sample empty?)")
+    genes = np.flatnonzero(expressed)
+    if genes.size == 0 or n_samples == 1:
+        return np.ones(n_samples)
+    parts = map_blocks(lambda b, sl: _row_summaries(b[:, genes].astype(np.float64)), counts, axis=0)
+    upper_q = np.concatenate([p[0] for p in parts]) / lib
+    if np.median(upper_q) < 1e-20:
+        ref = int(np.argmax(np.concatenate([p[1] for p in parts])))
+    else:
+        ref = int(np.argmin(np.abs(upper_q - upper_q.mean())))
+    ref_row = np.asarray(counts[ref].compute())[genes].astype(np.float64)
+    opts = {"logratio_trim": 0.3, "sum_trim": 0.05, "do_weighting": True, "a_cutoff": -1e10, **kw}
+
+    def block_factors(block: NDArray, sl: slice) -> NDArray[np.float64]:
+        rows = block[:, genes].astype(np.float64)
+        return np.array([_tmm_factor(row, ref_row, lib[sl.start + i], lib[ref], **opts) for i, row in enumerate(rows)])
+
+    factors = np.concatenate(map_blocks(block_factors, counts, axis=0))
+    return factors / np.exp(np.mean(np.log(factors)))
+
+
+def _row_summaries(x: NDArray[np.float64]) -> tuple[NDArray, NDArray]:
+    """Each sample's upper-quartile count and sum of square-root counts (edgeR's reference-sample rules)."""
+    return np.quantile(x, 0.75, axis=1), np.sqrt(x).sum(axis=1)

@@ -120,3 +120,41 @@ def size_factors_poscounts(counts: NDArray) -> NDArray[np.float64]:
             raise ValueError(f"sample {i} has no positive count: its size factor is undefined")
         sf[i] = np.exp(np.median(log_counts[i, keep] - log_geomeans[keep]))
     return sf / np.exp(np.mean(np.log(sf)))
+
+
+def size_factors_lazy(counts, *, method: str = "ratio") -> NDArray[np.float64]:
+    """DESeq2 size factors of checked dask counts (``"ratio"`` or ``"poscounts"``) in two blockwise passes.
+
+    The genes' log geometric means come from blocks of whole genes, each sample's median ratio from blocks of
+    whole samples (:func:`gendex._lazy.map_blocks`), each computed as the in-memory path does, so the factors
+    are the same. The counts must have been checked (finite non-negative integers, no empty sample).
+    """
+    if method == "ratio":
+        return _ratio_lazy(counts)
+    n, g = counts.shape
+    genes = map_blocks(_poscounts_gene_block, counts, axis=1, size=block_size(n, n_arrays=4))
+    gene_ok = np.concatenate([ok for ok, _ in genes])
+    if not gene_ok.any():
+        raise ValueError("all counts are zero: size factors are undefined")
+    log_geomeans = np.concatenate([m for _, m in genes])
+    size = block_size(g, n_arrays=4)
+    parts = map_blocks(lambda b, sl: _poscounts_sample_block(b, sl, gene_ok, log_geomeans), counts, axis=0, size=size)
+    sf = np.concatenate(parts)
+    return sf / np.exp(np.mean(np.log(sf)))
+
+
+def _poscounts_gene_block(block: NDArray, where: slice) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """Which genes of a block have a positive count, and their log geometric means over positive counts."""
+    pos = block > 0
+    log_counts = np.where(pos, np.log(np.where(pos, block, 1).astype(np.float64)), 0.0)
+    return np.asarray(pos.any(axis=0)), log_counts.sum(axis=0) / block.shape[0]
+
+
+def _poscounts_sample_block(block: NDArray, sl: slice, gene_ok: NDArray, log_geomeans: NDArray):
+    sf = np.empty(block.shape[0])
+    for i, row in enumerate(block):
+        keep = gene_ok & (row > 0)
+        if not keep.any():
+            raise ValueError(f"sample {sl.start + i} has no positive count: its size factor is undefined")
+        sf[i] = np.exp(np.median(np.log(row[keep].astype(np.float64)) - log_geomeans[keep]))
+    return sf

@@ -12,10 +12,20 @@ import pandas as pd
 from anndata import AnnData
 
 from .._design import contrast_vector, design_matrix
+from .._lazy import is_dask, sum_cols
 from .._utils import store_de_results
-from .._validation import check_no_empty_samples, check_not_backed, check_unique_names, get_counts
+from .._validation import (
+    check_backed_writes,
+    check_no_empty_samples,
+    check_unique_names,
+    get_counts,
+    get_matrix,
+    obs_table,
+    scan_counts,
+)
 from ..stats._limma import contrasts_fit, ebayes, lm_fit, top_table, voom
-from ..stats._norm_factors import calc_norm_factors_tmm
+from ..stats._limma._voom import voom_fit_lazy
+from ..stats._norm_factors import calc_norm_factors_tmm, calc_norm_factors_tmm_lazy
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,10 @@ def limma_voom(
     lowess mean-variance trend), a weighted ``lmFit``, ``contrasts.fit``, ``eBayes`` and ``topTable`` with
     Benjamini-Hochberg adjustment: an independent vectorised implementation that reproduces R's limma.
 
+    Dask counts (out of core) run in blocks as dask tasks: the checks with the library sizes, TMM over blocks of
+    whole samples (two passes and the reference sample's row), then voom's trend from every gene's mean and sd and
+    the weighted fits over blocks of whole genes (two passes); only per-gene results are held in memory.
+
     Parameters
     ----------
     adata
@@ -109,7 +123,7 @@ def limma_voom(
     >>> adata.varm["limma_voom"][["log2FoldChange", "stat", "padj"]].shape[1]
     3
     """
-    check_not_backed(adata)
+    check_backed_writes(adata, copy=copy)
     check_unique_names(adata)
     if normalization not in ("TMM", "none"):
         raise ValueError(f"`normalization` must be 'TMM' or 'none', got {normalization!r}")
@@ -117,19 +131,33 @@ def limma_voom(
         raise ValueError(f"`span` must lie in (0, 1], got {span}")
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
-    counts = get_counts(adata, layer)
-    check_no_empty_samples(counts, adata.obs_names)
-    if adata.n_vars < 2:
-        raise ValueError("limma_voom needs at least two genes to fit the mean-variance trend")
-    x = design_matrix(adata.obs, design)
-    vec, contrast_label = _resolve_contrast(x, adata.obs, contrast)
-
-    counts = counts.astype(np.float64)
-    totals = counts.sum(axis=1)
-    norm_factors = calc_norm_factors_tmm(counts) if normalization == "TMM" else np.ones(adata.n_obs)
-    lib_size = totals * norm_factors
-    v = voom(counts, x.to_numpy(), lib_size=lib_size, span=span)
-    fit = lm_fit(v.log_cpm, x.to_numpy(), weights=v.weights, coef_names=list(x.columns))
+    if is_dask(get_matrix(adata, layer, lazy=True)):
+        obs = obs_table(adata)  # a lazy obs (read_lazy) is read once
+        x = design_matrix(obs, design)  # before the passes over the counts: a bad design fails at once
+        vec, contrast_label = _resolve_contrast(x, obs, contrast)
+        if adata.n_vars < 2:
+            raise ValueError("limma_voom needs at least two genes to fit the mean-variance trend")
+        scan = scan_counts(adata, layer, lambda b, r, c: (b > 0).sum(axis=0))
+        totals = scan.lib_size.astype(np.float64)
+        expressed = sum_cols(scan.results, adata.n_vars) > 0
+        norm_factors = (
+            calc_norm_factors_tmm_lazy(scan.x, totals, expressed) if normalization == "TMM" else np.ones(adata.n_obs)
+        )
+        lib_size = totals * norm_factors
+        fit, v = voom_fit_lazy(scan.x, x.to_numpy(), lib_size=lib_size, span=span, coef_names=list(x.columns))
+    else:
+        counts = get_counts(adata, layer, lazy=True)
+        check_no_empty_samples(counts, adata.obs_names)
+        if adata.n_vars < 2:
+            raise ValueError("limma_voom needs at least two genes to fit the mean-variance trend")
+        x = design_matrix(adata.obs, design)
+        vec, contrast_label = _resolve_contrast(x, adata.obs, contrast)
+        counts = counts.astype(np.float64)
+        totals = counts.sum(axis=1)
+        norm_factors = calc_norm_factors_tmm(counts) if normalization == "TMM" else np.ones(adata.n_obs)
+        lib_size = totals * norm_factors
+        v = voom(counts, x.to_numpy(), lib_size=lib_size, span=span)
+        fit = lm_fit(v.log_cpm, x.to_numpy(), weights=v.weights, coef_names=list(x.columns))
     cfit = contrasts_fit(fit, vec, names=["contrast"])
     eb = ebayes(cfit, proportion=proportion)
     tt = top_table(cfit, eb, genes=adata.var_names)

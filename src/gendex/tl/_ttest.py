@@ -11,8 +11,9 @@ import pandas as pd
 from anndata import AnnData
 
 from .._contrast import resolve_comparison
+from .._lazy import is_dask, map_blocks
 from .._utils import store_de_results
-from .._validation import check_groups, check_not_backed, check_unique_names, get_matrix, to_dense
+from .._validation import check_backed_writes, check_groups, check_unique_names, get_matrix, to_dense
 from ..stats._multitest import bh_adjust
 from ..stats._ttest import ttest_ind
 
@@ -35,6 +36,9 @@ def ttest(
 
     Meant for log-scale data (e.g. the ``"log2"`` layer of :func:`gendex.pp.log2_normalize`): the fold
     change is the difference of the group means on the given scale.
+
+    Dask values (out of core) are tested in blocks of whole genes, one dask task each, reading only the two
+    groups' samples.
 
     Parameters
     ----------
@@ -75,7 +79,7 @@ def ttest(
     >>> bool(adata.var.loc[top10, "is_shifted"].all())
     True
     """
-    check_not_backed(adata)
+    check_backed_writes(adata, copy=copy)
     check_unique_names(adata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}")
@@ -83,45 +87,34 @@ def ttest(
     assert comparison is not None  # required=True raises instead of returning None
     groupby, group1, group2 = comparison
     labels = check_groups(adata, groupby, [group1, group2], min_size=2)
-    raw = get_matrix(adata, layer)
+    raw = get_matrix(adata, layer, lazy=True)
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
     dtype = getattr(raw, "dtype", None)
     if dtype is None or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise TypeError(f"{where}: expected a numeric matrix, got dtype {dtype}")
-    x = to_dense(raw, dtype=np.float64)
-    if np.isinf(x).any():
+    in1 = (labels == group1).to_numpy()
+    in2 = (labels == group2).to_numpy()
+    if is_dask(raw):  # per gene: blocks of whole genes, the two groups' samples only
+        used = in1 | in2
+        parts = map_blocks(lambda b, sl: _gene_block(b, in1[used], in2[used], equal_var=equal_var), raw[used], axis=1)
+    else:
+        parts = [_gene_block(to_dense(raw, dtype=np.float64), in1, in2, equal_var=equal_var)]
+    flags = np.array([p.pop("flags") for p in parts])
+    if flags[:, 0].any():
         raise ValueError(f"{where} contains infinite values")
-    finite = x[np.isfinite(x)]
-    if finite.size and (finite >= 0).all() and (finite == np.round(finite)).all() and finite.max() > 100:
+    counts_like = bool(flags[:, 1].all() and flags[:, 2].max() > 100)
+    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if counts_like:
         warnings.warn(
             f"{where} looks like raw counts; the t-test compares means on the given scale, so log-transform "
             "first (e.g. gdx.pp.log2_normalize) to get a log2 fold change",
             UserWarning,
             stacklevel=2,
         )
-    in1 = (labels == group1).to_numpy()
-    in2 = (labels == group2).to_numpy()
-    res = ttest_ind(x[in1], x[in2], equal_var=equal_var)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        base_mean = np.nanmean(x[in1 | in2], axis=0)
-    results = pd.DataFrame(
-        {
-            "baseMean": base_mean,
-            "log2FoldChange": res.mean1 - res.mean2,
-            "lfcSE": res.se,
-            "stat": res.statistic,
-            "pvalue": res.pvalue,
-            "padj": bh_adjust(res.pvalue),
-            "mean1": res.mean1,
-            "mean2": res.mean2,
-            "n1": res.n1,
-            "n2": res.n2,
-            "df": res.df,
-        },
-        index=adata.var_names,
-    )
-    n_untested = int(np.isnan(res.pvalue).sum())
+    columns["padj"] = bh_adjust(columns["pvalue"])
+    order = ("baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "mean1", "mean2", "n1", "n2", "df")
+    results = pd.DataFrame({k: columns[k] for k in order}, index=adata.var_names)
+    n_untested = int(np.isnan(results["pvalue"]).sum())
     if n_untested:
         logger.info("ttest: %d genes have fewer than two values in a group and were not tested", n_untested)
     if copy:
@@ -143,3 +136,30 @@ def ttest(
         contrast=[groupby, group1, group2],
     )
     return adata if copy else None
+
+
+def _gene_block(x: np.ndarray, in1: np.ndarray, in2: np.ndarray, *, equal_var: bool) -> dict:
+    """The t-test columns of a block of whole genes, and flags: infinities, raw-count look, largest value."""
+    x = np.asarray(x, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    looks_like_counts = bool(finite.size) and bool((finite >= 0).all() and (finite == np.round(finite)).all())
+    flags = (bool(np.isinf(x).any()), looks_like_counts or not finite.size, float(finite.max(initial=-np.inf)))
+    if flags[0]:
+        return {"flags": flags}
+    res = ttest_ind(x[in1], x[in2], equal_var=equal_var)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        base_mean = np.nanmean(x[in1 | in2], axis=0)
+    return {
+        "baseMean": base_mean,
+        "log2FoldChange": res.mean1 - res.mean2,
+        "lfcSE": res.se,
+        "stat": res.statistic,
+        "pvalue": res.pvalue,
+        "mean1": res.mean1,
+        "mean2": res.mean2,
+        "n1": res.n1,
+        "n2": res.n2,
+        "df": res.df,
+        "flags": flags,
+    }

@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 
-from .._size_factors import size_factors_ratio
+from ..._lazy import is_dask, map_blocks
+from .._size_factors import size_factors_lazy, size_factors_ratio
 from . import _kernels as K
 from ._backend import get_backend, single_threaded_blas
 from ._dispersion import _genewise, _trend_function
@@ -59,28 +60,45 @@ def _inputs(counts, design, size_factors, fit_type: str) -> tuple[np.ndarray, np
     return cnt, x, _size_factors(cnt, size_factors)
 
 
-def dispersion_trend(counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, fit_type: str):
+def dispersion_trend(counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, fit_type: str, base_mean=None):
     """Gene-wise dispersions and the dispersion trend (R's ``estimateDispersionsGeneEst`` + ``...Fit``).
 
-    Returns ``(trend function, coefficients, fit type used, base means, gene-wise dispersions)``; genes whose
-    counts are all zero carry NaN.
+    ``counts`` may be a dask array: the gene-wise fits then run on blocks of whole genes as dask tasks
+    (``base_mean``, the mean normalised counts, must be given then). Returns ``(trend function, coefficients,
+    fit type used, base means, gene-wise dispersions)``; genes whose counts are all zero carry NaN.
     """
-    cnt = np.asarray(counts)
-    n = cnt.shape[0]
+    n = counts.shape[0]
+    if n <= design.shape[1]:
+        raise ValueError("the design leaves no residual degrees of freedom to estimate dispersions")
     ctx = _Ctx(design, size_factors, min_mu=0.5, min_disp=1e-8, max_disp=10.0, beta_tol=1e-8, device="cpu")
-    normed = cnt / size_factors[:, None]
-    base_mean = normed.mean(0)
-    nz = np.flatnonzero(base_mean > 0)
-    gene_disp = np.full(cnt.shape[1], np.nan)
+    if is_dask(counts):
+        base_mean = np.asarray(base_mean, dtype=np.float64)
+        nz = np.flatnonzero(base_mean > 0)
+        parts = map_blocks(lambda b, sl: _block_dispersions(b, ctx, base_mean[sl] > 0), counts, axis=1, n_arrays=16)
+        gene_disp = np.concatenate(parts)
+    else:
+        cnt = np.asarray(counts)
+        base_mean = (cnt / size_factors[:, None]).mean(0)
+        nz = np.flatnonzero(base_mean > 0)
+        gene_disp = np.full(cnt.shape[1], np.nan)
+        with np.errstate(all="ignore"), single_threaded_blas():
+            for start in range(0, nz.size, _CHUNK):
+                idx = nz[start : start + _CHUNK]
+                gene_disp[idx] = _genewise(cnt[:, idx].T.astype(np.float64), ctx)["disp"]
     with np.errstate(all="ignore"), single_threaded_blas():
-        for start in range(0, nz.size, _CHUNK):
-            idx = nz[start : start + _CHUNK]
-            y = cnt[:, idx].T.astype(np.float64)
-            gene_disp[idx] = _genewise(y, ctx)["disp"]
-        if n <= design.shape[1]:
-            raise ValueError("the design leaves no residual degrees of freedom to estimate dispersions")
         trend, coeffs, used = _trend_function(fit_type, base_mean[nz], gene_disp[nz], ctx.min_disp)
     return trend, coeffs, used, base_mean, gene_disp
+
+
+def _block_dispersions(block: np.ndarray, ctx: _Ctx, expressed: np.ndarray) -> np.ndarray:
+    """Gene-wise dispersions of one block of whole genes (NaN for genes with no count)."""
+    out = np.full(block.shape[1], np.nan)
+    idx = np.flatnonzero(expressed)
+    with np.errstate(all="ignore"), single_threaded_blas():
+        for start in range(0, idx.size, _CHUNK):
+            cols = idx[start : start + _CHUNK]
+            out[cols] = _genewise(block[:, cols].T.astype(np.float64), ctx)["disp"]
+    return out
 
 
 def _vst_values(normed: np.ndarray, fit_type: str, coeffs: np.ndarray, trend, size_factors) -> np.ndarray:
@@ -96,17 +114,45 @@ def _vst_values(normed: np.ndarray, fit_type: str, coeffs: np.ndarray, trend, si
 
 def _vst_local(normed: np.ndarray, trend, size_factors: np.ndarray) -> np.ndarray:
     """R's numerical VST for a local trend: the integral of 1/sd on an asinh grid, splined, then scaled."""
-    xg = np.sinh(np.linspace(0.0, np.arcsinh(normed.max()), 1000))[1:]
+    return _vst_local_function(normed.max(), normed.mean(0), trend, size_factors)(normed)
+
+
+def _vst_local_function(normed_max: float, means: np.ndarray, trend, size_factors: np.ndarray):
+    """The local-trend VST as a function of normalised counts (from their maximum and the genes' means)."""
+    xg = np.sinh(np.linspace(0.0, np.arcsinh(normed_max), 1000))[1:]
     xim = float(np.mean(1.0 / size_factors))
     integrand = 1.0 / np.sqrt(trend(xg) * xg**2 + xim * xg)
     knots = np.arcsinh((xg[1:] + xg[:-1]) / 2)
     values = np.cumsum((xg[1:] - xg[:-1]) * (integrand[1:] + integrand[:-1]) / 2)
     spl = fmm_spline(knots, values)
-    means = normed.mean(0)
     h1, h2 = np.quantile(means, 0.95), np.quantile(means, 0.999)
     eta = (math.log2(h2) - math.log2(h1)) / (spl(np.arcsinh(h2)) - spl(np.arcsinh(h1)))
     xi = math.log2(h1) - eta * spl(np.arcsinh(h1))
-    return eta * spl(np.arcsinh(normed)) + xi
+    return lambda normed: eta * spl(np.arcsinh(normed)) + xi
+
+
+def _check_nsub(nsub: int | None, g: int) -> None:
+    if nsub is None:
+        return
+    if not isinstance(nsub, int | np.integer) or nsub < 2:
+        raise ValueError(f"`nsub` must be an integer >= 2 or None, got {nsub!r}")
+    if g < nsub:
+        raise ValueError(
+            f"only {g} genes, fewer than nsub={nsub}: use nsub=None (R's varianceStabilizingTransformation)"
+        )
+
+
+def _pick_subset(base_mean: np.ndarray, nsub: int) -> np.ndarray:
+    """R's ``vst`` gene subset: ``nsub`` genes of mean above 5, evenly spaced in the order of their means."""
+    high = np.flatnonzero(base_mean > 5)
+    if high.size < nsub:
+        raise ValueError(
+            f"only {high.size} genes have a mean normalised count above 5, fewer than nsub={nsub}: use "
+            "nsub=None (R's varianceStabilizingTransformation)"
+        )
+    order = high[np.argsort(base_mean[high], kind="stable")]
+    pick = np.round(np.linspace(1, order.size, nsub)).astype(np.int64) - 1
+    return order[pick]
 
 
 def vst(
@@ -140,29 +186,68 @@ def vst(
     cnt, x, sf = _inputs(counts, design, size_factors, fit_type)
     n, g = cnt.shape
     normed = cnt / sf[:, None]
-    if nsub is None:
-        sub = np.arange(g)
-    else:
-        if not isinstance(nsub, int | np.integer) or nsub < 2:
-            raise ValueError(f"`nsub` must be an integer >= 2 or None, got {nsub!r}")
-        if g < nsub:
-            raise ValueError(
-                f"only {g} genes, fewer than nsub={nsub}: use nsub=None (R's varianceStabilizingTransformation)"
-            )
-        base_mean = normed.mean(0)
-        high = np.flatnonzero(base_mean > 5)
-        if high.size < nsub:
-            raise ValueError(
-                f"only {high.size} genes have a mean normalised count above 5, fewer than nsub={nsub}: use "
-                "nsub=None (R's varianceStabilizingTransformation)"
-            )
-        order = high[np.argsort(base_mean[high], kind="stable")]
-        pick = np.round(np.linspace(1, order.size, nsub)).astype(np.int64) - 1
-        sub = order[pick]
+    _check_nsub(nsub, g)
+    sub = np.arange(g) if nsub is None else _pick_subset(normed.mean(0), nsub)
     trend, coeffs, used, _, _ = dispersion_trend(cnt[:, sub], sf, x, fit_type)
     values = _vst_values(normed, used, np.asarray(coeffs), trend, sf)
     info = {"fit_type": used, "coefficients": [float(c) for c in np.asarray(coeffs).ravel()], "size_factors": sf}
     return values, info
+
+
+def vst_lazy(
+    counts,
+    *,
+    design: np.ndarray | None = None,
+    size_factors=None,
+    fit_type: str = "parametric",
+    nsub: int | None = 1000,
+) -> tuple:
+    """:func:`vst` of checked dask counts (finite non-negative integers), in blockwise passes.
+
+    Size factors as :func:`~gendex.stats._size_factors.size_factors_lazy`, then one pass over blocks of whole
+    genes for the genes' mean and largest normalised counts; the ``nsub`` genes of the trend are then read into
+    memory (samples x ``nsub``; with ``nsub=None`` the gene-wise dispersions run on blocks of whole genes
+    instead) and the values are a lazy dask array with the chunks of ``counts``. Returns ``(values, info)`` as
+    :func:`vst`.
+    """
+    n, g = counts.shape
+    if n < 2:
+        raise ValueError("the transformations need at least 2 samples")
+    if fit_type not in ("parametric", "local", "mean"):
+        raise ValueError(f"`fit_type` must be 'parametric', 'local' or 'mean', got {fit_type!r}")
+    _check_nsub(nsub, g)
+    x = np.ones((n, 1)) if design is None else np.asarray(design, dtype=np.float64)
+    if size_factors is None:
+        sf = size_factors_lazy(counts, method="ratio")
+    else:
+        sf = np.asarray(size_factors, dtype=np.float64)
+        if sf.shape != (n,) or np.any(~np.isfinite(sf)) or np.any(sf <= 0):
+            raise ValueError(f"`size_factors` must be {n} positive finite numbers")
+    parts = map_blocks(lambda b, sl: _normed_means(b, sf), counts, axis=1, n_arrays=2)
+    base_mean = np.concatenate([p[0] for p in parts])
+    normed_max = float(max(p[1] for p in parts))
+    if nsub is None:
+        trend, coeffs, used, _, _ = dispersion_trend(counts, sf, x, fit_type, base_mean=base_mean)
+    else:
+        sub = _pick_subset(base_mean, nsub)  # in the order of the genes' means, as in memory
+        ascending = np.sort(sub)
+        sub_counts = np.asarray(counts[:, ascending].compute())[:, np.searchsorted(ascending, sub)]
+        trend, coeffs, used, _, _ = dispersion_trend(sub_counts, sf, x, fit_type)
+    normed = counts / sf[:, None]
+    coeffs = np.asarray(coeffs)
+    if used == "local":
+        value = _vst_local_function(normed_max, base_mean, trend, sf)
+        values = normed.map_blocks(value, dtype=np.float64)
+    else:
+        values = _vst_values(normed, used, coeffs, trend, sf)
+    info = {"fit_type": used, "coefficients": [float(c) for c in coeffs.ravel()], "size_factors": sf}
+    return values, info
+
+
+def _normed_means(block: np.ndarray, sf: np.ndarray) -> tuple[np.ndarray, float]:
+    """The mean normalised count of each gene of a block of whole genes, and the largest normalised count."""
+    normed = block / sf[:, None]
+    return normed.mean(0), float(normed.max(initial=0.0))
 
 
 def _weighted_upper_quantile_variance(x: np.ndarray, weights: np.ndarray, upper: float = 0.05) -> float:

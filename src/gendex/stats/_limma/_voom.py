@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._lowess import _approx_rule2, lowess
-from ._lmfit import _check_design, lm_fit
+from ._lmfit import LinearFit, _check_design, lm_fit
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,79 @@ def voom(counts: ArrayLike, design: ArrayLike, *, lib_size: ArrayLike | None = N
     log_lib = np.log2(lib + 1.0)
     y = np.log2(c + 0.5) - log_lib[:, None] + np.log2(1e6)
     fit = lm_fit(y, x)
-    sx = fit.amean + log_lib.mean() - np.log2(1e6)
-    sy = np.sqrt(fit.sigma)
-    used = c.sum(axis=0) > 0
-    if used.sum() < 2:
-        raise ValueError("voom needs at least two genes with non-zero counts")
-    trend_x, trend_y = lowess(sx[used], sy[used], f=span)
-    fitted_log_count = x @ fit.coefficients.T + log_lib[:, None] - np.log2(1e6)
-    weights = 1.0 / _approx_rule2(trend_x, trend_y, fitted_log_count) ** 4
-    return VoomResult(
-        log_cpm=y,
-        weights=weights,
-        lib_size=lib,
-        sx=np.where(used, sx, np.nan),
-        sy=np.where(used, sy, np.nan),
-        trend_x=trend_x,
-        trend_y=trend_y,
-    )
+    trend = _Trend.fit(fit.amean, fit.sigma, c.sum(axis=0) > 0, log_lib, span)
+    return trend.result(y, trend.weights(x, fit.coefficients, log_lib), lib)
+
+
+@dataclass(frozen=True)
+class _Trend:
+    """voom's mean-variance trend: each gene's ``sx``, ``sy`` (NaN where unused) and the lowess line."""
+
+    sx: NDArray[np.float64]
+    sy: NDArray[np.float64]
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+
+    @classmethod
+    def fit(cls, amean: NDArray, sigma: NDArray, used: NDArray, log_lib: NDArray, span: float) -> _Trend:
+        sx = amean + log_lib.mean() - np.log2(1e6)
+        sy = np.sqrt(sigma)
+        if used.sum() < 2:
+            raise ValueError("voom needs at least two genes with non-zero counts")
+        trend_x, trend_y = lowess(sx[used], sy[used], f=span)
+        return cls(np.where(used, sx, np.nan), np.where(used, sy, np.nan), trend_x, trend_y)
+
+    def weights(self, design: NDArray, coefficients: NDArray, log_lib: NDArray) -> NDArray[np.float64]:
+        fitted_log_count = design @ coefficients.T + log_lib[:, None] - np.log2(1e6)
+        return 1.0 / _approx_rule2(self.x, self.y, fitted_log_count) ** 4
+
+    def result(self, log_cpm: NDArray, weights: NDArray, lib: NDArray) -> VoomResult:
+        return VoomResult(log_cpm, weights, lib, self.sx, self.sy, self.x, self.y)
+
+
+def voom_fit_lazy(
+    counts, design: ArrayLike, *, lib_size: ArrayLike, span: float = 0.5, coef_names=None
+) -> tuple[LinearFit, VoomResult]:
+    """:func:`voom` then the weighted :func:`lm_fit` on checked dask counts, in two passes over gene blocks.
+
+    voom's trend needs every gene's mean and residual sd (small vectors, first pass); the weights and the
+    weighted fit then follow block by block (second pass; the unweighted fit of the block is redone there, from
+    the same numbers). Returns the weighted fit and a :class:`VoomResult` whose ``log_cpm`` and ``weights``
+    are empty (samples x genes matrices are never built).
+    """
+    from ..._lazy import map_blocks
+
+    n, g = counts.shape
+    if g < 2:
+        raise ValueError("voom needs at least two genes to fit a mean-variance trend")
+    lib = np.asarray(lib_size, dtype=np.float64)
+    if lib.shape != (n,) or not (np.isfinite(lib).all() and (lib > 0).all()):
+        raise ValueError("library sizes must be positive and finite, one per sample")
+    x = _check_design(design, n)
+    log_lib = np.log2(lib + 1.0)
+
+    def first(block: NDArray, sl: slice):
+        c, y = _log_cpm(block, log_lib)
+        fit = lm_fit(y, x)
+        return fit.amean, fit.sigma, c.sum(axis=0) > 0
+
+    parts = map_blocks(first, counts, axis=1, n_arrays=12)
+    amean, sigma, used = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    trend = _Trend.fit(amean, sigma, used, log_lib, span)
+
+    def second(block: NDArray, sl: slice) -> LinearFit:
+        _, y = _log_cpm(block, log_lib)
+        weights = trend.weights(x, lm_fit(y, x).coefficients, log_lib)
+        return lm_fit(y, x, weights=weights, coef_names=coef_names)
+
+    fits = map_blocks(second, counts, axis=1, n_arrays=16)
+    fields = ("coefficients", "stdev_unscaled", "cov_unscaled", "sigma", "df_residual", "amean")
+    joined: dict[str, Any] = {f: np.concatenate([getattr(p, f) for p in fits]) for f in fields}
+    fit = replace(fits[0], **joined)
+    empty = np.empty((n, 0))
+    return fit, trend.result(empty, empty, lib)
+
+
+def _log_cpm(block: NDArray, log_lib: NDArray) -> tuple[NDArray, NDArray]:
+    c = np.asarray(block, dtype=np.float64)
+    return c, np.log2(c + 0.5) - log_lib[:, None] + np.log2(1e6)
