@@ -72,36 +72,51 @@ cat(sprintf('{"wall": %f, "cpu": %f, "n_sig": %d}\n', st[["elapsed"]], st[["user
 #: Where the time goes (written under the table). Measured with per-stage ``time.process_time`` wrappers and
 #: cProfile on a shared 2-core machine (load 10-17), before/after in the same minute; ratios, not seconds.
 NOTES = """
-## Where the time goes (profile)
+## Where the time goes (profile) and what the compiled kernels changed
 
-Measured with per-stage `time.process_time` wrappers and cProfile on the shared 2-core machine (load 10-17),
-comparing before and after in the same minute; read the shares, not the seconds.
+Measured with cProfile and same-process A/B timings (the numpy kernels, `GENDEX_DESEQ2_JIT=0`, against the compiled
+ones, alternating, minimum of 3-7 runs) on the shared 2-core machine at load 7-14: read the ratios, not the seconds.
 
-**GSE60450 `~celltype + status` (12 samples x 18,418 genes, 4 coefficients)**, engine CPU per run:
-- gene-wise and MAP line searches (`fit_disp`): ~60%. 10.7 (gene-wise) and 7.5 (MAP) Armijo iterations per
-  gene, as R; 6.0 M `lgamma` and 3.5 M `digamma` evaluations (scipy, ~14 and ~12 ns each) are ~35% of it, the
-  rest is ~30 numpy passes over (genes x 12) arrays per iteration (log, log1p, Cox-Reid `X'WX`, Cholesky).
-- IRLS (`fit_beta`: the gene-wise means, since this design has 6 cells for 4 coefficients, and the final GLM):
-  ~25%.
-- independent filtering ~5% (was ~9%: 50 BH adjustments now share one sort), trend + prior variance + size
-  factors < 2%, Cook's and Wald the rest.
+**Kernels** (`src/gendex/stats/_deseq2/_jit.py`, numba `@njit(cache=True, nogil=True)`, no `fastmath`):
 
-**Many samples (>= 40: sums over distinct counts)**, e.g. 10,000 x 600: the log posterior's dense passes
-(`log(mu + r)`, `log1p(mu alpha)`, `X'WX`) ~35%, sorting each gene's counts for the distinct-count sums ~13%
-(now sorted as int32: half the time), IRLS ~15%, Cook's distances ~5%.
+- *Below 40 samples* (GSE60450 and the R-parity designs) the batched numpy line search and IRLS stay, and the steps
+  numpy is slow at are compiled loops with **the same operations in the same order**: the lgamma/digamma sums
+  (scipy's own C `gammaln`/`digamma` called through their addresses, zero counts skipped since they add exactly 0,
+  numpy's pairwise row summation reimplemented, or in sample order for F-ordered rows as numpy does), the
+  distinct-count sums (no gathers, no `bincount`, subsets without copies) and the sandwich covariance. Results are
+  bit-for-bit those of the numpy kernels (tested on 10 and 60 samples and GSE60450), so R parity is unchanged.
+- *From 40 samples* the whole Armijo line search of a gene (gene-wise and MAP, Cox-Reid term, distinct-count sums)
+  runs in one compiled loop whose per-sample loops vectorise: a branch-free `log` (atanh series, within 1 ulp,
+  tested), lgamma/digamma differences from their asymptotic series for arguments >= 10 and exact recurrences below
+  (as accurate as scipy's, tested), `log(mu + r) = log r + log1p(mu alpha)` (one log per sample) and
+  `1 / (1 + mu alpha)` kept for the derivative (no division there). Rounding-level agreement with the numpy kernels
+  (median |d log alpha| 4e-14; ~1% of genes stop one Armijo step apart, within 3e-5 in log alpha, as with other
+  BLAS kernels), and the same bits for any thread count (tested).
+- Gene blocks run in threads (the kernels release the GIL); each gene's arithmetic is its own.
 
-Changes measured in this round (same-minute A/B, CPU): GSE60450 engine 0.71 -> 0.55 s; 4,000 x 1,000
-4.5-4.9 -> 3.6-3.7 s; bit-identical outputs except the row sums (BLAS order: last-bit differences, which move
-a few line searches by one iteration). Row sums of (genes x samples) arrays as BLAS matrix-vector products
-(numpy's reduction along a 12-long last axis costs ~10x more per entry), row gathers with `np.take` (3x
-faster than fancy indexing), the line search's working set compacted at once (no per-iteration gather), the
-derivative reuses `log1p(mu alpha)` from the log posterior, int32 sort for the distinct counts, counts kept
-as int32 (no int64 copy: 10,000 x 20,000 is 0.8 GB, not 1.6 GB).
+**GSE60450 `~celltype + status` (12 x 18,418, 4 coefficients)**: the line searches (`fit_disp`, gene-wise and MAP)
+are ~60% of the engine, IRLS ~25%, independent filtering ~5%. Same-process A/B of `fit_disp` (min of 7): numpy
+kernels 0.38 + 0.28 s, compiled sums 0.26 + 0.23 s (-26%); the special-function sums alone 9.6 -> 2.5 ms per call on
+all genes. What is left is numpy vector arithmetic over (genes x 12) arrays and scipy's special functions.
 
-Tried and dropped: a numpy Stirling series for `lgamma`/`digamma` (14-20 ns an entry against scipy's ~15:
-each numpy pass costs ~0.5-1 ns, so the polynomial gains nothing); computing `q = alpha * w` instead of
-`mu alpha / (1 + mu alpha)` in the derivative (one-bit differences moved a MAP dispersion 3% from R's);
-threads for GSE60450 (+15% CPU; the wall-clock gain cannot be judged on a loaded machine).
+**Many samples** (1,000 x 1,000 genes, A/B of `fit_disp`, CPU, min of 3): numpy kernels 0.72 s, compiled 0.37 s.
+cProfile of the whole engine at 1,000 x 2,000 after the change (load ~14): compiled line searches 62%, IRLS
+(`fit_beta` with its log-likelihood, numpy) ~23%, row sorts (robust moments, count sums) ~5%, Cook's bookkeeping
+~2%: IRLS is the next candidate for a compiled loop (it needs a vectorisable `exp` too).
+
+**Compile time**: on the first call in a fresh environment (no numba cache), 3.6 s CPU for the kernels used below
+40 samples and 10.7 s more for the compiled line search (measured with an empty `NUMBA_CACHE_DIR`); numba caches
+them next to the module, and a fresh process then loads them in ~0.3 s. The benchmark child calls the engine once
+on 50 genes before the clock (as R loads DESeq2 before `system.time`).
+
+Tried and dropped this round: the whole line search as a compiled per-gene loop for 12 samples (slower than the
+batched numpy code: 12-sample vector loops are too short, and each gene then calls scalar lgamma/digamma 24 times
+per iteration); the p x p Cholesky algebra as a compiled gene loop (numpy's vector operations over genes are 2x
+faster: the compiled loop does not vectorise); libm's `log`/`log1p` in compiled loops (scalar: 7-11 ns a call
+against numpy's AVX-512 SIMD log at ~1-5 ns, hence the own vectorisable log); numba's recursion for the pairwise
+sum (its on-disk cache of a recursive function crashes: an explicit stack instead). Earlier rounds: BLAS row sums
+(machine-dependent order, reverted), `q = alpha * w` in the derivative below 40 samples (one-bit differences moved
+a MAP dispersion 3% from R's).
 """
 
 
@@ -131,6 +146,13 @@ def _child(args: argparse.Namespace) -> None:
         from pydeseq2.default_inference import DefaultInference
         from pydeseq2.ds import DeseqStats
     t_import = time.perf_counter() - t_import
+    if args.child == "gendex":
+        from gendex.stats._threads import default_threads
+
+        # the compiled kernels are loaded from numba's on-disk cache on their first call: do that before the clock
+        # too (compiling them, once per machine, is reported in the notes)
+        warm = np.ascontiguousarray(counts[:, :50])
+        gdx.stats.deseq2_fit(warm, np.column_stack([np.ones(groups.size), (groups == "B").astype(float)]))
     rss_loaded = _peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     if args.child == "gendex":
@@ -155,6 +177,7 @@ def _child(args: argparse.Namespace) -> None:
         "rss_after_loading_mb": rss_loaded,
         "import_s": t_import,
         "n_sig": n_sig,
+        "threads": default_threads(counts.size) if args.child == "gendex" else os.cpu_count(),
     }
     print("RESULT " + json.dumps(out))
 
@@ -322,7 +345,14 @@ def bench_gse60450(shared: Path, repeats: int, *, skip_pydeseq2: bool, use_r: bo
 # synthetic cohorts
 # ----------------------------------------------------------------------------------------------------------------
 def bench_synthetic(
-    sizes: list[tuple[int, int]], shared: Path, *, skip_pydeseq2: bool, use_r: bool, timeout: float, rows: list[dict]
+    sizes: list[tuple[int, int]],
+    shared: Path,
+    *,
+    skip_pydeseq2: bool,
+    use_r: bool,
+    timeout: float,
+    rows: list[dict],
+    pydeseq2_max_samples: int = 1000,
 ) -> None:
     import gendex as gdx
 
@@ -344,6 +374,7 @@ def bench_synthetic(
             np.save(cpath, counts)
             np.save(gpath, groups.astype("U1"))
             label = f"simulate_counts {n} x {g}"
+            load = os.getloadavg()[0]
             res = _run_child("gendex", cpath, gpath, timeout)
             rows.append(
                 {
@@ -354,11 +385,24 @@ def bench_synthetic(
                     "peak_mem_mb": res["peak_rss_mb"],
                     "note": f"peak RSS (VmHWM) of a fresh process: {res['rss_after_loading_mb']:.0f} MB after imports "
                     f"and loading the counts; {res['n_sig']} genes padj<0.05; `import gendex` "
-                    f"({res['import_s']:.1f} s) before the clock, as R loads DESeq2 before system.time()",
+                    f"({res['import_s']:.1f} s) before the clock, as R loads DESeq2 before system.time(); "
+                    f"{res['threads']} thread(s); load average {load:.1f} at the start",
                 }
             )
             print(rows[-1], flush=True)
-            if not skip_pydeseq2 and n <= 1000:
+            if not skip_pydeseq2 and n > pydeseq2_max_samples:
+                rows.append(
+                    {
+                        "dataset": label,
+                        "method": "PyDESeq2 default inference",
+                        "wall_s": np.nan,
+                        "cpu_s": np.nan,
+                        "peak_mem_mb": np.nan,
+                        "note": f"not run: above --pydeseq2-max-samples {pydeseq2_max_samples} (minutes per run; "
+                        "220 s wall at 1,000 x 18,000 in the 2026-12-01 run)",
+                    }
+                )
+            if not skip_pydeseq2 and n <= pydeseq2_max_samples:
                 pres = _run_child("pydeseq2", cpath, gpath, timeout)
                 rows.append(
                     {
@@ -444,6 +488,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="GSE60450 + 48/200 samples; no PyDESeq2, no 10k")
     parser.add_argument("--skip-pydeseq2", action="store_true")
+    parser.add_argument("--pydeseq2-max-samples", type=int, default=200, help="synthetic cohorts PyDESeq2 runs on")
     parser.add_argument("--skip-large", action="store_true", help="skip 10,000 samples x 20,000 genes")
     parser.add_argument("--skip-gse", action="store_true")
     parser.add_argument("--skip-r", action="store_true", help="do not run R even when it is installed")
@@ -468,7 +513,15 @@ def main() -> None:
     if not args.skip_gse:
         bench_gse60450(args.shared, args.repeats, skip_pydeseq2=skip_py, use_r=use_r, rows=rows)
         _write(rows, merge=args.merge)
-    bench_synthetic(sizes, args.shared, skip_pydeseq2=skip_py, use_r=use_r, timeout=args.timeout, rows=rows)
+    bench_synthetic(
+        sizes,
+        args.shared,
+        skip_pydeseq2=skip_py,
+        use_r=use_r,
+        timeout=args.timeout,
+        rows=rows,
+        pydeseq2_max_samples=args.pydeseq2_max_samples,
+    )
     _write(rows, merge=args.merge)
 
 

@@ -29,6 +29,7 @@ from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DataSplitter
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .._lazy import BLOCK_BYTES, is_dask, map_slices
 from .._validation import (
     check_counts,
     check_no_empty_samples,
@@ -42,11 +43,14 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 #: Largest row block read at once (bytes of the stored dtype); larger row chunks are read in slices.
-MAX_BLOCK_BYTES = 64 * 2**20
+MAX_BLOCK_BYTES = BLOCK_BYTES
 #: A shuffle group (a "fetch") holds at least this many minibatches' rows.
 FETCH_BATCHES = 8
 #: At most this many bytes of row blocks are cached at once (two fetches).
 MAX_CACHE_BYTES = 1024 * 2**20
+
+#: Counts on disk larger than this (bytes as float64) are never loaded whole (see check_counts_fit_in_memory).
+IN_MEMORY_LIMIT = 2 * 2**30
 
 _VALIDATED: set[str] = set()
 
@@ -97,11 +101,6 @@ def distributed_strategy(strategy: Any) -> tuple[Any, bool]:
 
 
 # ---------------------------------------------------------------------------------------------------------- lazy
-def is_dask(x: object) -> bool:
-    """Whether ``x`` is a dask array (without importing dask)."""
-    return type(x).__module__.startswith("dask.")
-
-
 def is_lazy(x: object) -> bool:
     """Whether ``x`` is a count matrix that stays on disk: a dask array, an h5py dataset, a backed sparse one."""
     if is_dask(x):
@@ -141,7 +140,7 @@ def training_counts(adata: AnnData, layer: str | None) -> Any:
         check_counts(x, what=where)
         return x
     arr = as_dask(adata, x, layer)
-    check_lazy_counts(arr, what=where)
+    check_lazy_counts(arr, adata.obs_names, what=where)
     return arr
 
 
@@ -176,50 +175,45 @@ def as_dask(adata: AnnData, x: Any, layer: str | None) -> Any:
     return read_elem_lazy(adata.file["X"])
 
 
-def check_lazy_counts(x: Any, *, what: str = "counts") -> None:
-    """:func:`gendex._validation.check_counts` for a dask array, in one blockwise pass (cached by its name)."""
-    import dask
+def check_lazy_counts(x: Any, obs_names: pd.Index, *, what: str = "counts") -> None:
+    """:func:`gendex._validation.check_counts` and the all-zero-sample check for a dask array, in one pass.
 
+    The blocks are the row blocks training reads (:func:`row_blocks`, aligned with the store's chunks), so each
+    chunk is read once. A validated array is remembered by its dask name (training's private AnnData holds the
+    same array).
+    """
     name = getattr(x, "name", None)
     if name is not None and name in _VALIDATED:
         return
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{what}: the matrix is empty (shape {x.shape})")
     dtype = np.dtype(x.dtype)
     if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise TypeError(f"{what}: expected a numeric matrix, got dtype {dtype}")
-    if x.ndim != 2 or 0 in x.shape:
-        raise ValueError(f"{what}: the matrix is empty (shape {x.shape})")
 
-    def block_stats(b):
-        v = b.data if is_sparse(b) else np.asarray(b)
-        out = np.zeros((1, 4))
-        if np.issubdtype(v.dtype, np.floating):
-            finite = np.isfinite(v)
-            fin = v[finite]
-            out[0] = [fin.min() if fin.size else 0.0, np.isnan(v).sum(), (~finite).sum() - np.isnan(v).sum(), 0.0]
-            out[0, 3] = (fin != np.round(fin)).sum()
-        elif v.size:
-            out[0, 0] = v.min()
-        return out
+    def sample_totals(block: np.ndarray, _: slice) -> np.ndarray:
+        check_counts(block, what=what)
+        return block.sum(axis=1, dtype=np.float64)
 
-    stats = x.map_blocks(block_stats, dtype=np.float64, chunks=((1,) * x.numblocks[0], (4,) * x.numblocks[1]))
-    totals = x.sum(axis=1)
-    stats, totals = dask.compute(stats, totals)
-    stats = np.asarray(stats).reshape(-1, 4)
-    if stats[:, 1].sum():
-        raise ValueError(f"{what}: contains NaN values; counts must be non-negative integers")
-    if stats[:, 2].sum():
-        raise ValueError(f"{what}: contains infinite values; counts must be non-negative integers")
-    if stats[:, 3].sum():
-        raise ValueError(
-            f"{what}: contains non-integer values; raw counts are required, not normalised or transformed data"
-        )
-    if stats[:, 0].min() < 0:
-        raise ValueError(f"{what}: contains negative values (min {stats[:, 0].min()}); counts must be non-negative")
-    empty = np.flatnonzero(np.asarray(totals).ravel() == 0)
-    if len(empty):
-        raise ValueError(f"samples with all-zero counts at rows {empty[:10].tolist()}; remove them first")
+    bounds = row_blocks(x)
+    where = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    totals = np.concatenate(map_slices(sample_totals, x, where, axis=0))
+    check_no_empty_samples(totals[:, None], obs_names)
     if name is not None:
         _VALIDATED.add(name)
+
+
+def check_counts_fit_in_memory(adata_manager, what: str) -> None:
+    """Raise, naming the way out, if ``what`` would load counts on disk over ``IN_MEMORY_LIMIT`` (float64)."""
+    x = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    need = int(x.shape[0]) * int(x.shape[1]) * 8
+    if is_dask(x) and need > IN_MEMORY_LIMIT:
+        raise ValueError(
+            f"{what} needs the counts of all {x.shape[0]:,} samples in memory ({need / 2**30:.1f} GB as float64), "
+            "and the model's counts are on disk: train with the compared factor in the design "
+            "(`gdx.tl.nbvae(adata, design='~factor')`; counterfactual DE reads no counts), or load the counts "
+            "into memory before training (`adata.to_memory()`)"
+        )
 
 
 def row_blocks(x: Any) -> np.ndarray:

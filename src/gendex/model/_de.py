@@ -26,7 +26,7 @@ from scvi import REGISTRY_KEYS
 from .._contrast import Comparison, resolve_comparison
 from .._validation import check_groups
 from ..stats._generative import DEFAULT_UNCERTAINTY, UNCERTAINTY_SOURCES
-from . import _posterior
+from . import _data, _posterior
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -375,6 +375,7 @@ class GenerativeDEMixin:
         use_residual = unsupervised and "residual" in uncertainty and not separated
         draw_state, residual = state, None
         if use_residual:
+            _data.check_counts_fit_in_memory(self.adata_manager, "the residual DE of an unsupervised model")
             state = _posterior.glm_state(self, with_counts=True)
             draw_state = _posterior.with_group_feature(self, state, idx1, idx2)
             est = draw_state.beta[:, -1].cpu().numpy() / np.log(2.0)

@@ -254,10 +254,31 @@ def lfc_draws(
             lfc = torch.empty(n_draws, g, dtype=f32, device=dev)
             for b in range(0, g, cache_genes):
                 bs = slice(b, min(b + cache_genes, g))
-                eta1 = torch.einsum("snp,sgp->sng", x1, beta[:, bs])
-                eta2 = torch.einsum("snp,sgp->sng", x2, beta[:, bs])
-                lfc[:, bs] = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
+                lfc[:, bs] = _log_weighted_sum_exp(x1, beta[:, bs], lw1) - _log_weighted_sum_exp(x2, beta[:, bs], lw2)
         out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
+    return out
+
+
+def _log_weighted_sum_exp(x: torch.Tensor, beta: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """``log sum_i w_i exp(x_i . beta)`` per draw and gene, ``(s, g)``, for ``x`` ``(s, n, p)`` with ``x[..., 0] = 1``.
+
+    The log-sum-exp over samples in three passes instead of six: every gene's exponentials are shifted by one
+    constant (its largest linear predictor in the first draw, folded into the intercept), summed with the weights
+    by one batched product, and the rare (draw, gene) whose sum leaves ``[1e-30, 1e30]`` (a draw far from the
+    others, where float32 exponentials would lose precision) is recomputed by ``torch.logsumexp``.
+    """
+    shift = torch.einsum("np,gp->ng", x[0], beta[0]).amax(0)  # (g,)
+    shifted = beta.clone()
+    shifted[..., 0] -= shift
+    expo = torch.exp_(torch.einsum("snp,sgp->sng", x, shifted))
+    weights = torch.exp(log_w).expand(x.shape[0], -1, -1).transpose(1, 2)  # (s, 1, n)
+    total = torch.bmm(weights, expo)[:, 0]
+    out = torch.log(total) + shift
+    bad = ~((total > 1e-30) & (total < 1e30))
+    if bool(bad.any()):
+        cols = bad.any(0).nonzero()[:, 0]
+        eta = torch.einsum("snp,sgp->sng", x, beta[:, cols])
+        out[:, cols] = torch.logsumexp(eta + log_w, 1)
     return out
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _jit
 from . import _kernels as K
 from ._kernels import LOG_ALPHA_HI, LOG_ALPHA_LO, Array, CountSums, DesignOps
 
@@ -47,6 +48,8 @@ def log_posterior(
     rc = r[:, None]
     if sums is not None:
         lg = sums.sum_diff(be.lgamma, r, rows)
+    elif be.name == "numpy" and _jit.ENABLED:
+        lg = K.dense_diff_sum(be.lgamma, y, r)
     else:
         lg = be.lgamma(y + rc)
         lg -= be.lgamma(rc)
@@ -100,6 +103,8 @@ def dlog_posterior(
     rc = r[:, None]
     if sums is not None:
         dg = -sums.sum_diff(be.digamma, r, rows)
+    elif be.name == "numpy" and _jit.ENABLED:
+        dg = -K.dense_diff_sum(be.digamma, y, r)
     else:
         dg = be.digamma(y + rc)
         dg -= be.digamma(rc)
@@ -156,6 +161,10 @@ def fit_disp(
 ) -> DispFit:
     """Backtracking (Armijo) line search on log(alpha) for every gene, as R's ``fitDisp``."""
     be = ops.be
+    if be.name == "numpy" and _jit.ENABLED and y.shape[1] >= _jit.MIN_SAMPLES_DISTINCT:
+        # the same search gene by gene, compiled (see ``_jit``); with fewer samples the vector loops of a gene are
+        # too short to pay, and the batched search below (with compiled special-function sums) is faster
+        return _fit_disp_jit(ops, y, mu, log_alpha0, prior_mean, prior_var, min_log_alpha, kappa_0, tol, maxit, use_cr)
     g = y.shape[0]
     eps = 1e-4
     sums = K.count_sums(be, y)  # through the module, so that tests can swap it
@@ -234,6 +243,29 @@ def fit_disp(
             )
         active = active[~(small | gone)]
     return DispFit(log_alpha=a, iters=iters, initial_lp=initial_lp, last_lp=lp)
+
+
+def _fit_disp_jit(ops, y, mu, log_alpha0, prior_mean, prior_var, min_log_alpha, kappa_0, tol, maxit, use_cr):
+    f64 = np.float64
+    use_prior = prior_mean is not None
+    a, iters, init, last = _jit.fit_disp_rows(
+        _jit.SPECIAL,
+        np.ascontiguousarray(y, dtype=f64),
+        np.ascontiguousarray(mu, dtype=f64),
+        ops.xx_t_np,
+        ops.xxq_t_np,
+        ops.p,
+        np.ascontiguousarray(log_alpha0, dtype=f64),
+        np.ascontiguousarray(prior_mean, dtype=f64) if use_prior else np.zeros(1),
+        use_prior,
+        float(prior_var),
+        float(min_log_alpha),
+        float(kappa_0),
+        float(tol),
+        int(maxit),
+        bool(use_cr),
+    )
+    return DispFit(log_alpha=a, iters=iters, initial_lp=init, last_lp=last)
 
 
 def _rows2(be, y: Array, mu: Array, loc: Array) -> tuple[Array, Array]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _jit
+
 #: DESeq2's bound on |beta| (natural log) in IRLS, and on log(alpha) in the line search
 LARGE_BETA = 30.0
 LOG_ALPHA_LO = -30.0
@@ -45,8 +47,13 @@ class DesignOps:
         self.x = be.asarray(x)  # (n, p)
         self.xt = be.asarray(np.ascontiguousarray(x.T))  # (p, n)
         self.xx_t = be.asarray(np.ascontiguousarray(xx.T))  # (P, n)
+        self.xx_t_np = np.ascontiguousarray(xx.T)  # for the compiled kernels
+        self.xxq_t_np = np.ascontiguousarray((xx * mult).T)
         self.xxq = be.asarray(xx * mult)  # (n, P)
         self.diag_k = [self.k[(i, i)] for i in range(p)]
+        # the compiled sandwich product (same operations, bit-identical); the Cholesky steps stay numpy vector
+        # operations over genes, which are faster than a compiled gene loop that does not vectorise
+        self.jit = be.name == "numpy" and _jit.ENABLED
 
     # ---- products with the design
     def xtwx(self, w: Array) -> Array:
@@ -125,6 +132,8 @@ class DesignOps:
 
     def sandwich(self, ainv: Array, info: Array) -> Array:
         """``A^-1 I A^-1`` in ``(P, G)`` form."""
+        if self.jit:
+            return _jit.sandwich(ainv, np.ascontiguousarray(info), self.p)
         p, k = self.p, self.k
         t = [[None] * p for _ in range(p)]
         for i in range(p):
@@ -171,6 +180,8 @@ def nb_loglik_const(be, y: Array, alpha: Array) -> Array:
     sums = count_sums(be, y)
     if sums is not None:
         return sums.sum_diff(be.lgamma, 1.0 / alpha, be.arange(y.shape[0])) - be.rowsum(lgamma_int(be, y))
+    if be.name == "numpy" and _jit.ENABLED:
+        return dense_diff_sum(be.lgamma, y, 1.0 / alpha, lgamma_int=True)
     r = (1.0 / alpha)[:, None]
     return be.rowsum(be.lgamma(y + r) - be.lgamma(r) - lgamma_int(be, y))
 
@@ -291,9 +302,20 @@ class CountSums:
         self.vals, self.mult, self.gene = vals[pos], mult[pos], gene[pos]
         self.g = g
         self.worth_it = starts.size < 0.6 * g * n
+        # for the compiled sums: gene i's values are vals[offsets[i]:offsets[i + 1]]; ``genes`` maps the rows of
+        # this (sub)set onto them, so a subset is a re-indexing, not a copy
+        self.offsets = np.zeros(g + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.gene, minlength=g), out=self.offsets[1:])
+        self.genes = np.arange(g)
 
     def subset(self, rows: np.ndarray) -> CountSums:
         """The sums of the genes ``rows`` (sorted) only, renumbered ``0 .. len(rows) - 1``."""
+        if _jit.ENABLED:
+            out = object.__new__(CountSums)
+            out.vals, out.mult, out.offsets = self.vals, self.mult, self.offsets
+            out.genes = self.genes[rows]
+            out.g, out.worth_it = rows.shape[0], self.worth_it
+            return out
         where = np.full(self.g, -1)
         where[rows] = np.arange(rows.shape[0])
         local = where[self.gene]
@@ -305,12 +327,30 @@ class CountSums:
 
     def sum_diff(self, fun, r: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``sum_j fun(y_j + r) - fun(r)`` per gene of ``rows`` (``r`` aligned with ``rows``)."""
+        if _jit.ENABLED:
+            return _jit.distinct_diff(
+                _special_address(fun), self.vals, self.mult, self.offsets, self.genes[rows], np.asarray(r, float)
+            )
         part = self if rows.shape[0] == self.g else self.subset(rows)
         vals, mult, local = part.vals, part.mult, part.gene
         out = fun(vals + r[local])
         out -= fun(r)[local]
         out *= mult
         return np.bincount(local, weights=out, minlength=rows.shape[0])
+
+
+def _special_address(fun) -> int:
+    """The C address of scipy's function behind the backend's ``lgamma`` / ``digamma``."""
+    return int(_jit.SPECIAL[{"lgamma": 0, "digamma": 1}[fun.__name__]])
+
+
+def dense_diff_sum(fun, y: np.ndarray, r: np.ndarray, *, lgamma_int: bool = False) -> np.ndarray:
+    """``rowsum(fun(y + r[:, None]) - fun(r)[:, None])`` (``- lgamma(y + 1)`` too when ``lgamma_int``), compiled.
+
+    The same bits as the numpy expression: numpy sums C-ordered rows pairwise and F-ordered ones in order.
+    """
+    seq = not y.flags.c_contiguous and y.shape[1] > 1
+    return _jit.dense_diff(_special_address(fun), y, np.asarray(r, float), lgamma_int, seq)
 
 
 def count_sums(be, y: Array) -> CountSums | None:
