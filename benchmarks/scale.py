@@ -196,12 +196,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one small size (2000 x 2000), every backend")
     ap.add_argument("--workdir", default=None, help="where the stores go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the stores")
+    ap.add_argument("--table", action="store_true", help="only remake scale.md from scale_rows.jsonl")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--store", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(Path(args.store), args.child, Path(args.out))
+        return
+    if args.table:
+        _table()
         return
 
     spec = "2000x2000:memory+dask+cluster" if args.quick else args.sizes
@@ -257,6 +261,10 @@ def main() -> None:
     with (RESULTS / "scale_rows.jsonl").open("a") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
+    _table()
+
+
+def _table() -> None:
     lines = (RESULTS / "scale_rows.jsonl").read_text().splitlines()
     _write([json.loads(line) for line in lines if line.strip()], quick=False)
 
@@ -268,7 +276,7 @@ def _write(rows: list[dict], *, quick: bool) -> None:
         "# Out-of-core DESeq2: zarr counts through size factors + tl.deseq2(design='~condition + batch')",
         "",
         f"Machine: {platform.platform()}, {cpus} CPUs, {ram:.0f} GiB;"
-        f" written {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/scale.py` (see each row's command)."
+        f" written {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/scale.py` (each row's arguments below)."
         " The machine is shared by several engineers: the load average (1 minute, at the start and end of each"
         " run) says how busy it was; compare ratios within a run.",
         "",
@@ -277,8 +285,8 @@ def _write(rows: list[dict], *, quick: bool) -> None:
         " `cluster` also lists each worker process's peak. Wall times exclude imports and opening the store.",
         "",
         "| samples x genes | backend | on disk GB | size factors s | tl.deseq2 s | vs memory | peak memory MB"
-        " | workers' peak MB | results vs in-memory | refitted | padj<0.05 | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- |",
+        " | workers' peak MB | results vs in-memory | refitted | padj<0.05 | load | arguments |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- | --- |",
     ]
     for r in rows:
         workers = ", ".join(f"{v:.0f}" for v in r.get("worker_peak_mb", [])) or ""
@@ -287,7 +295,8 @@ def _write(rows: list[dict], *, quick: bool) -> None:
         lines.append(
             f"| {r['size']} | {r['backend']} | {r['disk'] / 1e9:.2f} | {r['wall_sf']:.1f} | {r['wall_deseq2']:.1f}"
             f" | {ratio} | {r['peak_mb']:.0f} | {workers} | {equal}"
-            f" | {r['n_refitted']} | {r['n_sig']} | {r['load_start']:.1f} -> {r['load_end']:.1f} |"
+            f" | {r['n_refitted']} | {r['n_sig']} | {r['load_start']:.1f} -> {r['load_end']:.1f}"
+            f" | `{r.get('command', '')}` |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
