@@ -29,15 +29,8 @@ from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DataSplitter
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .._lazy import BLOCK_BYTES, is_dask, map_slices
-from .._validation import (
-    check_counts,
-    check_no_empty_samples,
-    check_not_empty,
-    check_string_names,
-    check_unique_names,
-    is_sparse,
-)
+from .._lazy import BLOCK_BYTES, is_dask
+from .._validation import check_no_empty_samples, get_counts, get_matrix, is_sparse, scan_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -103,15 +96,8 @@ def distributed_strategy(strategy: Any) -> tuple[Any, bool]:
 # ---------------------------------------------------------------------------------------------------------- lazy
 def is_lazy(x: object) -> bool:
     """Whether ``x`` is a count matrix that stays on disk: a dask array, an h5py dataset, a backed sparse one."""
-    if is_dask(x):
+    if is_dask(x) or type(x).__module__.split(".")[0] == "h5py":  # h5py.Dataset: a backed dense X
         return True
-    try:
-        import h5py
-
-        if isinstance(x, h5py.Dataset):
-            return True
-    except ImportError:  # pragma: no cover - h5py comes with anndata
-        pass
     from anndata.abc import CSCDataset, CSRDataset
 
     return isinstance(x, CSRDataset | CSCDataset)
@@ -120,28 +106,19 @@ def is_lazy(x: object) -> bool:
 def training_counts(adata: AnnData, layer: str | None) -> Any:
     """The validated raw counts of ``adata`` for the NB-VAE: the stored matrix, or a dask array if on disk.
 
-    In-memory counts are checked as :func:`gendex._validation.get_counts` checks them. Counts on disk (backed
-    ``X``, dask arrays) become a dask array, checked block by block (one pass; integers, non-negative, finite,
-    no all-zero sample) without loading the matrix.
+    In-memory counts are checked as :func:`gendex._validation.get_counts` checks them (a backed AnnData's
+    in-memory layers too). Counts on disk (a backed ``X``, dask arrays) are checked in one blockwise pass by
+    :func:`gendex._validation.scan_counts` (integers, non-negative, finite, no all-zero sample) and returned as a
+    dask array, never loaded; an array already checked is remembered by its dask name (the model's private
+    AnnData holds the same array).
     """
-    check_not_empty(adata)
-    check_string_names(adata)
-    check_unique_names(adata)
-    if layer is None:
-        x = adata.X
-        if x is None:
-            raise ValueError("`adata.X` is empty (None); pass `layer=` naming the layer with the data")
-    else:
-        if layer not in adata.layers:
-            raise KeyError(f"`adata.layers[{layer!r}]` not found; available: {list(adata.layers)}")
-        x = adata.layers[layer]
-    where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
-    if not is_lazy(x):
-        check_counts(x, what=where)
-        return x
-    arr = as_dask(adata, x, layer)
-    check_lazy_counts(arr, adata.obs_names, what=where)
-    return arr
+    x = get_matrix(adata, layer, lazy=True)
+    if not is_dask(x):
+        return get_counts(adata, layer, dense=False, lazy=True)
+    if x.name not in _VALIDATED:
+        x = scan_counts(adata, layer).x
+        _VALIDATED.add(x.name)
+    return x
 
 
 def on_disk_source(adata: AnnData, obs: pd.DataFrame, layer: str | None) -> AnnData:
@@ -160,47 +137,6 @@ def on_disk_source(adata: AnnData, obs: pd.DataFrame, layer: str | None) -> AnnD
     else:
         shell.layers[layer] = counts
     return shell
-
-
-def as_dask(adata: AnnData, x: Any, layer: str | None) -> Any:
-    """``x`` as a dask array (reading the backed file's element lazily, by path)."""
-    import dask.array as da
-
-    if isinstance(x, da.Array):
-        return x
-    from anndata.experimental import read_elem_lazy
-
-    if layer is not None or not adata.isbacked:  # pragma: no cover - anndata backs only X
-        raise TypeError(f"cannot read {type(x).__name__} counts lazily; load them with `adata.to_memory()`")
-    return read_elem_lazy(adata.file["X"])
-
-
-def check_lazy_counts(x: Any, obs_names: pd.Index, *, what: str = "counts") -> None:
-    """:func:`gendex._validation.check_counts` and the all-zero-sample check for a dask array, in one pass.
-
-    The blocks are the row blocks training reads (:func:`row_blocks`, aligned with the store's chunks), so each
-    chunk is read once. A validated array is remembered by its dask name (training's private AnnData holds the
-    same array).
-    """
-    name = getattr(x, "name", None)
-    if name is not None and name in _VALIDATED:
-        return
-    if x.ndim != 2 or 0 in x.shape:
-        raise ValueError(f"{what}: the matrix is empty (shape {x.shape})")
-    dtype = np.dtype(x.dtype)
-    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
-        raise TypeError(f"{what}: expected a numeric matrix, got dtype {dtype}")
-
-    def sample_totals(block: np.ndarray, _: slice) -> np.ndarray:
-        check_counts(block, what=what)
-        return block.sum(axis=1, dtype=np.float64)
-
-    bounds = row_blocks(x)
-    where = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    totals = np.concatenate(map_slices(sample_totals, x, where, axis=0))
-    check_no_empty_samples(totals[:, None], obs_names)
-    if name is not None:
-        _VALIDATED.add(name)
 
 
 def check_counts_fit_in_memory(adata_manager, what: str) -> None:
