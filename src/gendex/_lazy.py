@@ -104,8 +104,8 @@ def map_chunks(func: Callable[[np.ndarray, slice, slice], T], x: Any) -> list[li
     """
     if not is_dask(x):
         n = x.shape[0]
-        cols = slice(0, x.shape[1])
-        return [[func(as_numpy(x[sl]), sl, cols)] for sl in _slices(n, block_size(x.shape[1]))]
+        every_gene = slice(0, x.shape[1])
+        return [[func(as_numpy(x[sl]), sl, every_gene)] for sl in _slices(n, block_size(x.shape[1]))]
     import dask
 
     bounds = [np.cumsum((0, *c)) for c in x.chunks]

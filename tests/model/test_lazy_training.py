@@ -139,6 +139,21 @@ def test_bad_counts_on_disk_fail_before_anything_is_written(stores, tmp_path):
         gdx.tl.nbvae(lazy, **KW)
 
 
+def test_residual_de_refuses_to_load_counts_on_disk_with_the_way_out(stores, monkeypatch):
+    adata, root = stores
+    lazy = anndata.experimental.read_lazy(root / "counts.zarr")
+    model = gdx.tl.nbvae(lazy, layer=None, n_latent=1, max_epochs=5, accelerator="cpu")
+    labels = np.random.default_rng(0).permutation(np.repeat(["u", "v"], 20))  # nothing in the data separates them
+    shell = anndata.AnnData(
+        obs=lazy.obs.to_memory().assign(random_group=pd.Categorical(labels)),
+        var=pd.DataFrame(index=lazy.var_names.copy()),
+    )
+    monkeypatch.setattr(_data, "IN_MEMORY_LIMIT", 0)
+    with pytest.raises(ValueError, match="design='~factor'"):
+        gdx.tl.generative_de(shell, model, contrast=["random_group", "v", "u"], n_draws=20)
+    assert "nbvae_de" not in shell.varm
+
+
 def test_setup_anndata_refuses_a_backed_dataset_with_the_way_out(stores):
     _, root = stores
     backed = anndata.read_h5ad(root / "counts.h5ad", backed="r")

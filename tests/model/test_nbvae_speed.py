@@ -87,6 +87,22 @@ def test_counterfactual_draws_follow_the_general_path(conditional):
     assert np.corrcoef(fast.mean(0), point)[0, 1] > 0.99
 
 
+def test_log_weighted_sum_exp_is_logsumexp():
+    gen = torch.Generator().manual_seed(1)
+    s, n, g, p = 30, 6, 40, 3
+    x = torch.cat([torch.ones(s, n, 1), torch.randn(s, n, p - 1, generator=gen)], dim=2)
+    beta = torch.randn(s, g, p, generator=gen) * 2.0 + torch.tensor([5.0, 0.0, 0.0])
+    beta[7, 3, 0] += 120.0  # one draw far above the others (the shifted sum overflows: the exact fallback)
+    beta[9, 5, 0] -= 120.0  # and one far below (underflows)
+    expo = torch.rand(s, n, generator=gen) + 0.1
+    log_w = (torch.log(expo) - torch.log(expo.sum(1, keepdim=True)))[:, :, None]
+    ours = _posterior._log_weighted_sum_exp(x, beta, log_w)
+    ref = torch.logsumexp(torch.einsum("snp,sgp->sng", x, beta) + log_w, 1)
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-4)
+    assert abs(float(ours[7, 3] - ours[8, 3])) > 50  # the extreme draws are kept, not clipped
+
+
 def _global_draws() -> tuple:
     import random
 

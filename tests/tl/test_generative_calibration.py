@@ -67,7 +67,7 @@ def _failures(s: dict, deseq2: dict) -> list[str]:
         "fdr <= 0.10": s["fdr"] <= 0.10,
         "tpr >= 0.9 x DESeq2's": s["tpr"] >= 0.9 * deseq2["tpr"],
         "coverage >= 0.88": s["coverage"] >= 0.88,
-        "coverage_de >= 0.60": s["coverage_de"] >= 0.60,
+        "coverage_de >= 0.80": s["coverage_de"] >= 0.80,
     }
     return [name for name, ok in bounds.items() if not ok]
 
@@ -106,6 +106,31 @@ def test_the_bounds_reject_the_unsupervised_latent_space_on_hidden_factors(hidde
     s = _generative_de(adata, model, uncertainty=DECODED_ONLY)
     failed = _failures(s, deseq2)
     assert "tpr >= 0.9 x DESeq2's" in failed, s
+
+
+def test_heavy_tailed_dispersions_at_3_vs_3():
+    """Gene-wise dispersions scattered far around the trend (4% of genes 5-50x above it), 3 vs 3: the likelihood
+    of each gene's log fold change is the mixture of its draws at the nodes of the dispersion posterior, whose
+    tails are heavier than one normal's. Summarised as one normal (the broken variant) the same draws give an
+    FDR above the bound."""
+    from gendex.model._posterior import dispersion_nodes
+    from gendex.stats._generative import de_table
+
+    adata = gdx.datasets.simulate_counts(
+        n_samples=6, n_genes=1500, disp_scatter=0.7, disp_outlier_frac=0.04, random_state=12
+    )
+    gdx.pp.size_factors(adata)
+    model = _nbvae(adata, "~condition", max_epochs=60)
+    draws = model.get_lfc_draws(contrast=["condition", "B", "A"], n_draws=500)
+    scores = {}
+    for name, nodes in (("mixture", dispersion_nodes(500)[1]), ("one normal", None)):
+        table = de_table(draws, delta=0.25, ci_level=0.9, fdr_target=0.05, node_sizes=nodes)
+        adata.varm[name] = table.set_index(adata.var_names)
+        scores[name] = _scores(adata, name, adata.varm[name]["is_de"].to_numpy(dtype=bool))
+    good, bad = scores["mixture"], scores["one normal"]
+    assert good["fdr"] <= 0.10 and good["n"] >= 30, scores
+    assert good["coverage"] >= 0.85 and good["coverage_de"] >= 0.80, scores
+    assert bad["fdr"] > 0.10, scores
 
 
 def test_permuted_labels_give_almost_no_calls():

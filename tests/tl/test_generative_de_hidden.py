@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binom
 
 import gendex as gdx
 
@@ -68,7 +69,9 @@ def test_large_changes_outside_the_latent_space_are_found_and_warned(hidden):
     inside, called = _scores(adata.varm["nbvae_de"], truth)
     assert inside[de].mean() >= 0.8 and inside.mean() >= 0.88
     assert called[de].mean() >= 0.9
-    assert (called & ~de).sum() <= 0.05 * max(called.sum(), 1)
+    # the FDR controlled is the list's expected share of false calls: their number is at most a Binomial(n, 0.05)
+    # draw, bounded here by its 99% quantile
+    assert (called & ~de).sum() <= binom.ppf(0.99, called.sum(), 0.05)
     residual = adata.varm["nbvae_de"]["lfc_residual"].to_numpy()
     assert np.corrcoef(residual[de], truth[de])[0, 1] > 0.95
 
@@ -96,5 +99,6 @@ def test_permuted_labels_give_no_calls(hidden):
         warnings.simplefilter("ignore", UserWarning)
         table = model.get_generative_de(perm, contrast=["condition", "B", "A"])
     assert table["is_de"].sum() <= 1
+    # 90% intervals (quantiles of the draws): no gene changes, so about 90% of them hold 0
     inside = ((table["lfc_lower"] <= 0) & (table["lfc_upper"] >= 0)).to_numpy()
-    assert inside.mean() >= 0.95
+    assert inside.mean() >= 0.85

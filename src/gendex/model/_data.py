@@ -29,24 +29,21 @@ from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DataSplitter
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .._validation import (
-    check_counts,
-    check_no_empty_samples,
-    check_not_empty,
-    check_string_names,
-    check_unique_names,
-    is_sparse,
-)
+from .._lazy import BLOCK_BYTES, is_dask
+from .._validation import check_no_empty_samples, get_counts, get_matrix, is_sparse, scan_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 #: Largest row block read at once (bytes of the stored dtype); larger row chunks are read in slices.
-MAX_BLOCK_BYTES = 64 * 2**20
+MAX_BLOCK_BYTES = BLOCK_BYTES
 #: A shuffle group (a "fetch") holds at least this many minibatches' rows.
 FETCH_BATCHES = 8
 #: At most this many bytes of row blocks are cached at once (two fetches).
 MAX_CACHE_BYTES = 1024 * 2**20
+
+#: Counts on disk larger than this (bytes as float64) are never loaded whole (see check_counts_fit_in_memory).
+IN_MEMORY_LIMIT = 2 * 2**30
 
 _VALIDATED: set[str] = set()
 
@@ -97,22 +94,10 @@ def distributed_strategy(strategy: Any) -> tuple[Any, bool]:
 
 
 # ---------------------------------------------------------------------------------------------------------- lazy
-def is_dask(x: object) -> bool:
-    """Whether ``x`` is a dask array (without importing dask)."""
-    return type(x).__module__.startswith("dask.")
-
-
 def is_lazy(x: object) -> bool:
     """Whether ``x`` is a count matrix that stays on disk: a dask array, an h5py dataset, a backed sparse one."""
-    if is_dask(x):
+    if is_dask(x) or type(x).__module__.split(".")[0] == "h5py":  # h5py.Dataset: a backed dense X
         return True
-    try:
-        import h5py
-
-        if isinstance(x, h5py.Dataset):
-            return True
-    except ImportError:  # pragma: no cover - h5py comes with anndata
-        pass
     from anndata.abc import CSCDataset, CSRDataset
 
     return isinstance(x, CSRDataset | CSCDataset)
@@ -121,28 +106,19 @@ def is_lazy(x: object) -> bool:
 def training_counts(adata: AnnData, layer: str | None) -> Any:
     """The validated raw counts of ``adata`` for the NB-VAE: the stored matrix, or a dask array if on disk.
 
-    In-memory counts are checked as :func:`gendex._validation.get_counts` checks them. Counts on disk (backed
-    ``X``, dask arrays) become a dask array, checked block by block (one pass; integers, non-negative, finite,
-    no all-zero sample) without loading the matrix.
+    In-memory counts are checked as :func:`gendex._validation.get_counts` checks them (a backed AnnData's
+    in-memory layers too). Counts on disk (a backed ``X``, dask arrays) are checked in one blockwise pass by
+    :func:`gendex._validation.scan_counts` (integers, non-negative, finite, no all-zero sample) and returned as a
+    dask array, never loaded; an array already checked is remembered by its dask name (the model's private
+    AnnData holds the same array).
     """
-    check_not_empty(adata)
-    check_string_names(adata)
-    check_unique_names(adata)
-    if layer is None:
-        x = adata.X
-        if x is None:
-            raise ValueError("`adata.X` is empty (None); pass `layer=` naming the layer with the data")
-    else:
-        if layer not in adata.layers:
-            raise KeyError(f"`adata.layers[{layer!r}]` not found; available: {list(adata.layers)}")
-        x = adata.layers[layer]
-    where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
-    if not is_lazy(x):
-        check_counts(x, what=where)
-        return x
-    arr = as_dask(adata, x, layer)
-    check_lazy_counts(arr, what=where)
-    return arr
+    x = get_matrix(adata, layer, lazy=True)
+    if not is_dask(x):
+        return get_counts(adata, layer, dense=False, lazy=True)
+    if x.name not in _VALIDATED:
+        x = scan_counts(adata, layer).x
+        _VALIDATED.add(x.name)
+    return x
 
 
 def on_disk_source(adata: AnnData, obs: pd.DataFrame, layer: str | None) -> AnnData:
@@ -163,63 +139,17 @@ def on_disk_source(adata: AnnData, obs: pd.DataFrame, layer: str | None) -> AnnD
     return shell
 
 
-def as_dask(adata: AnnData, x: Any, layer: str | None) -> Any:
-    """``x`` as a dask array (reading the backed file's element lazily, by path)."""
-    import dask.array as da
-
-    if isinstance(x, da.Array):
-        return x
-    from anndata.experimental import read_elem_lazy
-
-    if layer is not None or not adata.isbacked:  # pragma: no cover - anndata backs only X
-        raise TypeError(f"cannot read {type(x).__name__} counts lazily; load them with `adata.to_memory()`")
-    return read_elem_lazy(adata.file["X"])
-
-
-def check_lazy_counts(x: Any, *, what: str = "counts") -> None:
-    """:func:`gendex._validation.check_counts` for a dask array, in one blockwise pass (cached by its name)."""
-    import dask
-
-    name = getattr(x, "name", None)
-    if name is not None and name in _VALIDATED:
-        return
-    dtype = np.dtype(x.dtype)
-    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
-        raise TypeError(f"{what}: expected a numeric matrix, got dtype {dtype}")
-    if x.ndim != 2 or 0 in x.shape:
-        raise ValueError(f"{what}: the matrix is empty (shape {x.shape})")
-
-    def block_stats(b):
-        v = b.data if is_sparse(b) else np.asarray(b)
-        out = np.zeros((1, 4))
-        if np.issubdtype(v.dtype, np.floating):
-            finite = np.isfinite(v)
-            fin = v[finite]
-            out[0] = [fin.min() if fin.size else 0.0, np.isnan(v).sum(), (~finite).sum() - np.isnan(v).sum(), 0.0]
-            out[0, 3] = (fin != np.round(fin)).sum()
-        elif v.size:
-            out[0, 0] = v.min()
-        return out
-
-    stats = x.map_blocks(block_stats, dtype=np.float64, chunks=((1,) * x.numblocks[0], (4,) * x.numblocks[1]))
-    totals = x.sum(axis=1)
-    stats, totals = dask.compute(stats, totals)
-    stats = np.asarray(stats).reshape(-1, 4)
-    if stats[:, 1].sum():
-        raise ValueError(f"{what}: contains NaN values; counts must be non-negative integers")
-    if stats[:, 2].sum():
-        raise ValueError(f"{what}: contains infinite values; counts must be non-negative integers")
-    if stats[:, 3].sum():
+def check_counts_fit_in_memory(adata_manager, what: str) -> None:
+    """Raise, naming the way out, if ``what`` would load counts on disk over ``IN_MEMORY_LIMIT`` (float64)."""
+    x = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    need = int(x.shape[0]) * int(x.shape[1]) * 8
+    if is_dask(x) and need > IN_MEMORY_LIMIT:
         raise ValueError(
-            f"{what}: contains non-integer values; raw counts are required, not normalised or transformed data"
+            f"{what} needs the counts of all {x.shape[0]:,} samples in memory ({need / 2**30:.1f} GB as float64), "
+            "and the model's counts are on disk: train with the compared factor in the design "
+            "(`gdx.tl.nbvae(adata, design='~factor')`; counterfactual DE reads no counts), or load the counts "
+            "into memory before training (`adata.to_memory()`)"
         )
-    if stats[:, 0].min() < 0:
-        raise ValueError(f"{what}: contains negative values (min {stats[:, 0].min()}); counts must be non-negative")
-    empty = np.flatnonzero(np.asarray(totals).ravel() == 0)
-    if len(empty):
-        raise ValueError(f"samples with all-zero counts at rows {empty[:10].tolist()}; remove them first")
-    if name is not None:
-        _VALIDATED.add(name)
 
 
 def row_blocks(x: Any) -> np.ndarray:

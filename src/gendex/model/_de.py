@@ -26,7 +26,7 @@ from scvi import REGISTRY_KEYS
 from .._contrast import Comparison, resolve_comparison
 from .._validation import check_groups
 from ..stats._generative import DEFAULT_UNCERTAINTY, UNCERTAINTY_SOURCES
-from . import _posterior
+from . import _data, _posterior
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -54,6 +54,7 @@ class _Draws:
     state: _posterior.GLMState
     separation: dict[str, Any]  # diagnostic numbers and the "source" of the group effect
     residual: tuple[np.ndarray, np.ndarray] | None  # log2 estimate and se of the residual group effect
+    node_sizes: list[int] | None  # draws at each node of the dispersion posterior (draws grouped by node)
 
 
 class GenerativeDEMixin:
@@ -95,8 +96,9 @@ class GenerativeDEMixin:
         - ``"z"``: the latent codes, drawn from ``q(z | x)``;
         - ``"decoder"``: every gene's decoder parameters, from their Laplace posterior (the NB-GLM information on
           the features ``[1, z, covariates]`` averaged over ``q(z)``, plus the weight prior);
-        - ``"dispersion"``: the log dispersions, from their empirical-Bayes posterior (4 equal-probability
-          nodes, each with its own decoder information);
+        - ``"dispersion"``: the log dispersions, from their empirical-Bayes posterior (at the nodes of
+          ``gendex.model._posterior.dispersion_nodes``, each with its own decoder information and a share
+          of the draws equal to its probability; the draws come grouped by node);
         - ``"residual"`` (unsupervised mode, latent space not separating the groups): the group coefficient of
           each gene's GLM on ``[1, z, covariates, group]`` with re-estimated dispersions, drawn from its Laplace
           posterior jointly with the decoder's coefficients; both groups are decoded at their common latent
@@ -153,10 +155,12 @@ class GenerativeDEMixin:
     ) -> pd.DataFrame:
         """Generative DE table of ``test`` vs ``reference``, indexed by the model's genes.
 
-        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.stats._generative.de_table``: with
-        ``lfc_prior="adaptive"`` an adaptive shrinkage prior fitted to all genes (:func:`gendex.stats.ash`,
-        with a point mass at no change) turns the draws' means and sds into posteriors; ``"flat"`` takes the
-        draws as they are.
+        Draws from :meth:`get_lfc_draws`, summarised by ``gendex.stats._generative.de_table``: the estimates
+        and intervals are the draws' own (as DESeq2's ``results()`` reports maximum-likelihood estimates); the
+        calls come from the posterior under an adaptive shrinkage prior fitted to all genes
+        (``lfc_prior="adaptive"``: :func:`gendex.stats.ash`, with a point mass at no change, on each gene's
+        likelihood, the mixture of normals of its draws at the nodes of the dispersion posterior) or from the
+        draws as they are (``"flat"``).
 
         Parameters
         ----------
@@ -167,30 +171,32 @@ class GenerativeDEMixin:
         fdr_target
             Target of the posterior expected directional FDR of ``is_de``.
         ci_level
-            Level of the equal-tailed credible interval ``lfc_lower``/``lfc_upper``.
+            Level of the equal-tailed interval ``lfc_lower``/``lfc_upper`` (quantiles of the draws).
         lfc_prior
             ``"adaptive"`` or ``"flat"``.
 
         Returns
         -------
         A DataFrame with ``baseMean`` (mean decoded normalised expression over the model's samples),
-        ``log2FoldChange``, ``lfcSE``, ``lfc_lower``, ``lfc_upper``, ``prob_de`` (``P(|LFC| > delta)``),
-        ``prob_up`` (``P(LFC > delta)``), ``prob_down`` (``P(LFC < -delta)``), ``lfsr``, ``qvalue``, ``is_de``,
-        ``stat`` (posterior mean / sd), ``pvalue`` (local directional error ``1 - max(prob_up, prob_down)``),
-        ``padj`` (= ``qvalue``), ``lfc_unshrunk``, ``lfc_unshrunk_se`` (mean and sd of the draws) and, in the
-        unsupervised mode, ``lfc_residual``, ``lfc_residual_se`` (the observed group difference the decoder
-        misses, log2, before its shrinkage); NaN for genes without counts. ``table.attrs["generative_de"]``
-        holds the record (``params``, ``design``, ``contrast``, ``mode``, ``separation``).
+        ``log2FoldChange``, ``lfcSE`` (mean and sd of the draws), ``lfc_lower``, ``lfc_upper`` (their
+        quantiles), ``prob_de`` (``P(|LFC| > delta)``), ``prob_up`` (``P(LFC > delta)``), ``prob_down``
+        (``P(LFC < -delta)``), ``lfsr``, ``qvalue``, ``is_de``, ``stat`` (``log2FoldChange / lfcSE``),
+        ``pvalue`` (local directional error ``1 - max(prob_up, prob_down)``), ``padj`` (= ``qvalue``),
+        ``lfc_shrunk``, ``lfc_shrunk_se`` (posterior mean and sd under the adaptive prior, as DESeq2's
+        ``lfcShrink``) and, in the unsupervised mode, ``lfc_residual``, ``lfc_residual_se`` (the observed
+        group difference the decoder misses, log2); NaN for genes without counts.
+        ``table.attrs["generative_de"]`` holds the record (``params``, ``design``, ``contrast``, ``mode``,
+        ``separation``).
 
         Notes
         -----
-        The error rate controlled is the posterior expected *directional* FDR: among the genes with ``is_de``,
-        the expected share whose log2 fold change is not beyond ``delta`` in the called direction is at most
-        ``fdr_target``, and no called gene has ``lfsr > fdr_target`` (so at ``ci_level = 1 - 2 fdr_target``
-        no called gene's interval spans 0). In the unsupervised mode ``separation`` holds the silhouette of the
-        two groups in the latent means, a cross-validated classifier's balanced accuracy and the share of the
-        between-group differences the decoded means reproduce; a ``UserWarning`` names the fix when the latent
-        space does not separate the groups.
+        The error rate controlled is the posterior expected *directional* FDR of the list: among the genes
+        with ``is_de``, the expected share whose log2 fold change is not beyond ``delta`` in the called
+        direction (wrong sign or too small) is at most ``fdr_target``. It is the list's, not each gene's: the
+        last genes called may have a local error (``pvalue``) above ``fdr_target``. In the unsupervised mode
+        ``separation`` holds the silhouette of the two groups in the latent means, a cross-validated
+        classifier's balanced accuracy and the share of the between-group differences the decoded means
+        reproduce; a ``UserWarning`` names the fix when the latent space does not separate the groups.
         """
         from ..stats._generative import de_table
 
@@ -198,7 +204,14 @@ class GenerativeDEMixin:
         res = self._lfc_draws(
             adata, contrast, groupby, group1, group2, n_draws=n_draws, uncertainty=uncertainty, seed=random_state
         )
-        table = de_table(res.draws, delta=delta, ci_level=ci_level, fdr_target=fdr_target, lfc_prior=lfc_prior)
+        table = de_table(
+            res.draws,
+            delta=delta,
+            ci_level=ci_level,
+            fdr_target=fdr_target,
+            lfc_prior=lfc_prior,
+            node_sizes=res.node_sizes,
+        )
         table.insert(0, "baseMean", _posterior.mean_decoded(res.state))
         nan = np.full(table.shape[0], np.nan)
         table["lfc_residual"], table["lfc_residual_se"] = res.residual if res.residual is not None else (nan, nan)
@@ -375,6 +388,7 @@ class GenerativeDEMixin:
         use_residual = unsupervised and "residual" in uncertainty and not separated
         draw_state, residual = state, None
         if use_residual:
+            _data.check_counts_fit_in_memory(self.adata_manager, "the residual DE of an unsupervised model")
             state = _posterior.glm_state(self, with_counts=True)
             draw_state = _posterior.with_group_feature(self, state, idx1, idx2)
             est = draw_state.beta[:, -1].cpu().numpy() / np.log(2.0)
@@ -401,9 +415,17 @@ class GenerativeDEMixin:
         )
         if imbalance is not None:
             separation.update(_add_imbalance(draws, state, imbalance, seed))
+        if use_residual and residual is not None:
+            shift = _residual_latent_shift(draw_state, *residual)
+            draws -= shift[None, :].astype(draws.dtype)
+            residual = (residual[0] - shift, residual[1])
+            separation["latent_shift_removed"] = float(np.sqrt(np.mean(shift**2)))
         if unsupervised and not separated:
             _warn_if_not_separated(groups.comparison, separation, residual=use_residual)
-        return _Draws(draws, groups, state, separation, residual)
+        nodes = None
+        if "dispersion" in uncertainty and "decoder" in uncertainty:
+            nodes = _posterior.dispersion_nodes(int(n_draws))[1]
+        return _Draws(draws, groups, state, separation, residual, nodes)
 
 
 def _imbalance_cov(z_mean: np.ndarray, idx1: np.ndarray, idx2: np.ndarray) -> np.ndarray | None:
@@ -451,6 +473,26 @@ def _add_imbalance(draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarra
         shift = np.random.default_rng(seed).standard_normal((draws.shape[0], k)) @ root.T
         draws += (shift @ loadings.T).astype(np.float32)
     return {"imbalance_pvalue": pvalue, "imbalance_added": bool(added)}
+
+
+def _residual_latent_shift(state: _posterior.GLMState, est: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """The part ``W_g . d`` of the residual group coefficients that lines up with the genes' loadings, ``(G,)``.
+
+    The residual GLMs condition on the estimated latent codes; an error of the codes that differs between the
+    groups (one latent shift ``d``, the same for every gene) lands in every gene's group coefficient in
+    proportion to its loadings. As confounder adjustment does (CATE, RUV-4), ``d`` is the robust (Tukey
+    biweight) regression of the coefficients, scaled by their standard errors, on the scaled loadings over
+    the genes: most genes do not change, so their coefficients are that shift and noise.
+    """
+    from ._model import _tukey_regression
+
+    k = state.z_mean.shape[1]
+    loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0) & np.all(np.isfinite(loadings), axis=1)
+    if k == 0 or ok.sum() <= 10 * k:
+        return np.zeros_like(est)
+    d = _tukey_regression(loadings[ok] / se[ok, None], est[ok] / se[ok])
+    return np.where(np.all(np.isfinite(loadings), axis=1), loadings @ d, 0.0)
 
 
 def _decoded_share(decoded: np.ndarray, residual: np.ndarray, se: np.ndarray) -> float:

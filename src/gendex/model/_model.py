@@ -237,7 +237,9 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             Epochs of linear KL warm-up; None means a tenth of ``max_epochs``.
         accelerator, devices
             Passed to Lightning (``"cpu"``, ``"gpu"``, ``"auto"``; device count or indices). Further Lightning
-            ``Trainer`` arguments, e.g. ``strategy="ddp"``, go through ``**trainer_kwargs``.
+            ``Trainer`` arguments go through ``**trainer_kwargs``, e.g. ``strategy="ddp_spawn"`` with
+            ``devices=2`` for distributed data parallel (Lightning's DDP strategies become
+            ``gendex.model._data.QuietDDPStrategy``; ``batch_size`` is then per process).
         fit_dispersions
             Run :meth:`fit_dispersions` after the gradient phase.
         plan_kwargs
@@ -502,7 +504,7 @@ class FusedAdam:
 
     def __call__(self, params) -> torch.optim.Adam:
         params = list(params)
-        kw = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
+        kw: dict[str, Any] = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
         try:
             return torch.optim.Adam(params, fused=True, **kw)
         except (RuntimeError, ValueError):  # a device or dtype without the fused kernel

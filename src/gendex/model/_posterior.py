@@ -5,9 +5,10 @@ on the features ``x_i = [1, z_i, c_i]``. Its parameters ``beta_g = (b_g, W_g, B_
 ``N(beta_hat_g, H_g(alpha)^-1)`` with ``H_g(alpha) = sum_i w_ig E_q[x_i x_i^T] + Lambda``, NB weights
 ``w = mu / (1 + alpha mu)`` (the GLM information averaged over ``q(z)``, as the ELBO averages the likelihood) and
 the weight prior's precision ``Lambda``. The dispersion's own uncertainty enters by drawing ``log alpha_g`` from
-its posterior (normal, variance from :func:`~gendex.model._dispersion.fit_dispersions`) at equal-probability
-nodes, each with its own ``H_g(alpha)``. Latent codes are drawn from ``q(z)``. A draw of the log fold change
-between two groups of samples is ``log2 mean_{i in 1} exp(x_i beta) - log2 mean_{i in 2} exp(x_i beta)``.
+its posterior (normal, variance from :func:`~gendex.model._dispersion.fit_dispersions`) at the nodes of
+:func:`dispersion_nodes`, each with its own ``H_g(alpha)`` (the draws come grouped by node). Latent codes are
+drawn from ``q(z)``. A draw of the log fold change between two groups of samples is
+``log2 mean_{i in 1} exp(x_i beta) - log2 mean_{i in 2} exp(x_i beta)``.
 """
 
 from __future__ import annotations
@@ -140,7 +141,6 @@ def lfc_draws(
     *,
     counterfactual: tuple[torch.Tensor, torch.Tensor] | None = None,
     n_draws: int = 400,
-    n_nodes: int = 4,
     include: tuple[str, ...] = ("z", "decoder", "dispersion"),
     random_state: int = 0,
     max_elements: int = 25_000_000,
@@ -173,12 +173,11 @@ def lfc_draws(
         assert model.dispersions_ is not None  # set by training, with the decoder's dispersions
         log_disp = model.module.log_disp.detach().to(DTYPE)
         var_disp = torch.as_tensor(model.dispersions_["log_dispersion_var"].to_numpy(), dtype=DTYPE, device=dev)
-    nodes = torch.as_tensor(norm.ppf((np.arange(n_nodes) + 0.5) / n_nodes), dtype=DTYPE, device=dev)
-    if "dispersion" not in include:
-        nodes = torch.zeros(1, dtype=DTYPE, device=dev)
-    node_of_draw = torch.arange(n_draws) % len(nodes)
-    draw_order = torch.argsort(node_of_draw, stable=True)  # draws grouped by node: contiguous slices
-    counts_per_node = torch.bincount(node_of_draw, minlength=len(nodes)).tolist()
+    if "dispersion" in include:
+        node_values, counts_per_node = dispersion_nodes(n_draws)
+    else:
+        node_values, counts_per_node = np.zeros(1), [n_draws]
+    nodes = torch.as_tensor(node_values, dtype=DTYPE, device=dev)
 
     sel = np.asarray(group1) if counterfactual is not None else np.concatenate([group1, group2])
     n1 = len(group1)
@@ -187,7 +186,6 @@ def lfc_draws(
         z = (state.z_mean.to(f32) + eps * state.z_var.sqrt().to(f32))[:, torch.as_tensor(sel)]
     else:
         z = state.z_mean[sel].to(f32).expand(n_draws, -1, -1)
-    z = z[draw_order.to(dev)]
     ones = torch.ones(n_draws, len(sel), 1, dtype=f32, device=dev)
     if counterfactual is None:
         x = torch.cat([ones, z, state.cov_features[sel].to(f32).expand(n_draws, -1, -1)], dim=2)
@@ -254,10 +252,57 @@ def lfc_draws(
             lfc = torch.empty(n_draws, g, dtype=f32, device=dev)
             for b in range(0, g, cache_genes):
                 bs = slice(b, min(b + cache_genes, g))
-                eta1 = torch.einsum("snp,sgp->sng", x1, beta[:, bs])
-                eta2 = torch.einsum("snp,sgp->sng", x2, beta[:, bs])
-                lfc[:, bs] = torch.logsumexp(eta1 + lw1, 1) - torch.logsumexp(eta2 + lw2, 1)
+                lfc[:, bs] = _log_weighted_sum_exp(x1, beta[:, bs], lw1) - _log_weighted_sum_exp(x2, beta[:, bs], lw2)
         out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
+    return out
+
+
+#: Probabilities of the bins of the standard normal whose (rescaled) conditional means are the dispersion nodes:
+#: finer in the tails, where a gene's dispersion is far above its estimate and its log fold change most uncertain.
+NODE_BINS = (0.02, 0.08, 0.2, 0.2, 0.2, 0.2, 0.08, 0.02)
+
+
+def dispersion_nodes(n_draws: int) -> tuple[np.ndarray, list[int]]:
+    """Standardised nodes of a log dispersion's normal posterior and the number of draws at each.
+
+    Node ``j`` is the mean of a standard normal within the ``j``-th bin of :data:`NODE_BINS` (scaled so that the
+    nodes' variance is 1, the posterior's); it gets a share of the ``n_draws`` equal to its bin's probability
+    (largest remainders), so the draws are equally weighted and their mixture over nodes has the posterior's
+    variance and its tails: with equal-probability nodes the high-dispersion tail, where the interval of a
+    log fold change is widest, would be left out. Nodes without a draw are dropped.
+    """
+    probs = np.asarray(NODE_BINS, dtype=np.float64)
+    edges = norm.ppf(np.concatenate([[0.0], np.cumsum(probs)[:-1], [1.0]]).clip(0.0, 1.0))
+    values = (norm.pdf(edges[:-1]) - norm.pdf(edges[1:])) / probs
+    values /= np.sqrt((probs * values**2).sum())
+    raw = probs * n_draws
+    counts = np.floor(raw).astype(int)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: n_draws - counts.sum()]] += 1
+    keep = counts > 0
+    return values[keep], counts[keep].tolist()
+
+
+def _log_weighted_sum_exp(x: torch.Tensor, beta: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """``log sum_i w_i exp(x_i . beta)`` per draw and gene, ``(s, g)``, for ``x`` ``(s, n, p)`` with ``x[..., 0] = 1``.
+
+    The log-sum-exp over samples in three passes instead of six: every gene's exponentials are shifted by one
+    constant (its largest linear predictor in the first draw, folded into the intercept), summed with the weights
+    by one batched product, and the rare (draw, gene) whose sum leaves ``[1e-30, 1e30]`` (a draw far from the
+    others, where float32 exponentials would lose precision) is recomputed by ``torch.logsumexp``.
+    """
+    shift = torch.einsum("np,gp->ng", x[0], beta[0]).amax(0)  # (g,)
+    shifted = beta.clone()
+    shifted[..., 0] -= shift
+    expo = torch.exp_(torch.einsum("snp,sgp->sng", x, shifted))
+    weights = torch.exp(log_w).expand(x.shape[0], -1, -1).transpose(1, 2)  # (s, 1, n)
+    total = torch.bmm(weights, expo)[:, 0]
+    out = torch.log(total) + shift
+    bad = ~((total > 1e-30) & (total < 1e30))
+    if bool(bad.any()):
+        cols = bad.any(0).nonzero()[:, 0]
+        eta = torch.einsum("snp,sgp->sng", x, beta[:, cols])
+        out[:, cols] = torch.logsumexp(eta + log_w, 1)
     return out
 
 

@@ -59,6 +59,8 @@ def filter_genes(
 ) -> AnnData | None:
     """Keep genes with enough counts (DESeq2's ``rowSums(counts) >= 10`` prefilter by default).
 
+    Dask counts are summed chunk by chunk in one pass (checks included); the subset stays lazy.
+
     Parameters
     ----------
     adata
@@ -77,8 +79,6 @@ def filter_genes(
         Name of the filter: the flag is ``var[f"pass_{key_added}"]`` and the record ``uns[key_added]``.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask counts are summed chunk by chunk in one pass (checks included); the subset stays lazy.
 
     Returns
     -------
@@ -125,6 +125,9 @@ def filter_by_expr(
     samples as the smallest group (above ``large_n`` the size is shrunk by ``min_prop``) and have a total
     count of at least ``min_total_count``.
 
+    Dask counts take two blockwise passes (library sizes with the checks, then the CPM counts); the subset stays
+    lazy.
+
     Parameters
     ----------
     adata
@@ -141,9 +144,6 @@ def filter_by_expr(
         Name of the filter: the flag is ``var[f"pass_{key_added}"]`` and the record ``uns[key_added]``.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask counts take two blockwise passes (library sizes with the checks, then the CPM counts); the subset stays
-    lazy.
 
     Returns
     -------

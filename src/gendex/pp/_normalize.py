@@ -28,6 +28,9 @@ def log_cpm(
 ) -> AnnData | None:
     """limma/voom log-CPM: ``log2((count + 0.5) / (lib + 1) * 1e6)``.
 
+    Dask counts are checked and summed in one blockwise pass; the layer is then a lazy dask array with the
+    counts' chunks (written chunk by chunk by ``write_zarr``, computed when read).
+
     Parameters
     ----------
     adata
@@ -43,9 +46,6 @@ def log_cpm(
         Layer to write.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask counts are checked and summed in one blockwise pass; the layer is then a lazy dask array with the
-    counts' chunks (written chunk by chunk by ``write_zarr``, computed when read).
 
     Returns
     -------
@@ -90,6 +90,8 @@ def log2_normalize(
 ) -> AnnData | None:
     """``log2(x / s + pseudocount)`` into a layer; NaN stays NaN (for the classroom data with missing values).
 
+    Dask values are checked in one blockwise pass and the layer is a lazy dask array.
+
     Parameters
     ----------
     adata
@@ -104,8 +106,6 @@ def log2_normalize(
         Layer to write.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask values are checked in one blockwise pass and the layer is a lazy dask array.
 
     Returns
     -------
@@ -124,10 +124,12 @@ def log2_normalize(
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
     if is_dask(x):
         x = x.astype(np.float64)
-        flags = np.array(map_chunks(lambda b, r, c: _value_flags(b), x), dtype=bool).reshape(-1, 3).any(axis=0)
+        flags = np.asarray(
+            np.array(map_chunks(lambda b, r, c: _value_flags(b), x), dtype=bool).reshape(-1, 3).any(axis=0)
+        )
     else:
         x = to_dense(x, dtype=np.float64)
-        flags = _value_flags(x)
+        flags = np.asarray(_value_flags(x), dtype=bool)
     if flags[0]:
         raise ValueError(f"{where} contains infinite values")
     if flags[1]:

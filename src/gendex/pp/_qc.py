@@ -14,6 +14,8 @@ def qc_metrics(
 ) -> AnnData | None:
     """Per-sample and per-gene count summaries.
 
+    Dask counts (out of core) are summed chunk by chunk in one pass, checks included.
+
     Parameters
     ----------
     adata
@@ -25,8 +27,6 @@ def qc_metrics(
         documented names (``pl.library_sizes`` reads ``obs["library_size"]``).
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask counts (out of core) are summed chunk by chunk in one pass, checks included.
 
     Returns
     -------

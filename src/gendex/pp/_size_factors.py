@@ -32,6 +32,10 @@ def size_factors(
 ) -> AnnData | pd.Series | None:
     """Compute DESeq2 size factors (median of ratios) from raw counts.
 
+    Dask counts (out of core) take three blockwise passes: the checks (chunk by chunk), the genes' log
+    geometric means (blocks of whole genes), the samples' median ratios (blocks of whole samples); the factors
+    are those of the in-memory path.
+
     Parameters
     ----------
     adata
@@ -48,10 +52,6 @@ def size_factors(
         Write into ``adata``; when False, return the size factors instead.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask counts (out of core) take three blockwise passes: the checks (chunk by chunk), the genes' log
-    geometric means (blocks of whole genes), the samples' median ratios (blocks of whole samples); the factors
-    are those of the in-memory path.
 
     Returns
     -------

@@ -147,7 +147,7 @@ def _poscounts_gene_block(block: NDArray, where: slice) -> tuple[NDArray[np.bool
     """Which genes of a block have a positive count, and their log geometric means over positive counts."""
     pos = block > 0
     log_counts = np.where(pos, np.log(np.where(pos, block, 1).astype(np.float64)), 0.0)
-    return pos.any(axis=0), log_counts.sum(axis=0) / block.shape[0]
+    return np.asarray(pos.any(axis=0)), log_counts.sum(axis=0) / block.shape[0]
 
 
 def _poscounts_sample_block(block: NDArray, sl: slice, gene_ok: NDArray, log_geomeans: NDArray):

@@ -60,7 +60,12 @@ def deseq2(
     Parameters
     ----------
     adata
-        Samples x genes AnnData with raw counts (non-negative integers, dense or sparse).
+        Samples x genes AnnData with raw counts (non-negative integers, dense or sparse). The counts may be a dask
+        array (e.g. from :func:`anndata.experimental.read_lazy` or :func:`dask.array.from_zarr`): the batched
+        engine then reads them in blocks of whole genes as dask tasks on the active scheduler (threads, or a
+        :class:`dask.distributed.Client` when one is active), never holding more than a few blocks, and gives the
+        same results as on the counts in memory. ``inference="pydeseq2"``, ``shrink="normal"``/``"apeglm"`` and
+        devices other than the CPU need the counts in memory and are refused.
     *args
         Deprecated: the design given positionally (``gdx.tl.deseq2(adata, "~condition")``) still works in 0.1, with
         a :class:`FutureWarning`; pass ``design=``.

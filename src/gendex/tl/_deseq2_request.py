@@ -13,15 +13,16 @@ import pandas as pd
 from anndata import AnnData
 
 from .._design import ResolvedContrast, design_factors, design_matrix, prepare_obs, resolve_contrast
-from .._lazy import is_dask, map_blocks
+from .._lazy import is_dask
 from .._utils import contrast_key
 from .._validation import (
-    check_counts,
     check_no_empty_samples,
     check_not_backed,
     check_unique_names,
     get_counts,
     get_matrix,
+    obs_table,
+    scan_counts,
 )
 from ..stats._deseq2._backend import check_device
 
@@ -122,14 +123,15 @@ def _validate(
 
     matrix = get_matrix(adata, layer)
     if is_dask(matrix):
-        counts = _lazy_counts(matrix, layer, adata.obs_names, inference=inference, shrink=shrink, device=device)
+        counts = _lazy_counts(adata, layer, inference=inference, shrink=shrink, device=device)
     else:
         counts = get_counts(adata, layer)
         check_no_empty_samples(counts, adata.obs_names)
 
-    design_df = design_matrix(adata.obs, design)
-    factors = design_factors(adata.obs, design)
-    obs = prepare_obs(adata.obs, factors)
+    obs_df = obs_table(adata)  # a lazy obs (anndata.experimental.read_lazy) is read here
+    design_df = design_matrix(obs_df, design)
+    factors = design_factors(obs_df, design)
+    obs = prepare_obs(obs_df, factors)
     design_df.index = adata.obs_names.copy()
     obs.index = adata.obs_names.copy()
 
@@ -139,7 +141,7 @@ def _validate(
             raise ValueError("`test='lrt'` needs a `reduced` design nested in `design`, e.g. reduced='~1'")
         if shrink is not None:
             raise ValueError("`shrink` applies to Wald contrasts; it cannot be combined with test='lrt'")
-        reduced_df = _reduced_design(adata.obs, design, design_df, reduced)
+        reduced_df = _reduced_design(obs_df, design, design_df, reduced)
     elif reduced is not None:
         raise ValueError(f"`reduced` ({reduced!r}) is only used with test='lrt'; got test={test!r}")
 
@@ -204,8 +206,8 @@ def _validate(
     )
 
 
-def _lazy_counts(matrix: Any, layer: str | None, obs_names: pd.Index, *, inference: Any, shrink: Any, device: str):
-    """Dask counts checked in gene blocks (integers, no empty sample) for the batched engine; never loaded."""
+def _lazy_counts(adata: AnnData, layer: str | None, *, inference: Any, shrink: Any, device: str) -> Any:
+    """Dask counts checked blockwise (integers, no empty sample) for the batched engine; never loaded."""
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
     load = f"load them first (`{where[1:-1]} = {where[1:-1]}.compute()`)"
     if not isinstance(inference, str) or inference != "batched":
@@ -224,12 +226,7 @@ def _lazy_counts(matrix: Any, layer: str | None, obs_names: pd.Index, *, inferen
             f"supported; use device='cpu', or {load}"
         )
 
-    def sample_totals(block: NDArray, _: slice) -> NDArray[np.float64]:
-        check_counts(block, what=where)
-        return block.sum(axis=1, dtype=np.float64)
-
-    check_no_empty_samples(np.sum(map_blocks(sample_totals, matrix, n_arrays=2), axis=0)[:, None], obs_names)
-    return matrix
+    return scan_counts(adata, layer).x  # one pass over the stored chunks: integers, no empty sample
 
 
 def _available_cpus() -> int:

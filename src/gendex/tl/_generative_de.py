@@ -64,7 +64,7 @@ def generative_de(
     fdr_target
         Target of the posterior expected directional FDR of the calls (``is_de``).
     ci_level
-        Level of the equal-tailed credible interval ``lfc_lower``/``lfc_upper``.
+        Level of the equal-tailed interval ``lfc_lower``/``lfc_upper`` (quantiles of the posterior draws).
     n_draws
         Number of posterior draws.
     lfc_prior
@@ -82,17 +82,20 @@ def generative_de(
     Returns
     -------
     Sets ``adata.varm[key_added]`` (genes x ``baseMean, log2FoldChange, lfcSE, lfc_lower, lfc_upper, prob_de,
-    prob_up, prob_down, lfsr, qvalue, is_de, stat, pvalue, padj, lfc_unshrunk, lfc_unshrunk_se,
-    lfc_residual, lfc_residual_se``; genes without counts get NaN) and ``adata.uns[key_added]`` (``method``,
+    prob_up, prob_down, lfsr, qvalue, is_de, stat, pvalue, padj, lfc_shrunk, lfc_shrunk_se, lfc_residual,
+    lfc_residual_se``: ``log2FoldChange``, ``lfcSE`` and the interval are the draws' own, as DESeq2's
+    ``results()`` reports maximum-likelihood estimates; ``lfc_shrunk`` is the posterior mean under the adaptive
+    prior, as DESeq2's ``lfcShrink``; genes without counts get NaN) and ``adata.uns[key_added]`` (``method``,
     ``params``, ``versions``, ``design``, ``contrast``, ``mode`` (``"counterfactual"`` or ``"unsupervised"``),
     ``separation``: the latent-separation diagnostic). Returns the modified copy when ``copy=True``.
 
     Notes
     -----
-    ``is_de`` controls the posterior expected *directional* false discovery rate at ``fdr_target``: among the
-    called genes, the expected share whose log2 fold change is not beyond ``delta`` in the called direction
-    (``prob_up``/``prob_down``); and no called gene has a local false sign rate ``lfsr`` above the target, so
-    at the default ``ci_level = 1 - 2 fdr_target`` no called gene's interval spans 0 (see ``de_table`` in this module).
+    ``is_de`` controls the posterior expected *directional* false discovery rate of the list at ``fdr_target``:
+    among the called genes, the expected share whose log2 fold change is not beyond ``delta`` in the called
+    direction (``prob_up``/``prob_down``, under the adaptive prior). It is the list's rate, as DESeq2's padj:
+    the last genes called may each have a local error (``pvalue``) above the target (see ``de_table`` in this
+    module).
 
     Which mode runs depends on the model. If the compared factor is a decoder covariate (``tl.nbvae(design=...)``,
     the conditional mode) the contrast is counterfactual. Otherwise (unsupervised) the answer depends on whether

@@ -74,6 +74,10 @@ def limma_voom(
     lowess mean-variance trend), a weighted ``lmFit``, ``contrasts.fit``, ``eBayes`` and ``topTable`` with
     Benjamini-Hochberg adjustment: an independent vectorised implementation that reproduces R's limma.
 
+    Dask counts (out of core) run in blocks as dask tasks: the checks with the library sizes, TMM over blocks of
+    whole samples (two passes and the reference sample's row), then voom's trend from every gene's mean and sd and
+    the weighted fits over blocks of whole genes (two passes); only per-gene results are held in memory.
+
     Parameters
     ----------
     adata
@@ -97,10 +101,6 @@ def limma_voom(
         Key of the results in ``varm`` and ``uns``.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask counts (out of core) run in blocks as dask tasks: the checks with the library sizes, TMM over blocks of
-    whole samples (two passes and the reference sample's row), then voom's trend from every gene's mean and sd and
-    the weighted fits over blocks of whole genes (two passes); only per-gene results are held in memory.
 
     Returns
     -------

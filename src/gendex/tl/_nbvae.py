@@ -14,6 +14,7 @@ from anndata import AnnData
 from numpy.typing import NDArray
 
 from .._design import design_factors, design_matrix, prepare_obs
+from .._lazy import is_dask
 from .._utils import h5ad_safe, package_versions
 from .._validation import check_no_empty_samples, check_obs_key, get_counts
 from ._generative_de import annotation_shell, check_model_data
@@ -71,7 +72,10 @@ def nbvae(
     Parameters
     ----------
     adata
-        Samples x genes AnnData with raw counts and size factors (:func:`gendex.pp.size_factors`).
+        Samples x genes AnnData with raw counts and size factors (:func:`gendex.pp.size_factors`). It may be
+        backed (``anndata.read_h5ad(path, backed="r")``) or lazy (its counts a dask array, e.g. from
+        ``anndata.experimental.read_lazy``): the counts are then checked block by block and read in row blocks
+        during training, never loaded as a whole (see the notes).
     design
         Formula of additive ``obs`` columns (``"~donor + condition"``) decoded as covariates: the conditional
         mode. None: the unsupervised mode (or the low-level covariate keys below).
@@ -129,6 +133,19 @@ def nbvae(
     training, DESeq2's dispersion procedure (gene-wise Cox-Reid estimates, the DESeq2 engine's trend and prior
     variance, a heavy upper tail of the prior estimated from the data, MAP, dispersion outliers) runs again on
     the decoded means.
+
+    **Counts on disk.** With a backed or lazy ``adata`` the model keeps the counts as a dask array. The start
+    reads the 1,000 evenly spaced samples it uses; each training epoch reads the store's row chunks once, in
+    random groups of chunks whose rows are shuffled together into minibatches (so keep row chunks of a few
+    hundred to a few thousand samples, all genes); with full batches (up to 512 samples) the minibatches, and so
+    the trained model, are exactly those of the in-memory training with the same ``random_state``.
+
+    **Several processes.** ``train_kwargs={"strategy": "ddp_spawn"}`` with ``devices=2`` (or ``"ddp"``,
+    ``"ddp_fork"``) trains with Lightning's distributed data parallel, on CPUs with the gloo backend: every
+    process takes its share of each epoch's samples (``batch_size`` is per process), the gradients are
+    averaged and the encoder's orthogonalisation to the design is computed over all processes together, so the
+    result is one process's to within the Monte-Carlo noise of the ELBO. The initialisation is computed once,
+    in the calling process. ``"ddp"`` re-runs the calling script in every process, as Lightning documents.
 
     Examples
     --------
@@ -259,7 +276,7 @@ def nbvae(
 def _counts_on_disk(adata: AnnData, layer: str | None) -> bool:
     """Whether ``adata`` is backed or its counts are a dask array (e.g. from ``anndata.experimental.read_lazy``)."""
     x = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
-    return adata.isbacked or type(x).__module__.startswith("dask.")
+    return adata.isbacked or is_dask(x)
 
 
 def design_covariates(obs: pd.DataFrame, design: str) -> tuple[list[str], list[str], pd.DataFrame]:

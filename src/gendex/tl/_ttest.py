@@ -37,6 +37,9 @@ def ttest(
     Meant for log-scale data (e.g. the ``"log2"`` layer of :func:`gendex.pp.log2_normalize`): the fold
     change is the difference of the group means on the given scale.
 
+    Dask values (out of core) are tested in blocks of whole genes, one dask task each, reading only the two
+    groups' samples.
+
     Parameters
     ----------
     adata
@@ -56,9 +59,6 @@ def ttest(
         Key of the results in ``varm`` and ``uns``.
     copy
         Work on a copy of ``adata`` and return it.
-
-    Dask values (out of core) are tested in blocks of whole genes, one dask task each, reading only the two
-    groups' samples.
 
     Returns
     -------

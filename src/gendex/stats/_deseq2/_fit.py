@@ -172,7 +172,10 @@ def deseq2_fit(
     Parameters
     ----------
     counts
-        Samples x genes non-negative integer counts.
+        Samples x genes non-negative integer counts: a NumPy array, or a dask array, which is then checked and
+        fitted in blocks of whole genes (each stage a map over the blocks on the active dask scheduler, every
+        block holding whole batches of ``chunk_size`` genes as in memory, so the results are the same bit for
+        bit). The fit then keeps no ``(n, G)`` matrix: ``mu``, ``hat_diagonals`` and ``cooks`` are None.
     design
         Samples x coefficients design matrix of full column rank (usually with an intercept column).
     coef_names
@@ -190,10 +193,12 @@ def deseq2_fit(
     chunk_size
         Genes per batch (default: about 250,000 matrix entries per batch, at least 64 genes).
     keep_matrices
-        Keep the ``(n, G)`` matrices ``mu``, ``hat_diagonals`` and ``cooks`` (default: when ``n * G <= 5e7``).
+        Keep the ``(n, G)`` matrices ``mu``, ``hat_diagonals`` and ``cooks`` (default: when ``n * G <= 5e7``;
+        never for dask counts).
     n_threads
         Gene batches processed in parallel threads (default: the CPUs available, at most 4, for problems of at
-        least 2 million counts; otherwise and on accelerators 1). Results do not depend on it.
+        least 2 million counts; otherwise and on accelerators 1). Results do not depend on it. Dask counts run on
+        the dask scheduler's threads or workers instead.
     device
         Torch device (``"cpu"``, ``"cuda"``, ...). All arithmetic is float64.
 
@@ -212,7 +217,7 @@ def deseq2_fit(
     (300, 2)
     """
     lazy = is_dask(counts)
-    cnt = counts if lazy else np.asarray(counts)
+    cnt: Any = counts if lazy else np.asarray(counts)
     if cnt.ndim != 2:
         raise ValueError(f"`counts` must be a 2-D samples x genes array, got shape {cnt.shape}")
     if not (np.issubdtype(cnt.dtype, np.number) or cnt.dtype == bool):
@@ -485,6 +490,16 @@ def _genes_per_block(n: int) -> int:
     return block_size(n, n_arrays=2)
 
 
+#: at least this many blocks per stage where there are enough batches (to keep every worker or thread busy)
+_MIN_BLOCKS = 8
+
+
+def batches_per_block(n: int, batch: int, n_genes: int) -> int:
+    """Batches of ``batch`` genes per dask block: within the block budget, and at least :data:`_MIN_BLOCKS`."""
+    n_batches = -(-n_genes // max(batch, 1))
+    return max(1, min(_genes_per_block(n) // batch, -(-n_batches // _MIN_BLOCKS)))
+
+
 def _gene_ranges(g_all: int, size: int) -> list[slice]:
     return [slice(a, min(a + size, g_all)) for a in range(0, g_all, size)]
 
@@ -540,7 +555,7 @@ def _run_lazy(cnt, x, names, sf, ctx, fit_type, min_replicates, refit_cooks, chu
     cells = _cells(x)
     n_cells = int(cells.max()) + 1
     step = max(1, 4_000_000 // n)
-    where, groups = block_plan(g_all, nz, chunk_size, max(1, _genes_per_block(n) // chunk_size))
+    where, groups = block_plan(g_all, nz, chunk_size, batches_per_block(n, chunk_size, nz.size))
     plan = {sl.start: grp for sl, grp in zip(where, groups, strict=True)}
 
     def batch_counts(block, sl, idx):

@@ -14,7 +14,7 @@ from ..._lazy import map_blocks, map_slices
 from .._lowess import lowess
 from .._multitest import bh_adjust
 from ._backend import single_threaded_blas
-from ._fit import DESeq2Fit, _genes_per_block, _quiet, block_plan, fitting_block
+from ._fit import DESeq2Fit, _quiet, batches_per_block, block_plan, fitting_block
 from ._glm import _Ctx, fit_glm
 
 LOG2E = 1.0 / math.log(2.0)
@@ -273,7 +273,7 @@ def _totals(fit: DESeq2Fit, involved: np.ndarray) -> np.ndarray:
 
 def _reduced_loglik_lazy(fit: DESeq2Fit, ctx: _Ctx, nz: np.ndarray, batch: int) -> np.ndarray:
     """The reduced model's log-likelihood of genes ``nz`` in gene blocks of dask counts (in-memory batches)."""
-    where, groups = block_plan(fit.n_genes, nz, batch, max(1, _genes_per_block(fit.n_samples) // batch))
+    where, groups = block_plan(fit.n_genes, nz, batch, batches_per_block(fit.n_samples, batch, nz.size))
     plan = {sl.start: grp for sl, grp in zip(where, groups, strict=True)}
     rep_idx, rep_counts, disp = fit.replace_gene_idx, fit.replace_counts, fit.dispersions
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -153,7 +154,8 @@ def voom_fit_lazy(
 
     fits = map_blocks(second, counts, axis=1, n_arrays=16)
     fields = ("coefficients", "stdev_unscaled", "cov_unscaled", "sigma", "df_residual", "amean")
-    fit = replace(fits[0], **{f: np.concatenate([getattr(p, f) for p in fits]) for f in fields})
+    joined: dict[str, Any] = {f: np.concatenate([getattr(p, f) for p in fits]) for f in fields}
+    fit = replace(fits[0], **joined)
     empty = np.empty((n, 0))
     return fit, trend.result(empty, empty, lib)
 
