@@ -74,6 +74,12 @@ cat(sprintf('{"wall": %f, "cpu": %f, "n_sig": %d}\n', st[["elapsed"]], st[["user
 NOTES = """
 ## Where the time goes (profile) and what the compiled kernels changed
 
+The table above is one run at load 8-28 on 2 cores (other engineers' jobs): compare CPU-second ratios in the same
+run. Against the 2026-12-01 run (load 2-17): GSE60450 engine CPU 0.72 -> 0.68 s (R 7.69 -> 6.39 s here, 9.4x;
+target 12x not reached in this run), 1,000 x 18,000 CPU 20.8 -> 12.9 s (R 122 -> 138 s: 5.9x -> 10.7x; target
+15x not reached), 10,000 x 20,000 CPU 198 -> 153 s, peak 1,161 -> 1,302 MB, wall 522 s on 2 threads at load ~23
+(the 60 s wall target cannot be judged on this machine at this load).
+
 Measured with cProfile and same-process A/B timings (the numpy kernels, `GENDEX_DESEQ2_JIT=0`, against the compiled
 ones, alternating, minimum of 3-7 runs) on the shared 2-core machine at load 7-14: read the ratios, not the seconds.
 
@@ -84,7 +90,8 @@ ones, alternating, minimum of 3-7 runs) on the shared 2-core machine at load 7-1
   (scipy's own C `gammaln`/`digamma` called through their addresses, zero counts skipped since they add exactly 0,
   numpy's pairwise row summation reimplemented, or in sample order for F-ordered rows as numpy does), the
   distinct-count sums (no gathers, no `bincount`, subsets without copies) and the sandwich covariance. Results are
-  bit-for-bit those of the numpy kernels (tested on 10 and 60 samples and GSE60450), so R parity is unchanged.
+  bit-for-bit those of the numpy kernels (tested on a 10-sample cohort; checked on GSE60450), so R parity is
+  unchanged.
 - *From 40 samples* the whole Armijo line search of a gene (gene-wise and MAP, Cox-Reid term, distinct-count sums)
   runs in one compiled loop whose per-sample loops vectorise: a branch-free `log` (atanh series, within 1 ulp,
   tested), lgamma/digamma differences from their asymptotic series for arguments >= 10 and exact recurrences below
