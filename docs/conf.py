@@ -62,6 +62,11 @@ nitpick_ignore = [
     ("py:class", "pd.DataFrame"),
     ("py:class", "pd.Series"),
     ("py:class", "optional"),
+    ("py:class", "np.ndarray"),
+    # torch / scvi-tools names in the docstrings NBVAE inherits or writes (torch has no intersphinx entry here)
+    ("py:class", "Tensor"),
+    ("py:class", "Number"),
+    ("py:class", "GCXS"),
 ]
 # private modules of other packages that type hints expand to (no project documents them)
 nitpick_ignore_regex = [
@@ -108,9 +113,12 @@ _INTERSPHINX = {
     "pydeseq2": ("https://pydeseq2.readthedocs.io/en/stable/", None),
     "decoupler": ("https://decoupler.readthedocs.io/en/latest/", None),
     "scvi-tools": ("https://docs.scvi-tools.org/en/stable/", None),
+    "dask": ("https://docs.dask.org/en/stable/", None),
+    "distributed": ("https://distributed.dask.org/en/stable/", None),
 }
 #: Top-level names of the projects above (and of those their type hints mention), for the offline build.
-_EXTERNAL = r"(numpy|pandas|anndata|scanpy|scipy|matplotlib|pydeseq2|decoupler|scvi|torch|lightning|typing|" + (
+_EXTERNAL = r"(numpy|pandas|anndata|scanpy|scipy|matplotlib|pydeseq2|decoupler|scvi|torch|lightning|" + (
+    r"dask|distributed|zarr|typing|"
     r"collections|os|pathlib|types|numbers|builtins|Ellipsis|NoneType|None|int|float|str|bool|dict|list|tuple|"
     r"object|Sequence|Mapping|Iterable|Callable|Any|Literal|NDArray|DataFrame|Series|AnnData|Axes|Figure)"
 )
