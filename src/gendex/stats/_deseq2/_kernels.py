@@ -47,7 +47,8 @@ class DesignOps:
         self.x = be.asarray(x)  # (n, p)
         self.xt = be.asarray(np.ascontiguousarray(x.T))  # (p, n)
         self.xx_t = be.asarray(np.ascontiguousarray(xx.T))  # (P, n)
-        self.xx_t_np = np.ascontiguousarray(xx.T)  # for the compiled kernels
+        self.xt_np = np.ascontiguousarray(x.T)  # for the compiled kernels
+        self.xx_t_np = np.ascontiguousarray(xx.T)
         self.xxq_t_np = np.ascontiguousarray((xx * mult).T)
         self.xxq = be.asarray(xx * mult)  # (n, P)
         self.diag_k = [self.k[(i, i)] for i in range(p)]
@@ -237,6 +238,9 @@ def fit_beta(
     converged (``iters == maxit``), exactly as in R.
     """
     be = ops.be
+    if ops.jit and y.shape[1] >= _jit.MIN_SAMPLES_DISTINCT:
+        # the same iterations gene by gene, compiled (see ``_jit``): one pass over the samples per step
+        return _fit_beta_jit(ops, y, nf, alpha, beta0, ridge, tol=tol, maxit=maxit, min_mu=min_mu)
     g = y.shape[0]
     beta = be.copy(beta0)
     mu = be.clip(nf * be.exp(beta @ ops.xt), min_mu, None)
@@ -271,6 +275,30 @@ def fit_beta(
     ainv = ops.inv_from_chol(ops.chol(ops.add_diag(info, ridge)))
     hat = w * ops.quad(ainv)
     return BetaFit(beta=beta, cov=ops.sandwich(ainv, info), hat=hat, iters=iters, loglik_const=ll_const)
+
+
+def _fit_beta_jit(ops, y, nf, alpha, beta0, ridge, *, tol, maxit, min_mu) -> BetaFit:
+    """:func:`fit_beta` by the compiled gene loop :func:`_jit.fit_beta_rows` (numpy backend, many samples)."""
+    f64 = np.float64
+    alpha = np.ascontiguousarray(alpha, dtype=f64)
+    ll_const = np.ascontiguousarray(nb_loglik_const(ops.be, y, alpha), dtype=f64)  # the numpy kernel's bits
+    y = np.ascontiguousarray(y, dtype=f64)
+    beta, cov, hat, iters = _jit.fit_beta_rows(
+        y,
+        np.ascontiguousarray(nf, dtype=f64),
+        alpha,
+        np.ascontiguousarray(beta0, dtype=f64),
+        np.ascontiguousarray(ridge, dtype=f64),
+        ops.xt_np,
+        ops.xx_t_np,
+        ops.xxq_t_np,
+        ll_const,
+        float(tol),
+        int(maxit),
+        float(min_mu),
+        LARGE_BETA,
+    )
+    return BetaFit(beta=beta, cov=cov, hat=hat, iters=iters, loglik_const=ll_const)
 
 
 # ----------------------------------------------------------------------------------------------------------------
