@@ -64,6 +64,22 @@ def test_distinct_count_sums_have_bincount_bits(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("n", [40, 61, 1000])
+def test_counted_distinct_values_equal_sorted_ones(monkeypatch, n):
+    # the compiled table counts small integer counts and sorts rows with large ones: the same values either way
+    rng = np.random.default_rng(n)
+    y = rng.negative_binomial(1, rng.uniform(1e-5, 0.5, (200, 1)), size=(200, n)).astype(float)
+    y[0] = 0.0
+    y[1, :5] = 1e12  # far beyond the table: sorted
+    y[2, 3] = 2.0**40
+    fast = _kernels.CountSums(y)
+    monkeypatch.setattr(_jit, "ENABLED", False)
+    slow = _kernels.CountSums(y)
+    for name in ("vals", "mult", "gene", "offsets"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+    assert fast.worth_it == slow.worth_it
+
+
 def test_vector_log_is_within_one_ulp():
     rng = np.random.default_rng(3)
     x = np.concatenate(

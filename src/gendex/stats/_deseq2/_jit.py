@@ -301,22 +301,81 @@ LOG_ALPHA_HI = 10.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _distinct(yrow, n, vals, mult):
-    """Distinct positive values of ``yrow`` in increasing order, with multiplicities; returns their number."""
-    ys = np.sort(yrow[:n])
+def _hist_size(y):
+    """Length of the counting table :func:`_distinct` needs for the rows of ``y`` (see there)."""
+    g, n = y.shape
+    top = 0.0
+    for i in range(g):
+        for j in range(n):
+            v = y[i, j]
+            top = v if v > top else top
+    return int(min(top, 32.0 * n + 1024.0)) + 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _distinct(yrow, n, vals, mult, hist):
+    """Distinct positive values of ``yrow`` in increasing order, with multiplicities.
+
+    Returns their number and the number of distinct values with zero. Non-negative integer counts up to
+    ``len(hist) - 1`` (at most ``32 n + 1024``: the scan of the table then costs less than a sort) are counted
+    in ``hist`` (left zeroed), others sorted: the same values and multiplicities either way.
+    """
+    top = 0.0
+    exact = True
+    for j in range(n):
+        v = yrow[j]
+        top = v if v > top else top
+        exact = exact and v >= 0.0 and v == math.floor(v)
     nd = 0
+    n_all = 0
+    if exact and top < hist.shape[0]:
+        for j in range(n):
+            hist[int(yrow[j])] += 1
+        for v in range(int(top) + 1):
+            c = hist[v]
+            if c > 0:
+                n_all += 1
+                hist[v] = 0
+                if v > 0:
+                    vals[nd] = float(v)
+                    mult[nd] = float(c)
+                    nd += 1
+        return nd, n_all
+    ys = np.sort(yrow[:n])
     j = 0
     while j < n:
         v = ys[j]
         k = j + 1
         while k < n and ys[k] == v:
             k += 1
+        n_all += 1
         if v > 0:
             vals[nd] = v
             mult[nd] = float(k - j)
             nd += 1
         j = k
-    return nd
+    return nd, n_all
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def count_table(y):
+    """Each row's distinct positive values and multiplicities by :func:`_distinct` (``_kernels.CountSums``).
+
+    Returns ``(vals, mult, offsets, n_all)``: CSR arrays and the number of distinct values with zeros.
+    """
+    g, n = y.shape
+    hist = np.zeros(_hist_size(y), dtype=np.int64)
+    vals = np.empty(g * n)
+    mult = np.empty(g * n)
+    offsets = np.zeros(g + 1, dtype=np.int64)
+    n_all = 0
+    for i in range(g):
+        at = offsets[i]
+        nd, na = _distinct(y[i], n, vals[at:], mult[at:], hist)
+        offsets[i + 1] = at + nd
+        n_all += na
+    end = offsets[g]
+    return vals[:end].copy(), mult[:end].copy(), offsets, n_all
 
 
 _HALF_LOG_2PI = 0.9189385332046728
@@ -542,6 +601,7 @@ def fit_disp_rows(
     iu = np.empty(n)
     vals = np.empty(n)
     mult = np.empty(n)
+    hist = np.zeros(_hist_size(y) if use_sums else 1, dtype=np.int64)
     b = np.empty(nk)
     low = np.empty(nk)
     ws = np.empty(2 * nk)
@@ -550,7 +610,7 @@ def fit_disp_rows(
     for gi in range(g):
         yrow = y[gi]
         murow = mu[gi]
-        nd = _distinct(yrow, n, vals, mult) if use_sums else 0
+        nd = _distinct(yrow, n, vals, mult, hist)[0] if use_sums else 0
         pm = prior_mean[gi] if use_prior else 0.0
         a = log_alpha0[gi]
         sumy = 0.0
