@@ -610,15 +610,13 @@ def _dlog_post(sp, a, gene, buf, kept):
         binv = ws[:nk]
         _inv_chol_into(low, p, ws[nk : 2 * nk], binv)
         for j in range(n):
-            t[j] = 0.0
-        for k in range(nk):  # x_j' B^-1 x_j for every sample
-            bk = binv[k]
-            for j in range(n):
-                t[j] += xxqt[k, j] * bk
-        for j in range(n):
-            t[j] = (w[j] * w[j]) * t[j]
-        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
-        out = out + 0.5 * _sum8(t, n)
+            t[j] = w[j] * w[j]
+        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B):
+        # sum_j w_j^2 x_j' B^-1 x_j = sum_k B^-1_k sum_j w_j^2 (x_j x_j')_k, one pass per packed entry
+        tr = 0.0
+        for k in range(nk):
+            tr = tr + binv[k] * _dot8(xxqt[k], t, n)
+        out = out + 0.5 * tr
     out = out * alpha
     if use_prior:
         out = out - (a - pm) / pv
