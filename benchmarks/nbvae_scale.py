@@ -2,8 +2,9 @@
 
 Usage::
 
-    python benchmarks/nbvae_scale.py [--parts scale,ddp] [--samples 100000] [--genes 20000] [--peer-samples 10000]
-        [--workdir /tmp] [--md benchmarks/results/nbvae_scale.md]
+    python benchmarks/nbvae_scale.py [--parts scale,ddp,profile] [--samples 100000] [--genes 20000]
+        [--peer-samples 10000] [--workdir /tmp] [--store PATH] [--md benchmarks/results/nbvae_scale.md]
+    python benchmarks/nbvae_scale.py --child write --path PATH --samples 100000 --genes 20000  # a store only
 
 Parts:
 
@@ -15,9 +16,11 @@ Parts:
   A fresh child opens it with ``anndata.experimental.read_lazy`` and runs ``gdx.tl.nbvae(design="~condition",
   n_latent=2, max_epochs=1, batch_size=256)``: the blockwise count check, the initialisation on 1,000 evenly
   spaced samples, one epoch of minibatches read in shuffled row blocks, the dispersion fit and the latent codes
-  of all samples. It reports the wall time of each phase and its peak resident memory (``ru_maxrss``).
-  The peer, in the same run: the first ``--peer-samples`` samples trained the same way from the store and from
-  memory (the counts loaded into the process). The store is deleted at the end.
+  of all samples. It reports the wall time of each phase, its peak resident memory (the kernel's high-water
+  mark ``VmHWM``) and the peak of each stage (:class:`StagePeaks`). The peer, in the same run: the first
+  ``--peer-samples`` samples trained the same way from the store and from memory (the counts loaded into the
+  process). The store is deleted at the end; with ``--store`` an existing one is used and kept.
+- ``profile``: the stage profile of the lazy child on the first ``--peer-samples`` samples of ``--store``.
 - ``ddp``: ``simulate_counts`` 200 samples x 2,000 genes, ``tl.nbvae(design="~condition", n_latent=1)``, full
   batch, 300 epochs without early stopping: one process (seeds 0 and 1) and Lightning's DDP on CPU
   (``strategy="ddp_spawn"``, ``devices=2``, gloo), then ``tl.generative_de`` B vs A. Measures: the mean
@@ -31,6 +34,7 @@ Figures, never timed tests.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import shutil
@@ -38,6 +42,7 @@ import subprocess
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +109,107 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
 
 
+def _status_gb(field: str) -> float:
+    """A memory line of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in GiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**20
+    raise KeyError(field)
+
+
+class StagePeaks:
+    """Resident-memory high-water mark of each stage of ``tl.nbvae``, by wrapping the functions that run it.
+
+    Entering a stage records the resident set and resets the kernel's high-water mark (``VmHWM``, by writing 5
+    to ``/proc/self/clear_refs``); leaving it reads the mark. Stages nest (``fit_dispersions/latent codes``):
+    an outer stage's peak is the largest mark read while it ran. Each stage appears once per call path, with
+    its calls counted and its largest peak kept. The reset resets ``ru_maxrss`` too, so the peak of the process
+    is :meth:`peak`: the largest mark read, the one before the first reset included.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[list] = []  # [path, running peak]
+        self.rows: dict[str, dict] = {}
+        self.top = _status_gb("VmHWM")
+        try:
+            self._reset()
+            self.resettable = True
+        except OSError:
+            self.resettable = False
+
+    @staticmethod
+    def _reset() -> None:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+
+    def peak(self) -> float:
+        """The peak resident memory of the process so far, GiB."""
+        self._mark()
+        return self.top
+
+    def _mark(self) -> None:
+        hwm = _status_gb("VmHWM")
+        self.top = max(self.top, hwm)
+        for entry in self.stack:
+            entry[1] = max(entry[1], hwm)
+
+    @contextmanager
+    def stage(self, name: str):
+        self._mark()
+        path = f"{self.stack[-1][0]}/{name}" if self.stack else name
+        before = _status_gb("VmRSS")
+        if self.resettable:
+            self._reset()
+        entry = [path, before]
+        self.stack.append(entry)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._mark()
+            self.stack.pop()
+            row = self.rows.setdefault(path, {"stage": path, "calls": 0, "rss_before_gb": before, "peak_gb": 0.0})
+            row["calls"] += 1
+            row["peak_gb"] = max(row["peak_gb"], entry[1])
+            row["rss_after_gb"] = _status_gb("VmRSS")
+            row["seconds"] = row.get("seconds", 0.0) + time.perf_counter() - t0
+
+    def wrap(self, owner: object, attr: str, name: str) -> None:
+        """Replace ``owner.attr`` (a function, method or classmethod) by one that runs as stage ``name``."""
+        raw = vars(owner)[attr] if isinstance(owner, type) else getattr(owner, attr)
+        func = raw.__func__ if isinstance(raw, classmethod) else raw
+
+        @functools.wraps(func)
+        def staged(*args, **kwargs):
+            with self.stage(name):
+                return func(*args, **kwargs)
+
+        setattr(owner, attr, classmethod(staged) if isinstance(raw, classmethod) else staged)
+
+    def table(self) -> list[dict]:
+        return list(self.rows.values())
+
+
+def staged_nbvae() -> StagePeaks:
+    """Wrap the stages of ``tl.nbvae`` (see :class:`StagePeaks`)."""
+    from scvi.model.base import UnsupervisedTrainingMixin
+
+    from gendex.model import NBVAE, _data, _init
+
+    prof = StagePeaks()
+    prof.wrap(_data, "scan_counts", "count check")
+    prof.wrap(NBVAE, "setup_anndata", "setup_anndata")
+    prof.wrap(_init, "initial_parameters_from_manager", "start")
+    prof.wrap(_init, "initial_parameters", "fits")
+    prof.wrap(UnsupervisedTrainingMixin, "train", "epoch")
+    prof.wrap(NBVAE, "_refresh_orthogonalisation", "orthogonalisation refresh")
+    prof.wrap(NBVAE, "_adjust_for_confounding", "confounding")
+    prof.wrap(NBVAE, "fit_dispersions", "dispersion fit")
+    prof.wrap(NBVAE, "get_latent_representation", "latent codes")
+    return prof
+
+
 def train_from_store(path: str, n_obs: int | None, *, in_memory: bool) -> dict:
     """One minibatch epoch of ``tl.nbvae`` from the store (or from memory), phases timed, peak RSS."""
     import anndata
@@ -136,8 +242,10 @@ def train_from_store(path: str, n_obs: int | None, *, in_memory: bool) -> dict:
     )
     load_s = time.perf_counter() - t0
     timer = Timer()
+    prof = staged_nbvae()
+    baseline = _status_gb("VmRSS")
     t1 = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), prof.stage("tl.nbvae"):
         warnings.simplefilter("ignore")
         gdx.tl.nbvae(
             adata,
@@ -160,8 +268,10 @@ def train_from_store(path: str, n_obs: int | None, *, in_memory: bool) -> dict:
         "nbvae_s": total,
         "fit_s": timer.fit_s,
         "epoch_s": timer.epoch_s,
-        "peak_rss_gb": _peak_rss_gb(),
+        "peak_rss_gb": prof.peak(),
         "de_genes": int((lfc != 0).sum()),
+        "rss_before_nbvae_gb": baseline,
+        "stages": prof.table(),
     }
 
 
@@ -182,27 +292,42 @@ def _child_env() -> dict:
     return env
 
 
-def part_scale(n: int, g: int, peer: int, workdir: Path) -> pd.DataFrame:
-    store = workdir / f"nbvae_scale_{n}x{g}.zarr"
-    shutil.rmtree(store, ignore_errors=True)
+def part_scale(n: int, g: int, peer: int, workdir: Path, store: Path | None = None) -> pd.DataFrame:
+    """The peers and the large run; ``store``: an existing store of ``n`` x ``g`` counts, reused and kept."""
+    keep = store is not None
+    store = store if keep else workdir / f"nbvae_scale_{n}x{g}.zarr"
     rows = []
     try:
-        w = _child(["--child", "write", "--path", str(store), "--samples", str(n), "--genes", str(g)])
+        if keep:
+            w = {"write_s": float("nan")}
+        else:
+            shutil.rmtree(store, ignore_errors=True)
+            w = _child(["--child", "write", "--path", str(store), "--samples", str(n), "--genes", str(g)])
+            print(f"store written in {w['write_s']:.0f} s (peak RSS {w['peak_rss_gb']:.2f} GB)")
         disk_gb = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**30
-        print(f"store written in {w['write_s']:.0f} s ({disk_gb:.2f} GB on disk, peak RSS {w['peak_rss_gb']:.2f} GB)")
         for n_obs, mem in ((peer, True), (peer, False), (n, False)):
             r = _child(
                 ["--child", "train", "--path", str(store), "--n-obs", str(n_obs)] + (["--memory"] if mem else [])
             )
-            print(r, flush=True)
+            print({k: v for k, v in r.items() if k != "stages"}, flush=True)
+            print(stage_table(r).to_string(index=False), flush=True)
             rows.append(r)
     finally:
-        shutil.rmtree(store, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(store, ignore_errors=True)
     df = pd.DataFrame(rows)
     df.attrs["store"] = {"write_s": w["write_s"], "disk_gb": disk_gb, "raw_gb": n * g * 4 / 2**30}
     ref = df.iloc[0]
     df["epoch_vs_in_memory"] = df["epoch_s"] / ref["epoch_s"] * ref["samples"] / df["samples"]
     return df
+
+
+def stage_table(row: dict) -> pd.DataFrame:
+    """The per-stage memory profile of one training child (see :class:`StagePeaks`), GiB and seconds."""
+    df = pd.DataFrame(row["stages"])
+    df["peak_over_before_gb"] = df["peak_gb"] - df["rss_before_gb"]
+    cols = ["stage", "calls", "rss_before_gb", "peak_gb", "peak_over_before_gb", "rss_after_gb", "seconds"]
+    return df[cols].round(3)
 
 
 def reconstruction_nll(model, adata) -> float:
@@ -263,6 +388,7 @@ def main() -> None:
     p.add_argument("--peer-samples", type=int, default=10_000)
     p.add_argument("--workdir", default="/tmp")
     p.add_argument("--md", default=None)
+    p.add_argument("--store", default=None, help="an existing store to reuse (kept); default: simulate one")
     p.add_argument("--child", choices=["write", "train"], default=None)
     p.add_argument("--path")
     p.add_argument("--n-obs", type=int, default=None)
@@ -278,8 +404,15 @@ def main() -> None:
     md = ["# NB-VAE at scale: one epoch from a lazy store, and DDP against one process", ""]
     md.append(f"`python benchmarks/nbvae_scale.py --parts {a.parts} --samples {a.samples} --genes {a.genes}`")
     md.append("(2-core machine shared with other jobs; `OMP_NUM_THREADS=2` in the children).")
+    store = None if a.store is None else Path(a.store)
+    if "profile" in parts:  # the stage profile of one lazy child on an existing store
+        if store is None:
+            raise SystemExit("--parts profile needs --store (write one with --child write --path P)")
+        r = _child(["--child", "train", "--path", str(store), "--n-obs", str(a.peer_samples)])
+        print({k: v for k, v in r.items() if k != "stages"})
+        print(stage_table(r).to_string(index=False))
     if "scale" in parts:
-        df = part_scale(a.samples, a.genes, a.peer_samples, Path(a.workdir))
+        df = part_scale(a.samples, a.genes, a.peer_samples, Path(a.workdir), store)
         st = df.attrs["store"]
         md += [
             "",
@@ -290,9 +423,12 @@ def main() -> None:
             "initialisation + 1 epoch (batch 256) + dispersion fit + latent codes; `epoch_vs_in_memory` = "
             "seconds per sample per epoch against the in-memory peer of the first row.",
             "",
-            df.round(3).to_markdown(index=False),
+            df.drop(columns="stages").round(3).to_markdown(index=False),
         ]
-        print(df.round(3).to_string())
+        for _, row in df.iterrows():
+            md += ["", f"Stages, {row['samples']:,} samples, {row['backend']}:", ""]
+            md.append(stage_table(row.to_dict()).to_markdown(index=False))
+        print(df.drop(columns="stages").round(3).to_string())
     if "ddp" in parts:
         df = part_ddp()
         md += [

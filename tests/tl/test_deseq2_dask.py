@@ -194,3 +194,21 @@ def test_an_anndata_read_lazily_from_zarr(tmp_path):
     gdx.tl.deseq2(ad, design="~condition + batch")
     gdx.tl.deseq2(lz, design="~condition + batch")
     _assert_same(ad, lz, ["deseq2"])
+
+
+def test_tl_deseq2_scans_dask_counts_once(monkeypatch):
+    ad = _adata()
+    lz = _lazy_copy(ad)
+    gdx.tl.deseq2(ad, design="~condition")
+
+    def second_scan(*args, **kwargs):
+        raise AssertionError("the engine scanned counts that tl.deseq2 had checked")
+
+    monkeypatch.setattr(_fit, "_scan_block", second_scan)
+    gdx.tl.deseq2(lz, design="~condition")  # the shell's one pass gives the engine the non-zero genes
+    _assert_same(ad, lz, ["deseq2"])
+    assert lz.varm["deseq2"]["baseMean"].iloc[[5, -1]].eq(0).all()  # the all-zero genes are known as such
+    with pytest.raises(AssertionError, match="scanned"):  # the engine alone still checks dask counts itself
+        deseq2_fit(lz.layers["counts"], np.ones((40, 1)))
+    with pytest.raises(ValueError, match="`nonzero_genes` must hold 400 booleans"):
+        deseq2_fit(lz.layers["counts"], np.ones((40, 1)), nonzero_genes=np.ones(3, dtype=bool))

@@ -1,3 +1,5 @@
+import warnings
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -174,3 +176,22 @@ def test_key_added_names_the_embedding_with_or_without_x_prefix(lcpm):
     np.testing.assert_array_equal(a.obsm["X_pca"], b.obsm["X_pca"])
     c = gdx.tl.mds(lcpm, key_added="mine", copy=True)
     assert "X_mine" in c.obsm and c.uns["mine"]["method"] == "mds" and "mine" not in c.obsm
+
+
+def test_pca_and_mds_load_a_dask_layer_equal_to_memory_and_warn_when_large(lcpm, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    from gendex.tl import _embedding
+
+    lazy = lcpm.copy()
+    lazy.layers["log_cpm"] = da.from_array(lcpm.layers["log_cpm"], chunks=(4, 50))
+    for func in (gdx.tl.pca, gdx.tl.mds):
+        func(lcpm)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # small: loaded without a word
+            func(lazy)
+    np.testing.assert_array_equal(lazy.obsm["X_pca"], lcpm.obsm["X_pca"])
+    np.testing.assert_array_equal(lazy.obsm["X_mds"], lcpm.obsm["X_mds"])
+    monkeypatch.setattr(_embedding, "LOAD_WARN_BYTES", 8 * 8 * 200 - 1)  # one byte less than the layer
+    for func in (gdx.tl.pca, gdx.tl.mds):
+        with pytest.warns(UserWarning, match=r"load `adata.layers\['log_cpm'\]` into memory .*gene subset"):
+            func(lazy)

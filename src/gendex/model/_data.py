@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 MAX_BLOCK_BYTES = BLOCK_BYTES
 #: A shuffle group (a "fetch") holds at least this many minibatches' rows.
 FETCH_BATCHES = 8
-#: At most this many bytes of row blocks are cached at once (two fetches).
+#: At most this many bytes of row blocks are cached at once (one fetch: the blocks of one shuffle group).
 MAX_CACHE_BYTES = 1024 * 2**20
 
 #: Counts on disk larger than this (bytes as float64) are never loaded whole (see check_counts_fit_in_memory).
@@ -166,6 +167,66 @@ def row_blocks(x: Any) -> np.ndarray:
     return np.asarray(bounds, dtype=np.int64)
 
 
+def read_block(x: Any, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the counts ``x`` (a dask array or in memory) as a dense NumPy array, stored dtype."""
+    part = x[int(start) : int(stop)]
+    part = part.compute() if hasattr(part, "compute") else part
+    return part.toarray() if is_sparse(part) else np.asarray(part)
+
+
+def group_rows(n_genes: int, n_arrays: int = 8) -> int:
+    """Samples per group of :func:`iter_rows`: ``n_arrays`` float32 arrays of a group fit in ``MAX_BLOCK_BYTES``."""
+    return max(1, MAX_BLOCK_BYTES // max(1, int(n_genes) * 4 * int(n_arrays)))
+
+
+def iter_rows(x: Any, rows: np.ndarray, size: int):
+    """The counts of ``rows`` in consecutive groups of at most ``size``: yields ``(where in rows, counts)``.
+
+    ``counts`` is dense, of the stored dtype. Counts on disk (a dask array) are read by whole row blocks
+    (:func:`row_blocks`, the store's row chunks): the block of the current rows is kept until the rows move
+    past it, so for sorted ``rows`` each block is read once and only one block and one group are in memory
+    (fancy indexing the dask array instead holds every chunk it touches). In-memory counts are indexed. The
+    groups do not depend on where the counts are, so whatever is computed per group is the same for both.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    bounds = row_blocks(x) if is_dask(x) else None
+    held: tuple[int, np.ndarray | None] = (-1, None)
+    for start in range(0, len(rows), int(size)):
+        where = slice(start, min(start + int(size), len(rows)))
+        sel = rows[where]
+        if bounds is None:
+            part = x[sel]
+            yield where, part.toarray() if is_sparse(part) else np.asarray(part)
+            continue
+        blocks = np.searchsorted(bounds, sel, side="right") - 1
+        out = None
+        for b in _runs(blocks):
+            if held[0] != b:
+                held = (-1, None)  # free the previous block before reading the next
+                held = (b, read_block(x, bounds[b], bounds[b + 1]))
+            assert held[1] is not None
+            if out is None:
+                out = np.empty((len(sel), held[1].shape[1]), dtype=held[1].dtype)
+            take = blocks == b
+            out[take] = held[1][sel[take] - bounds[b]]
+        assert out is not None  # a group has at least one row
+        yield where, out
+
+
+def _runs(blocks: np.ndarray) -> list[int]:
+    """The distinct values of ``blocks`` in order of first appearance."""
+    _, first = np.unique(blocks, return_index=True)
+    return [int(blocks[i]) for i in np.sort(first)]
+
+
+def read_rows(x: Any, rows: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    """The counts of ``rows`` as one dense ``dtype`` array, read as :func:`iter_rows` reads them."""
+    out = np.empty((len(rows), int(x.shape[1])), dtype=dtype)
+    for where, part in iter_rows(x, rows, group_rows(int(x.shape[1]))):
+        out[where] = part
+    return out
+
+
 class BlockDataset(Dataset):
     """Minibatches of a model's registered data whose counts are on disk, read in contiguous row blocks.
 
@@ -194,13 +255,11 @@ class BlockDataset(Dataset):
         if b in self._cache:
             self._cache.move_to_end(b)
             return self._cache[b]
-        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        part = x[int(self.bounds[b]) : int(self.bounds[b + 1])]
-        part = part.compute() if hasattr(part, "compute") else part
-        part = part.toarray() if is_sparse(part) else np.asarray(part)
-        self._cache[b] = part
-        while len(self._cache) > self.cache_blocks:
+        while len(self._cache) >= self.cache_blocks:  # make room before reading: at most cache_blocks held
             self._cache.popitem(last=False)
+        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        part = read_block(x, self.bounds[b], self.bounds[b + 1])
+        self._cache[b] = part
         return part
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -208,12 +267,16 @@ class BlockDataset(Dataset):
         rows = np.asarray(rows, dtype=np.int64)
         blocks = np.searchsorted(self.bounds, rows, side="right") - 1
         out = None
-        for b in np.unique(blocks):
+        # the blocks already held first: a minibatch that ends one shuffle group and starts the next takes the
+        # old group's rows before the new group's blocks push them out, so a cache of one group reads each once
+        needed = np.unique(blocks)
+        for b in sorted(needed.tolist(), key=lambda b: b not in self._cache):
             sel = np.flatnonzero(blocks == b)
             part = self._block(int(b))
             if out is None:
                 out = np.empty((len(rows), part.shape[1]), dtype=np.float32)
             out[sel] = part[rows[sel] - self.bounds[b]]
+            del part  # a block the cache drops is freed before the next is read
         assert out is not None  # a minibatch has at least one row
         return out
 
@@ -222,6 +285,20 @@ class BlockDataset(Dataset):
         data = self.others[rows]
         data[REGISTRY_KEYS.X_KEY] = self.read_rows(rows)
         return data
+
+
+def inference_loader(adata_manager, indices: Sequence[int] | None, batch_size: int | None) -> DataLoader:
+    """Minibatches of ``indices`` (all samples if None), in order, for a model whose counts are on disk.
+
+    The counts come from :class:`BlockDataset` with one row block held: for sorted indices each block is read
+    once. ``batch_size`` defaults to :func:`group_rows` samples.
+    """
+    x = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    rows = np.arange(int(x.shape[0])) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
+    size = int(batch_size) if batch_size else group_rows(int(x.shape[1]))
+    batches = [rows[i : i + size].tolist() for i in range(0, len(rows), size)]
+    dataset = BlockDataset(adata_manager, cache_blocks=1)
+    return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
 
 
 class BlockSampler(Sampler):
@@ -348,7 +425,6 @@ class BlockDataSplitter(DataSplitter):
             drop_last=self.drop_last,
         )
         block_bytes = int(np.max(np.diff(bounds))) * int(x.shape[1]) * np.dtype(x.dtype).itemsize
-        cache = min(2 * sampler.fetch_blocks, max(1, MAX_CACHE_BYTES // max(1, block_bytes)))
-        cache = max(cache, 2)
+        cache = min(sampler.fetch_blocks, max(1, MAX_CACHE_BYTES // max(1, block_bytes)))
         dataset = BlockDataset(self.adata_manager, cache_blocks=cache)
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)

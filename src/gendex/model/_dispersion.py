@@ -46,19 +46,44 @@ def cox_reid(mu: torch.Tensor, log_alpha: torch.Tensor, moments: torch.Tensor) -
 
     ``moments`` holds the second moments of the per-sample design features, shape ``(n, p, p)``.
     """
-    w = mu / (1.0 + torch.exp(log_alpha) * mu)
     p = moments.shape[-1]
-    info = (w.T @ moments.reshape(moments.shape[0], p * p)).reshape(-1, p, p)
-    chol, bad = torch.linalg.cholesky_ex(info)
-    logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    return -0.5 * torch.where(bad == 0, logdet, torch.zeros_like(logdet))
+    return _cox_reid_flat(mu, log_alpha, moments.reshape(moments.shape[0], p * p).T.contiguous(), p)
+
+
+def _cox_reid_flat(mu: torch.Tensor, log_alpha: torch.Tensor, flat_moments: torch.Tensor, p: int) -> torch.Tensor:
+    """:func:`cox_reid` with the moments as a ``(p * p, n)`` matrix (made once per fit, not once per call)."""
+    w = mu / (1.0 + torch.exp(log_alpha) * mu)
+    return -0.5 * _logdet_spd((flat_moments @ w).reshape(p, p, -1))
+
+
+def _logdet_spd(a: torch.Tensor) -> torch.Tensor:
+    """``log det`` of every symmetric matrix ``a[:, :, g]`` (``(p, p, G)``, overwritten); 0 where not positive definite.
+
+    Gaussian elimination without pivoting, vectorised over the genes: its pivots are the squared diagonal of the
+    Cholesky factor, so a matrix is positive definite exactly when every pivot is positive (as a Cholesky
+    factorisation decides it), and the log determinant is the sum of their logs. A few ops on ``(G,)`` vectors per
+    step instead of a batched LAPACK call per tiny matrix.
+    """
+    p = a.shape[0]
+    logdet = torch.zeros(a.shape[-1], dtype=a.dtype, device=a.device)
+    ok = torch.ones(a.shape[-1], dtype=torch.bool, device=a.device)
+    for k in range(p):
+        piv = a[k, k]
+        ok &= piv > 0
+        logdet += torch.log(piv)
+        if k + 1 < p:
+            row = a[k, k + 1 :] / piv
+            a[k + 1 :, k + 1 :] -= a[k + 1 :, k, None] * row[None]
+    return torch.where(ok, logdet, torch.zeros_like(logdet))
 
 
 def _nb_loglik_alpha(y: torch.Tensor, mu: torch.Tensor, log_alpha: torch.Tensor) -> torch.Tensor:
     """The part of :func:`nb_loglik` that depends on ``alpha`` (``mu`` fixed), summed over samples; cheaper."""
     r = torch.exp(-log_alpha)
     n = y.shape[0]
-    per_sample = torch.lgamma(y + r) - (r + y) * torch.log(r + mu)
+    yr = y + r
+    per_sample = torch.lgamma(yr)
+    per_sample -= torch.log(mu + r).mul_(yr)
     return per_sample.sum(0) + n * (r * torch.log(r) - torch.lgamma(r))
 
 
@@ -77,27 +102,44 @@ class LogDispersionPrior:
         return log_prior(log_alpha - self.mean[genes], self.sd, self.weights)
 
 
-def _objective(y, mu, moments, log_alpha, prior, genes):
-    obj = _nb_loglik_alpha(y, mu, log_alpha)
-    if moments is not None:
-        obj = obj + cox_reid(mu, log_alpha, moments)
+class _Likelihood:
+    """The Cox-Reid adjusted NB log likelihood of a chunk of genes as a function of ``log alpha`` (``mu`` fixed).
+
+    What does not depend on ``alpha`` (the moments as a ``(p * p, n)`` matrix) is prepared once per fit.
+    """
+
+    def __init__(self, y: torch.Tensor, mu: torch.Tensor, moments: torch.Tensor | None):
+        self.y, self.mu = y, mu
+        self.p = 0 if moments is None else moments.shape[-1]
+        self.flat = None if moments is None else moments.reshape(moments.shape[0], -1).T.contiguous()
+
+    def __call__(self, log_alpha: torch.Tensor) -> torch.Tensor:
+        obj = _nb_loglik_alpha(self.y, self.mu, log_alpha)
+        if self.flat is not None:
+            obj = obj + _cox_reid_flat(self.mu, log_alpha, self.flat, self.p)
+        return obj
+
+
+def _objective(lik: _Likelihood, log_alpha, prior, genes):
+    obj = lik(log_alpha)
     if prior is not None:
         obj = obj + prior(log_alpha, genes)
     return obj
 
 
-def _argmax_on_grid(y, mu, moments, centre, offsets, prior, genes, lo, hi):
+def _argmax_on_grid(lik, centre, offsets, prior, genes, lo, hi):
+    """The best of the points ``centre + offset`` (clamped to ``[lo, hi]``) per gene, and its objective."""
     best_val = best_x = None
     for off in offsets:
         x = torch.clamp(centre + off, lo, hi)
-        val = _objective(y, mu, moments, x, prior, genes)
+        val = _objective(lik, x, prior, genes)
         if best_val is None:
             best_val, best_x = val, x
         else:
             better = val > best_val
             best_val = torch.where(better, val, best_val)
             best_x = torch.where(better, x, best_x)
-    return best_x
+    return best_x, best_val
 
 
 def fit_log_dispersion(
@@ -121,22 +163,23 @@ def fit_log_dispersion(
     upper)`` (per gene) six points across it replace the grid (the MAP lies between the gene-wise estimate and
     the trend).
     """
+    lik = _Likelihood(y, mu, moments)
     lo, hi = math.log(MIN_DISP), math.log(max_disp)
     g = y.shape[1]
     if bracket is None:
         start = torch.full((g,), lo, dtype=y.dtype, device=y.device)
         coarse = np.arange(0.0, hi - lo + grid_step, grid_step).tolist()
-        x = _argmax_on_grid(y, mu, moments, start, coarse, prior, genes, lo, hi)
+        x, f_x = _argmax_on_grid(lik, start, coarse, prior, genes, lo, hi)
         step = torch.full((g,), grid_step, dtype=y.dtype, device=y.device)
     else:  # six points across a per-gene bracket known to hold the maximum
         start, stop = (torch.clamp(t, lo, hi) for t in bracket)
         step = torch.clamp((stop - start) / 5.0, min=1e-3)
-        x = _argmax_on_grid(y, mu, moments, start, [step * i for i in range(6)], prior, genes, lo, hi)
+        x, f_x = _argmax_on_grid(lik, start, [step * i for i in range(6)], prior, genes, lo, hi)
     a, b = torch.clamp(x - step, lo, hi), torch.clamp(x + step, lo, hi)
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc = _objective(y, mu, moments, c, prior, genes)
-    fd = _objective(y, mu, moments, d, prior, genes)
+    fc = _objective(lik, c, prior, genes)
+    fd = _objective(lik, d, prior, genes)
     for _ in range(n_golden):
         left = fc > fd  # the maximum lies in [a, d]
         b = torch.where(left, d, b)
@@ -145,24 +188,38 @@ def fit_log_dispersion(
         # reuse the surviving point, evaluate the new one
         c_next = torch.where(left, new_c, d)
         d_next = torch.where(left, c, new_d)
-        f_new = _objective(y, mu, moments, torch.where(left, new_c, new_d), prior, genes)
+        f_new = _objective(lik, torch.where(left, new_c, new_d), prior, genes)
         fc, fd = torch.where(left, f_new, fd), torch.where(left, fc, f_new)
         c, d = c_next, d_next
     best = torch.where(fc > fd, c, d)
     # keep the grid point if it is better (flat likelihoods at the boundary)
     f_best = torch.maximum(fc, fd)
-    f_x = _objective(y, mu, moments, x, prior, genes)
     return torch.where(f_x > f_best, x, best)
+
+
+def _curvature_variance(f: list[torch.Tensor], h: float) -> torch.Tensor:
+    """Minus the inverse curvature from the objective at ``x, x - h, x + h`` (clamped to ``[1e-4, 4]``)."""
+    f0, fm, fp = f
+    curv = (fp - 2 * f0 + fm) / h**2
+    var = torch.where(curv < 0, -1.0 / curv, torch.full_like(curv, 4.0))
+    return torch.clamp(var, 1e-4, 4.0)
 
 
 def log_dispersion_variance(y, mu, moments, log_alpha, *, prior=None, genes=slice(None), h: float = 0.05):
     """Posterior variance of ``log alpha``: minus the inverse curvature of the objective (finite differences)."""
-    f0 = _objective(y, mu, moments, log_alpha, prior, genes)
-    fm = _objective(y, mu, moments, log_alpha - h, prior, genes)
-    fp = _objective(y, mu, moments, log_alpha + h, prior, genes)
-    curv = (fp - 2 * f0 + fm) / h**2
-    var = torch.where(curv < 0, -1.0 / curv, torch.full_like(curv, 4.0))
-    return torch.clamp(var, 1e-4, 4.0)
+    return _variances(_Likelihood(y, mu, moments), log_alpha, prior, genes, h)[0]
+
+
+def _variances(lik: _Likelihood, log_alpha, prior, genes, h: float = 0.05):
+    """:func:`log_dispersion_variance` with ``prior`` and (second, None without a prior) without it.
+
+    The likelihood at the three points is computed once for both.
+    """
+    xs = (log_alpha, log_alpha - h, log_alpha + h)
+    liks = [lik(x) for x in xs]
+    without = _curvature_variance(liks, h) if prior is not None else None
+    with_prior = liks if prior is None else [v + prior(x, genes) for v, x in zip(liks, xs, strict=True)]
+    return _curvature_variance(with_prior, h), without
 
 
 def fit_trend(base_mean: np.ndarray, disp: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
@@ -503,8 +560,7 @@ def fit_dispersions(
         out_t = torch.as_tensor(keep_genewise, device=y.device)
 
         def var_chunk(s):
-            with_prior = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s], prior=prior, genes=s)
-            without = log_dispersion_variance(y[:, s], mu[:, s], moments, final[s])
+            with_prior, without = _variances(_Likelihood(y[:, s], mu[:, s], moments), final[s], prior, s)
             return torch.where(out_t[s], without, with_prior)
 
         laplace_sd = by_chunks(var_chunk).sqrt()

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from scvi import REGISTRY_KEYS
 
-from .._validation import to_dense
 from . import _dispersion
+from ._data import read_rows
 from ._module import covariate_design
 
 DTYPE = torch.float64
@@ -68,9 +68,10 @@ def initial_parameters_from_manager(
     rows = init_rows(mgr.adata.n_obs)
     cov_design = covariate_design(cat, cont, n_cats, n_cont)
     feats = np.zeros((len(rows), 0)) if cov_design is None else cov_design.numpy().astype(np.float64)[rows]
-    counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
+    counts = read_rows(mgr.get_from_registry(REGISTRY_KEYS.X_KEY), rows)  # float64, read in row blocks
     sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
-    return initial_parameters(counts, sf, feats, n_latent, weight_prior_sd, cov_prior_sd), n_cats, n_cont
+    init = initial_parameters(counts, sf, feats, n_latent, weight_prior_sd, cov_prior_sd, overwrite=True)
+    return init, n_cats, n_cont
 
 
 def init_rows(n_obs: int, max_samples: int = 1000) -> np.ndarray:
@@ -85,7 +86,8 @@ def pca_projection(u: np.ndarray, n_latent: int, max_samples: int = 1000) -> tup
     geometry (the dominant axis of variation stays dominant). Uses at most ``max_samples`` evenly spaced samples
     (the Gram matrix is ``n x n``). Dimensions beyond the rank of the data get a zero projection.
     """
-    sub = u[init_rows(u.shape[0], max_samples)]
+    rows = init_rows(u.shape[0], max_samples)
+    sub = u if len(rows) == u.shape[0] else u[rows]  # all samples: no copy
     g = u.shape[1]
     centre = sub.mean(0)
     xc = sub - centre
@@ -144,33 +146,38 @@ def initial_parameters(
     n_latent: int,
     weight_prior_sd: float,
     cov_prior_sd: float = 10.0,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, np.ndarray | float]:
     """All initial values of :class:`~gendex.model.NBVAEModule` (see the module docstring).
 
     ``counts`` ``(n, G)``, ``size_factors`` ``(n,)`` and ``cov_features`` ``(n, f)`` of the samples chosen by
-    :func:`init_rows`.
+    :func:`init_rows`. With ``overwrite`` (float64 ``counts`` only) the counts' memory holds the log-normalised
+    values as they are computed, so one ``n x G`` array less is in memory (the values are the same).
     """
-    norm = counts / size_factors[:, None]
+    r = init_rows(len(counts), FIT_SAMPLES)
+    y = torch.as_tensor(np.asarray(counts[r]), dtype=DTYPE)  # the GLM and dispersion fits' samples (a copy)
+    inplace = overwrite and isinstance(counts, np.ndarray) and counts.dtype == np.float64
+    norm = np.divide(counts, size_factors[:, None], out=counts if inplace else None)
     base_mean = norm.mean(0)
-    u = np.log1p(norm)
+    log_trend0 = np.log(_moments_trend(norm, size_factors, base_mean))
+    u = np.log1p(norm, out=norm)  # norm is not needed any more
     f = cov_features.shape[1]
     cov_effect = np.zeros((f, u.shape[1]))
     if f:  # remove the covariates' least-squares effects: the codes describe what the covariates do not
         xc = np.column_stack([np.ones(len(u)), cov_features])
         cov_effect = np.linalg.lstsq(xc, u, rcond=None)[0][1:]
-        u = u - cov_features @ cov_effect
+        u -= cov_features @ cov_effect
     centre, basis = pca_projection(u, n_latent)
     z0 = (u - centre) @ basis[:, :n_latent]
-    r = init_rows(len(z0), FIT_SAMPLES)
+    del u, norm
     design_np = np.column_stack([np.ones(len(r)), z0[r], cov_features[r]])
-    y = torch.as_tensor(counts[r], dtype=DTYPE)
     sf = torch.as_tensor(size_factors[r], dtype=DTYPE)
     design = torch.as_tensor(design_np, dtype=DTYPE)
     p = design.shape[1]
     prec = torch.diag(
         torch.as_tensor([1e-8] + [weight_prior_sd**-2.0] * n_latent + [cov_prior_sd**-2.0] * f, dtype=DTYPE)
     )
-    log_trend0 = np.log(_moments_trend(norm, size_factors, base_mean))
     beta0 = torch.zeros(counts.shape[1], p, dtype=DTYPE)
     beta0[:, 0] = torch.as_tensor(np.log(np.maximum(base_mean, 1e-8)))
     beta = fit_nb_glm(y, sf, design, torch.as_tensor(log_trend0), beta0, prec)

@@ -29,7 +29,7 @@ from scvi.data.fields import (
 )
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
-from .._validation import check_obs_key, to_dense
+from .._validation import check_obs_key
 from . import _data, _dispersion, _init, _latent_dim, _posterior
 from ._de import GenerativeDEMixin
 from ._module import NBVAEModule
@@ -332,13 +332,32 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         """Whether the registered counts are a dask array (read in row blocks, see ``gendex.model._data``)."""
         return _data.is_dask(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
 
-    def get_latent_representation(self, *args: Any, batch_size: int | None = None, **kwargs: Any):
-        """scvi-tools' latent representation; with counts on disk, minibatches default to one row block."""
-        if batch_size is None and self._counts_on_disk():
-            batch_size = int(
-                np.max(np.diff(_data.row_blocks(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))))
-            )
-        return super().get_latent_representation(*args, batch_size=batch_size, **kwargs)
+    def _make_data_loader(
+        self,
+        adata: AnnData,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        shuffle: bool = False,  # noqa: FBT001, FBT002 (scvi-tools' signature)
+        data_loader_class=None,
+        **data_loader_kwargs: Any,
+    ):
+        """scvi-tools' loader; for counts on disk, minibatches read in row blocks (``_data.inference_loader``).
+
+        Every method that runs the model over samples (latent codes, decoded expression, ELBO) reads them so:
+        each row block once for sorted ``indices``, with the minibatches of ``_data.group_rows`` samples.
+        """
+        mgr = self.get_anndata_manager(adata)
+        if (
+            mgr is not None
+            and not shuffle
+            and data_loader_class is None
+            and not data_loader_kwargs
+            and _data.is_dask(mgr.get_from_registry(REGISTRY_KEYS.X_KEY))
+        ):
+            return _data.inference_loader(mgr, indices, batch_size)
+        return super()._make_data_loader(
+            adata, indices, batch_size, shuffle, data_loader_class=data_loader_class, **data_loader_kwargs
+        )
 
     @torch.no_grad()
     def _adjust_for_confounding(self) -> None:
@@ -412,13 +431,19 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         m = self.module
         if not m.n_cov_features:
             return
-        rows = _init.init_rows(self.adata.n_obs, 5000)
+        rows = _init.init_rows(self.adata.n_obs, REFRESH_SAMPLES)
         mgr = self.adata_manager
-        x = torch.as_tensor(to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows]), dtype=torch.float32)
-        sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float32).reshape(-1, 1)[rows]
-        u = torch.log1p(x / torch.as_tensor(sf)).to(self.device)
+        x = mgr.get_from_registry(REGISTRY_KEYS.X_KEY)
+        sf = torch.as_tensor(
+            np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float32).reshape(-1, 1)[rows]
+        )
         feats = _posterior.covariate_features(self, rows)
-        m.z_encoder.refresh_orthogonalisation(u, feats)
+        means = []  # the codes' raw means, group by group: one group of samples x genes in memory at a time
+        for where, counts in _data.iter_rows(x, rows, _data.group_rows(x.shape[1])):
+            u = torch.log1p(torch.as_tensor(counts, dtype=torch.float32) / sf[where]).to(self.device)
+            means.append(m.z_encoder.raw_mean(u, feats[where])[0])
+            del u, counts
+        m.z_encoder.set_orthogonalisation(torch.cat(means), feats)
 
     @torch.inference_mode()
     def fit_dispersions(
@@ -577,6 +602,11 @@ def _tukey_regression(x: np.ndarray, y: np.ndarray, n_iter: int = 30) -> np.ndar
     return coef
 
 
+#: At most this many evenly spaced samples set the codes' final orthogonalisation to the covariate features (a
+#: regression of ``n_latent`` code means on the features, whose standard error falls as one over the square root
+#: of the samples: at 5,000 it is far below the codes' own posterior spread); they are read in groups.
+REFRESH_SAMPLES = 5000
+
 #: Least share of unchanged genes (per covariate feature) for which the confounding estimate is trusted.
 MIN_NULL_SHARE = 0.7
 
@@ -683,7 +713,7 @@ def _resolve_n_latent(mgr, n_latent: int | str, n_feat: int) -> int | tuple[int,
         n_cats, n_cont = _init.covariate_shapes(mgr)
         rows = _init.init_rows(mgr.adata.n_obs)
         feats = _posterior.registered_covariates(mgr, n_cats, n_cont).numpy().astype(np.float64)[rows]
-        counts = to_dense(mgr.get_from_registry(REGISTRY_KEYS.X_KEY)[rows], dtype=np.float64)
+        counts = _data.read_rows(mgr.get_from_registry(REGISTRY_KEYS.X_KEY), rows)
         sf = np.asarray(mgr.get_from_registry(REGISTRY_KEYS.SIZE_FACTOR_KEY), dtype=np.float64).ravel()[rows]
         return _latent_dim.choose_n_latent(counts, sf, feats)
     if isinstance(n_latent, bool) or not isinstance(n_latent, int | np.integer) or n_latent < (0 if n_feat else 1):

@@ -195,7 +195,13 @@ class BulkEncoder(nn.Module):
         """Recompute ``code_cov_coef`` over the samples ``u`` (all training samples) at the current weights."""
         if not self.code_cov_coef.numel():
             return
-        mean, _ = self.raw_mean(u, cov_features)
+        self.set_orthogonalisation(self.raw_mean(u, cov_features)[0], cov_features)
+
+    @torch.no_grad()
+    def set_orthogonalisation(self, mean: torch.Tensor, cov_features: torch.Tensor) -> None:
+        """Set ``code_cov_coef`` from the raw posterior means ``(n, k)`` of samples with these features."""
+        if not self.code_cov_coef.numel():
+            return
         cm = cov_features.mean(0)
         xc = cov_features - cm
         ridge = 1e-6 * torch.eye(xc.shape[1], dtype=xc.dtype, device=xc.device)

@@ -200,6 +200,7 @@ def _run_batched(req: _Request) -> _Outcome:
         min_replicates=req.params["min_replicates"],
         refit_cooks=req.params["refit_cooks"],
         device=req.params["device"],
+        nonzero_genes=req.nonzero_genes,
     )
     tests = {
         "alpha": req.params["alpha"],

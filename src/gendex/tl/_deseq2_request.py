@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._design import ResolvedContrast, design_factors, design_matrix, prepare_obs, resolve_contrast
-from .._lazy import is_dask
+from .._lazy import is_dask, sum_cols
 from .._utils import contrast_key
 from .._validation import (
     check_no_empty_samples,
@@ -55,6 +55,7 @@ class _Request:
     inference: str | Inference
     params: dict[str, Any]
     n_cpus: int
+    nonzero_genes: NDArray[np.bool_] | None = None  # dask counts: genes with a non-zero count, from the one scan
 
 
 @dataclass
@@ -122,8 +123,9 @@ def _validate(
     check_device(device)
 
     matrix = get_matrix(adata, layer)
+    nonzero_genes = None
     if is_dask(matrix):
-        counts = _lazy_counts(adata, layer, inference=inference, shrink=shrink, device=device)
+        counts, nonzero_genes = _lazy_counts(adata, layer, inference=inference, shrink=shrink, device=device)
     else:
         counts = get_counts(adata, layer)
         check_no_empty_samples(counts, adata.obs_names)
@@ -203,11 +205,17 @@ def _validate(
         inference=inference,
         params=params,
         n_cpus=int(n_cpus) if n_cpus is not None else _available_cpus(),
+        nonzero_genes=nonzero_genes,
     )
 
 
-def _lazy_counts(adata: AnnData, layer: str | None, *, inference: Any, shrink: Any, device: str) -> Any:
-    """Dask counts checked blockwise (integers, no empty sample) for the batched engine; never loaded."""
+def _lazy_counts(
+    adata: AnnData, layer: str | None, *, inference: Any, shrink: Any, device: str
+) -> tuple[Any, NDArray[np.bool_]]:
+    """Dask counts checked blockwise (integers, no empty sample) for the batched engine; never loaded.
+
+    Also which genes have a non-zero count, found in the same pass, so the engine does not scan them again.
+    """
     where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
     load = f"load them first (`{where[1:-1]} = {where[1:-1]}.compute()`)"
     if not isinstance(inference, str) or inference != "batched":
@@ -226,7 +234,15 @@ def _lazy_counts(adata: AnnData, layer: str | None, *, inference: Any, shrink: A
             f"supported; use device='cpu', or {load}"
         )
 
-    return scan_counts(adata, layer).x  # one pass over the stored chunks: integers, no empty sample
+    # one pass over the stored chunks: integers, no empty sample, and the genes with a non-zero count
+    scan = scan_counts(adata, layer, _any_nonzero)
+    nonzero = sum_cols(scan.results, scan.x.shape[1]) > 0
+    return scan.x, nonzero
+
+
+def _any_nonzero(block: NDArray[np.int64], rows: slice, cols: slice) -> NDArray[np.int64]:
+    """Per gene of a chunk: 1 if it has a non-zero count (added over the row chunks by ``sum_cols``)."""
+    return (block != 0).any(axis=0).astype(np.int64)
 
 
 def _available_cpus() -> int:

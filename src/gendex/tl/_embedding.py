@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 from anndata import AnnData
 from numpy.typing import NDArray
 
 from .._contrast import deprecated_argument
+from .._lazy import is_dask
 from .._utils import h5ad_safe
 from .._validation import get_matrix, to_dense
 from ..stats import classical_mds, leading_logfc_distances
@@ -22,12 +24,31 @@ def embedding_keys(key_added: str) -> str:
     return key_added.removeprefix("X_") or key_added
 
 
+#: A layer on disk (a dask array) larger than this as float64 is loaded with a warning (see :func:`_log_values`).
+LOAD_WARN_BYTES = 2**30
+
+
 def _log_values(adata: AnnData, layer: str | None, *, finite_genes: bool) -> tuple[NDArray, NDArray[np.bool_]]:
-    """Dense float copy of the log-expression layer; genes with a non-finite value are dropped (as limma)."""
+    """Dense float copy of the log-expression layer; genes with a non-finite value are dropped (as limma).
+
+    A dask layer (out-of-core counts) is loaded whole: with a warning when it takes more than
+    ``LOAD_WARN_BYTES`` as float64.
+    """
     if layer is not None and layer not in adata.layers:
         hint = " (run `gdx.pp.log_cpm(adata)` first)" if layer == "log_cpm" else ""
         raise KeyError(f"`adata.layers[{layer!r}]` not found{hint}; available: {list(adata.layers)}")
-    x = to_dense(get_matrix(adata, layer), dtype=np.float64)
+    stored = get_matrix(adata, layer)
+    need = int(np.prod(stored.shape)) * 8
+    if is_dask(stored) and need > LOAD_WARN_BYTES:
+        where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
+        warnings.warn(
+            f"tl.pca and tl.mds load {where} into memory ({stored.shape[0]:,} x {stored.shape[1]:,}, "
+            f"{need / 2**30:.1f} GB as float64); run them on a gene subset, e.g. "
+            "`gdx.tl.pca(adata[:, top_genes].copy())` with the most variable genes",
+            UserWarning,
+            stacklevel=3,
+        )
+    x = to_dense(stored, dtype=np.float64)
     finite = np.isfinite(x).all(axis=0)
     if not finite_genes and not finite.all():
         where = "`adata.X`" if layer is None else f"`adata.layers[{layer!r}]`"
@@ -63,6 +84,8 @@ def mds(
         Samples x genes AnnData with log-expression values, e.g. from :func:`gendex.pp.log_cpm`.
     layer
         Layer with the log-expression values; None means ``X``. Genes with a non-finite value are left out.
+        A dask layer (out-of-core counts) is read into memory whole, with a warning above 1 GB as float64:
+        pass a gene subset of a large cohort.
     n_top_genes
         Number of leading genes per pair of samples (capped at the number of genes); limma's ``top``.
     n_comps
@@ -156,7 +179,8 @@ def pca(
     adata
         Samples x genes AnnData with log-expression values, e.g. from :func:`gendex.pp.log_cpm`.
     layer
-        Layer with the values; None means ``X``. Every value must be finite.
+        Layer with the values; None means ``X``. Every value must be finite. A dask layer (out-of-core counts)
+        is read into memory whole, with a warning above 1 GB as float64: pass a gene subset of a large cohort.
     n_comps
         Number of components; None means ``min(50, n_samples - 1, n_genes)``.
     n_top_genes

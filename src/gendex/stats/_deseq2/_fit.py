@@ -158,6 +158,7 @@ def deseq2_fit(
     keep_matrices: bool | None = None,
     n_threads: int | None = None,
     device: str = "cpu",
+    nonzero_genes: ArrayLike | None = None,
 ) -> DESeq2Fit:
     """Fit DESeq2's negative binomial GLM to every gene at once, following R DESeq2's ``DESeq()``.
 
@@ -201,6 +202,9 @@ def deseq2_fit(
         the dask scheduler's threads or workers instead.
     device
         Torch device (``"cpu"``, ``"cuda"``, ...). All arithmetic is float64.
+    nonzero_genes
+        Dask counts only: which genes have a non-zero count, from a pass over the counts that also checked them
+        (as :func:`gendex.tl.deseq2` does); the counts are then not scanned again. None: scanned here.
 
     Returns
     -------
@@ -229,11 +233,16 @@ def deseq2_fit(
                 "avoid; leave keep_matrices=None, or load the counts first (`counts.compute()`)"
             )
         keep_matrices = False
-        scans = map_slices(_scan_block, cnt, _gene_ranges(cnt.shape[1], _genes_per_block(cnt.shape[0])))
-        problem = next((msg for msg, _ in scans if msg), None)
-        if problem:
-            raise ValueError(problem)
-        nonzero = np.concatenate([nzb for _, nzb in scans])
+        if nonzero_genes is None:
+            scans = map_slices(_scan_block, cnt, _gene_ranges(cnt.shape[1], _genes_per_block(cnt.shape[0])))
+            problem = next((msg for msg, _ in scans if msg), None)
+            if problem:
+                raise ValueError(problem)
+            nonzero = np.concatenate([nzb for _, nzb in scans])
+        else:  # checked by the caller in its own pass over the counts (tl.deseq2)
+            nonzero = np.asarray(nonzero_genes, dtype=bool).ravel()
+            if nonzero.shape != (cnt.shape[1],):
+                raise ValueError(f"`nonzero_genes` must hold {cnt.shape[1]} booleans, got shape {nonzero.shape}")
     else:
         problem = _count_problem(cnt, slice(None))
         if problem:
