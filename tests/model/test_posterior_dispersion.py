@@ -59,10 +59,8 @@ def test_grid_nodes_match_a_brute_force_integration():
     z, second = _nodes(y, mu, moments, prior, centre)
 
     x = np.linspace(math.log(1e-6), math.log(50.0), 4001)
-    lp = np.stack(
-        [_dispersion._objective(y, mu, moments, torch.full((g,), v, dtype=F64), prior, slice(None)).numpy() for v in x],
-        1,
-    )
+    lik = _dispersion._Likelihood(y, mu, moments)
+    lp = np.stack([(lik(t) + prior(t)).numpy() for t in (torch.full((g,), v, dtype=F64) for v in x)], 1)
     p = np.exp(lp - lp.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     c = np.log(trend)

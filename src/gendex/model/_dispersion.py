@@ -405,11 +405,12 @@ def posterior_nodes(
     where the heavy-tailed prior and the likelihood disagree (a gene far above the trend whose gene-wise
     estimate happens to sit near it).
     """
+    lik = _Likelihood(y, mu, moments)
 
     def logpost(x: torch.Tensor) -> np.ndarray:  # (G, K) points -> (G, K) log posterior
         cols = []
         for k in range(x.shape[1]):
-            v = _objective(y, mu, moments, x[:, k], None, genes)
+            v = lik(x[:, k])
             cols.append(v + torch.where(no_prior, torch.zeros_like(v), prior(x[:, k], genes)))
         return torch.stack(cols, 1).cpu().double().numpy()
 
