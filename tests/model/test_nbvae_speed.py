@@ -103,6 +103,54 @@ def test_log_weighted_sum_exp_is_logsumexp():
     assert abs(float(ours[7, 3] - ours[8, 3])) > 50  # the extreme draws are kept, not clipped
 
 
+def test_logdet_by_elimination_is_choleskys():
+    from gendex.model._dispersion import _logdet_spd
+
+    gen = torch.Generator().manual_seed(2)
+    p, g = 5, 60
+    x = torch.randn(g, 9, p, dtype=torch.float64, generator=gen)
+    spd = x.transpose(1, 2) @ x + 1e-3 * torch.eye(p, dtype=torch.float64)
+    spd[:5] *= torch.logspace(-6, 6, 5, dtype=torch.float64)[:, None, None]  # scales far from 1
+    spd[5, 4, 4] = -1.0  # not positive definite in the last pivot
+    spd[6] = spd[6] - 1e3 * torch.eye(p, dtype=torch.float64)  # indefinite from the first pivot on
+    spd[7, 0, 0] = float("nan")
+    chol, info = torch.linalg.cholesky_ex(spd)
+    ref = torch.where(info == 0, 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1), 0.0)
+    ours = _logdet_spd(spd.permute(1, 2, 0).clone())
+    assert bool((info[5:8] != 0).all()) and bool((ours[5:8] == 0).all())
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    assert float(ours[:5].std()) > 1.0  # the determinants differ: a constant would fail
+
+
+def test_shared_likelihood_variances_are_the_separate_ones():
+    from gendex.model import _dispersion as D
+
+    gen = torch.Generator().manual_seed(3)
+    n, g = 8, 50
+    x = torch.cat([torch.ones(n, 1), torch.randn(n, 1, generator=gen)], 1).double()
+    moments = x[:, :, None] * x[:, None, :]
+    mu = torch.exp(torch.randn(n, g, generator=gen).double() + 3.0)
+    y = torch.poisson(mu, generator=gen)
+    la = torch.full((g,), -2.0, dtype=torch.float64)
+    prior = D.LogDispersionPrior(la + 0.3, 0.7, D.normal_weights())
+    with_prior, without = D._variances(D._Likelihood(y, mu, moments), la, prior, slice(None))
+    torch.testing.assert_close(with_prior, D.log_dispersion_variance(y, mu, moments, la, prior=prior))
+    torch.testing.assert_close(without, D.log_dispersion_variance(y, mu, moments, la))
+    assert bool((without > with_prior).all())  # the prior adds curvature
+
+
+def test_back_substitution_is_the_triangular_solve():
+    gen = torch.Generator().manual_seed(4)
+    g, p, s = 30, 4, 7
+    a = torch.randn(g, p, p, dtype=torch.float64, generator=gen)
+    chol = torch.linalg.cholesky(a @ a.transpose(1, 2) + 0.1 * torch.eye(p, dtype=torch.float64)).float()
+    eps = torch.randn(s, g, p, generator=gen)
+    ref = torch.linalg.solve_triangular(chol.transpose(1, 2), eps.permute(1, 2, 0), upper=True).permute(2, 0, 1)
+    ours = _posterior._solve_upper_t(chol, eps)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)  # float32 back substitution, another order
+    assert float((ours - eps).abs().max()) > 0.1  # the solve does something
+
+
 def _global_draws() -> tuple:
     import random
 

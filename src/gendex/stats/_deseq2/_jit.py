@@ -16,6 +16,11 @@ those of the numpy code (tested):
 * each gene's arithmetic depends on that gene's data only, so results do not depend on chunking or threads (the
   kernels release the GIL; the driver runs gene blocks in threads).
 
+From :data:`MIN_SAMPLES_DISTINCT` samples on, whole steps run gene by gene in one compiled loop instead (the line
+search :func:`fit_disp_rows`, IRLS :func:`fit_beta_rows`), with a vectorisable ``log``/``exp`` of their own and
+sums over samples in 8 interleaved partial sums (:func:`_dot8`): the numpy kernels' results to rounding, the same
+bits on every CPU and for any thread count (tested).
+
 Compiled on first use and cached next to this file (``cache=True``); see the benchmark notes for the cost.
 """
 
@@ -204,6 +209,51 @@ def _pairwise(a, n):
     return _pw_tree(a, n)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dot8(a, b, n):
+    """``sum_j a[j] b[j]`` in 8 interleaved partial sums: no temporaries, and fast.
+
+    The sums over samples of the kernels used from :data:`MIN_SAMPLES_DISTINCT` samples (line search, IRLS), which
+    agree with the numpy kernels to rounding, not bit for bit. Not numpy's order, but a fixed one: the same bits on
+    every CPU and for any thread count.
+    """
+    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
+    m = n - n % 8
+    for i in range(0, m, 8):
+        r0 += a[i] * b[i]
+        r1 += a[i + 1] * b[i + 1]
+        r2 += a[i + 2] * b[i + 2]
+        r3 += a[i + 3] * b[i + 3]
+        r4 += a[i + 4] * b[i + 4]
+        r5 += a[i + 5] * b[i + 5]
+        r6 += a[i + 6] * b[i + 6]
+        r7 += a[i + 7] * b[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        res += a[i] * b[i]
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum8(a, n):
+    """``a[:n].sum()`` in the order of :func:`_dot8`."""
+    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
+    m = n - n % 8
+    for i in range(0, m, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        res += a[i]
+    return res
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # p x p algebra, structure-of-arrays layout ``(P, G)`` (entry (i, j), i >= j, at row i (i + 1) / 2 + j, the order of
 # ``DesignOps.pairs``); the loop body is the numpy code of ``DesignOps`` for one gene
@@ -301,22 +351,81 @@ LOG_ALPHA_HI = 10.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _distinct(yrow, n, vals, mult):
-    """Distinct positive values of ``yrow`` in increasing order, with multiplicities; returns their number."""
-    ys = np.sort(yrow[:n])
+def _hist_size(y):
+    """Length of the counting table :func:`_distinct` needs for the rows of ``y`` (see there)."""
+    g, n = y.shape
+    top = 0.0
+    for i in range(g):
+        for j in range(n):
+            v = y[i, j]
+            top = v if v > top else top
+    return int(min(top, 32.0 * n + 1024.0)) + 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _distinct(yrow, n, vals, mult, hist):
+    """Distinct positive values of ``yrow`` in increasing order, with multiplicities.
+
+    Returns their number and the number of distinct values with zero. Non-negative integer counts up to
+    ``len(hist) - 1`` (at most ``32 n + 1024``: the scan of the table then costs less than a sort) are counted
+    in ``hist`` (left zeroed), others sorted: the same values and multiplicities either way.
+    """
+    top = 0.0
+    exact = True
+    for j in range(n):
+        v = yrow[j]
+        top = v if v > top else top
+        exact = exact and v >= 0.0 and v == math.floor(v)
     nd = 0
+    n_all = 0
+    if exact and top < hist.shape[0]:
+        for j in range(n):
+            hist[int(yrow[j])] += 1
+        for v in range(int(top) + 1):
+            c = hist[v]
+            if c > 0:
+                n_all += 1
+                hist[v] = 0
+                if v > 0:
+                    vals[nd] = float(v)
+                    mult[nd] = float(c)
+                    nd += 1
+        return nd, n_all
+    ys = np.sort(yrow[:n])
     j = 0
     while j < n:
         v = ys[j]
         k = j + 1
         while k < n and ys[k] == v:
             k += 1
+        n_all += 1
         if v > 0:
             vals[nd] = v
             mult[nd] = float(k - j)
             nd += 1
         j = k
-    return nd
+    return nd, n_all
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def count_table(y):
+    """Each row's distinct positive values and multiplicities by :func:`_distinct` (``_kernels.CountSums``).
+
+    Returns ``(vals, mult, offsets, n_all)``: CSR arrays and the number of distinct values with zeros.
+    """
+    g, n = y.shape
+    hist = np.zeros(_hist_size(y), dtype=np.int64)
+    vals = np.empty(g * n)
+    mult = np.empty(g * n)
+    offsets = np.zeros(g + 1, dtype=np.int64)
+    n_all = 0
+    for i in range(g):
+        at = offsets[i]
+        nd, na = _distinct(y[i], n, vals[at:], mult[at:], hist)
+        offsets[i + 1] = at + nd
+        n_all += na
+    end = offsets[g]
+    return vals[:end].copy(), mult[:end].copy(), offsets, n_all
 
 
 _HALF_LOG_2PI = 0.9189385332046728
@@ -392,16 +501,14 @@ def _special_sum(sp, yrow, n, r, nd, vals, mult, use_sums, digamma, t):
             s += t[k] * mult[k]
         return s
     _gamma_diffs(sp, yrow, n, r, digamma, t)
-    return _pairwise(t, n)
+    return _sum8(t, n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _xtwx_into(xxt, w, n, t, out):
-    """``X' diag(w) X`` packed (``xxt`` (P, n): products of design columns), each entry a pairwise sum."""
+    """``X' diag(w) X`` packed (``xxt`` (P, n): products of design columns), each entry by :func:`_dot8`."""
     for k in range(xxt.shape[0]):
-        for j in range(n):
-            t[j] = xxt[k, j] * w[j]
-        out[k] = _pairwise(t, n)
+        out[k] = _dot8(xxt[k], w, n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -458,9 +565,8 @@ def _log_post(sp, a, gene, buf):
         iu[j] = inv
         l1p[j] = lv
         w[j] = m * inv  # 1 / (1/mu + alpha)
-        t[j] = yrow[j] * lv
     # sum y log(mu + r) = log(r) sum(y) + sum y log(1 + mu alpha): one log per sample instead of two
-    out = lg - (math.log(r) * sumy + _pairwise(t, n))
+    out = lg - (math.log(r) * sumy + _dot8(yrow, l1p, n))
     if use_cr:
         _xtwx_into(xxt, w, n, t, b)
         _chol_into(b, p, low)
@@ -468,7 +574,7 @@ def _log_post(sp, a, gene, buf):
         for i in range(p):
             ld = ld + math.log(low[_kk(i, i)])
         out = out - 0.5 * (2.0 * ld)
-    out = out - r * _pairwise(l1p, n)
+    out = out - r * _sum8(l1p, n)
     if use_prior:
         out = out - 0.5 * (a - pm) ** 2 / pv
     return out
@@ -495,7 +601,7 @@ def _dlog_post(sp, a, gene, buf, kept):
         inv = iu[j]
         t[j] = l1p[j] - (murow[j] * alpha) * inv  # log(1 + mu alpha) - mu alpha / (1 + mu alpha)
         t2[j] = yrow[j] * (alpha * inv)  # y / (mu + r)
-    out = (dg + _pairwise(t, n) + _pairwise(t2, n)) / alpha**2
+    out = (dg + _sum8(t, n) + _sum8(t2, n)) / alpha**2
     if use_cr:
         if not kept:
             _xtwx_into(xxt, w, n, t, b)
@@ -504,15 +610,13 @@ def _dlog_post(sp, a, gene, buf, kept):
         binv = ws[:nk]
         _inv_chol_into(low, p, ws[nk : 2 * nk], binv)
         for j in range(n):
-            t[j] = 0.0
-        for k in range(nk):  # x_j' B^-1 x_j for every sample
-            bk = binv[k]
-            for j in range(n):
-                t[j] += xxqt[k, j] * bk
-        for j in range(n):
-            t[j] = (w[j] * w[j]) * t[j]
-        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
-        out = out + 0.5 * _pairwise(t, n)
+            t[j] = w[j] * w[j]
+        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B):
+        # sum_j w_j^2 x_j' B^-1 x_j = sum_k B^-1_k sum_j w_j^2 (x_j x_j')_k, one pass per packed entry
+        tr = 0.0
+        for k in range(nk):
+            tr = tr + binv[k] * _dot8(xxqt[k], t, n)
+        out = out + 0.5 * tr
     out = out * alpha
     if use_prior:
         out = out - (a - pm) / pv
@@ -542,6 +646,7 @@ def fit_disp_rows(
     iu = np.empty(n)
     vals = np.empty(n)
     mult = np.empty(n)
+    hist = np.zeros(_hist_size(y) if use_sums else 1, dtype=np.int64)
     b = np.empty(nk)
     low = np.empty(nk)
     ws = np.empty(2 * nk)
@@ -550,7 +655,7 @@ def fit_disp_rows(
     for gi in range(g):
         yrow = y[gi]
         murow = mu[gi]
-        nd = _distinct(yrow, n, vals, mult) if use_sums else 0
+        nd = _distinct(yrow, n, vals, mult, hist)[0] if use_sums else 0
         pm = prior_mean[gi] if use_prior else 0.0
         a = log_alpha0[gi]
         sumy = 0.0
@@ -599,3 +704,209 @@ def fit_disp_rows(
         out_it[gi] = iters
         out_last[gi] = lp
     return out_a, out_it, out_init, out_last
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# IRLS of the NB GLM (R's fitBeta), one gene at a time, in one compiled loop (from MIN_SAMPLES_DISTINCT samples)
+# ----------------------------------------------------------------------------------------------------------------
+_INV_LN2 = 1.4426950408889634
+_ROUND = 6755399441055744.0  # 1.5 * 2^52: (x + _ROUND) - _ROUND rounds x to the nearest integer (|x| < 2^51)
+# 1 / k! for the Taylor series of exp on |r| <= log(2) / 2 (degree 13: truncation < 5e-18)
+_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.factorial(k) for k in range(2, 14))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _vexp(x):
+    """``exp(x)`` in IEEE arithmetic without branches or library calls, so that loops of it vectorise.
+
+    ``x = k log 2 + r`` (``k`` the nearest integer to ``x / log 2``, ``r`` by the two-part ``log 2`` of
+    :func:`_vlog`), ``exp(r)`` by its Taylor series, then ``2^k`` as two exact powers of two (so that subnormal
+    results are rounded once). Within ~1 ulp of the correctly rounded value (tested); over- and underflow, infinite
+    and NaN arguments give what ``exp`` gives.
+    """
+    xc = -746.0 if x < -746.0 else x
+    xc = 710.0 if xc > 710.0 else xc
+    kf = (xc * _INV_LN2 + _ROUND) - _ROUND
+    kf = 0.0 if kf != kf else kf  # NaN: the result is NaN through r below
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    p = 1.0 + r * (
+        1.0
+        + r
+        * (
+            _E2
+            + r
+            * (
+                _E3
+                + r
+                * (
+                    _E4
+                    + r
+                    * (
+                        _E5
+                        + r
+                        * (_E6 + r * (_E7 + r * (_E8 + r * (_E9 + r * (_E10 + r * (_E11 + r * (_E12 + r * _E13)))))))
+                    )
+                )
+            )
+        )
+    )
+    k = np.int64(kf)
+    k1 = k >> 1
+    k2 = k - k1
+    return (p * _i2f((k1 + 1023) << 52)) * _i2f((k2 + 1023) << 52)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, alpha, log_r, eta_c, mu, iu, t):
+    """Means of a gene at ``beta`` (clamped below at ``min_mu``) and what the next IRLS step needs of them.
+
+    ``eta_c = log(mu / nf)``, ``iu = 1 / (1 + mu alpha)``; returns the ``mu``-dependent part of the log-likelihood
+    (:func:`_kernels.nb_loglik_mu`), with ``log(mu + r) = log r + log1p(mu alpha)``: one log per sample.
+    """
+    r = 1.0 / alpha
+    for j in range(n):
+        eta_c[j] = beta[0] * xt[0, j]
+    for k in range(1, p):
+        bk = beta[k]
+        for j in range(n):
+            eta_c[j] = eta_c[j] + bk * xt[k, j]
+    lmu_min = math.log(min_mu)
+    for j in range(n):  # vectorised: no calls, no branches
+        e = eta_c[j]
+        m = nf[j] * _vexp(e)
+        low = m < min_mu
+        m = min_mu if low else m
+        mu[j] = m
+        eta_c[j] = lmin[j] if low else e
+        lm = lmu_min if low else e + lnf[j]
+        ma = m * alpha
+        u = 1.0 + ma
+        inv = 1.0 / u
+        l1p = _vlog(u) - ((u - 1.0) - ma) * inv
+        iu[j] = inv
+        y = yrow[j]
+        t[j] = (y * ((lm - log_r) - l1p) if y > 0 else 0.0) - r * l1p
+    return _sum8(t, n)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_chol_into(low, p, b, x, tmp):
+    """Solve ``L L' x = b`` (packed ``low``), as ``DesignOps.solve_chol``."""
+    for i in range(p):
+        v = b[i]
+        for m in range(i):
+            v = v - low[_kk(i, m)] * tmp[m]
+        tmp[i] = v / low[_kk(i, i)]
+    for i in range(p - 1, -1, -1):
+        v = tmp[i]
+        for m in range(i + 1, p):
+            v = v - low[_kk(m, i)] * x[m]
+        x[i] = v / low[_kk(i, i)]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fit_beta_rows(y, nf, alpha, beta0, ridge, xt, xxt, xxqt, ll_const, tol, maxit, min_mu, large_beta):
+    """R's ``fitBeta`` (IRLS on the ridge normal equations) gene by gene: ``_kernels.fit_beta``.
+
+    ``y`` (G, n) C-ordered counts, ``nf`` (n,), ``alpha`` (G,), ``beta0`` (G, p), ``ridge`` (p,), ``xt`` (p, n) the
+    design's columns, ``xxt``/``xxqt`` (P, n) as in :func:`fit_disp_rows`, ``ll_const`` (G,) the ``mu``-free part of
+    each gene's log-likelihood. The same rules as the numpy kernel: a gene stops when the relative change of the
+    deviance is below ``tol`` (not at the first iteration); a coefficient above ``large_beta`` in absolute value, a
+    NaN coefficient or deviance marks it as not converged (``iters == maxit``) and keeps the means of the step
+    before. Returns ``(beta, cov (P, G), hat (G, n), iters)``.
+    """
+    g, n = y.shape
+    p = xt.shape[0]
+    nk = xxt.shape[0]
+    beta_out = np.empty((g, p))
+    cov = np.empty((nk, g))
+    hat = np.empty((g, n))
+    iters_out = np.zeros(g, dtype=np.int64)
+    lnf = np.empty(n)
+    lmin = np.empty(n)
+    for j in range(n):
+        lnf[j] = math.log(nf[j])
+        lmin[j] = math.log(min_mu / nf[j])
+    eta_c, mu, iu = np.empty(n), np.empty(n), np.empty(n)
+    eta2, mu2, iu2 = np.empty(n), np.empty(n), np.empty(n)
+    w, wz, t = np.empty(n), np.empty(n), np.empty(n)
+    a_mat, low, rhs = np.empty(nk), np.empty(nk), np.empty(p)
+    bnew, tmp, beta = np.empty(p), np.empty(p), np.empty(p)
+    info, linv, ainv = np.empty(nk), np.empty(nk), np.empty(nk)
+    tt = np.empty((p, p))
+    for gi in range(g):
+        yrow = y[gi]
+        a = alpha[gi]
+        log_r = math.log(1.0 / a)
+        for k in range(p):
+            beta[k] = beta0[gi, k]
+        _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, a, log_r, eta_c, mu, iu, t)
+        dev_old = 0.0
+        iters = 0
+        for it in range(maxit):
+            iters += 1
+            for j in range(n):  # w = mu / (1 + alpha mu), w z = w log(mu / nf) + (y - mu) / (1 + alpha mu)
+                wj = mu[j] * iu[j]
+                w[j] = wj
+                wz[j] = wj * eta_c[j] + (yrow[j] - mu[j]) * iu[j]
+            for k in range(nk):
+                a_mat[k] = _dot8(xxt[k], w, n)
+            for k in range(p):
+                a_mat[_kk(k, k)] = a_mat[_kk(k, k)] + ridge[k]
+                rhs[k] = _dot8(xt[k], wz, n)
+            _chol_into(a_mat, p, low)
+            _solve_chol_into(low, p, rhs, bnew, tmp)
+            big = False
+            for k in range(p):
+                beta[k] = bnew[k]
+                if abs(bnew[k]) > large_beta or bnew[k] != bnew[k]:
+                    big = True
+            if big:  # R breaks before updating mu
+                iters = maxit
+                break
+            llm = _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, a, log_r, eta2, mu2, iu2, t)
+            eta_c, eta2 = eta2, eta_c
+            mu, mu2 = mu2, mu
+            iu, iu2 = iu2, iu
+            dev = -2.0 * (ll_const[gi] + llm)
+            conv = abs(dev - dev_old) / (abs(dev) + 0.1)
+            if conv != conv:
+                iters = maxit
+                break
+            if it > 0 and conv < tol:
+                break
+            dev_old = dev
+        iters_out[gi] = iters
+        for k in range(p):
+            beta_out[gi, k] = beta[k]
+        # the sandwich covariance (X'WX + R)^-1 X'WX (X'WX + R)^-1 and the hat diagonals at the final means
+        for j in range(n):
+            w[j] = mu[j] * iu[j]
+        for k in range(nk):
+            info[k] = _dot8(xxt[k], w, n)
+            a_mat[k] = info[k]
+        for k in range(p):
+            a_mat[_kk(k, k)] = a_mat[_kk(k, k)] + ridge[k]
+        _chol_into(a_mat, p, low)
+        _inv_chol_into(low, p, linv, ainv)
+        for j in range(n):
+            t[j] = 0.0
+        for k in range(nk):
+            ak = ainv[k]
+            for j in range(n):
+                t[j] += xxqt[k, j] * ak
+        for j in range(n):
+            hat[gi, j] = w[j] * t[j]
+        for i in range(p):
+            for j in range(p):
+                v = 0.0
+                for m in range(p):
+                    v = v + ainv[_kk(i, m)] * info[_kk(m, j)]
+                tt[i, j] = v
+        for i in range(p):
+            for j in range(i + 1):
+                v = 0.0
+                for m in range(p):
+                    v = v + tt[i, m] * ainv[_kk(m, j)]
+                cov[_kk(i, j), gi] = v
+    return beta_out, cov, hat, iters_out

@@ -47,7 +47,8 @@ class DesignOps:
         self.x = be.asarray(x)  # (n, p)
         self.xt = be.asarray(np.ascontiguousarray(x.T))  # (p, n)
         self.xx_t = be.asarray(np.ascontiguousarray(xx.T))  # (P, n)
-        self.xx_t_np = np.ascontiguousarray(xx.T)  # for the compiled kernels
+        self.xt_np = np.ascontiguousarray(x.T)  # for the compiled kernels
+        self.xx_t_np = np.ascontiguousarray(xx.T)
         self.xxq_t_np = np.ascontiguousarray((xx * mult).T)
         self.xxq = be.asarray(xx * mult)  # (n, P)
         self.diag_k = [self.k[(i, i)] for i in range(p)]
@@ -237,6 +238,9 @@ def fit_beta(
     converged (``iters == maxit``), exactly as in R.
     """
     be = ops.be
+    if ops.jit and y.shape[1] >= _jit.MIN_SAMPLES_DISTINCT:
+        # the same iterations gene by gene, compiled (see ``_jit``): one pass over the samples per step
+        return _fit_beta_jit(ops, y, nf, alpha, beta0, ridge, tol=tol, maxit=maxit, min_mu=min_mu)
     g = y.shape[0]
     beta = be.copy(beta0)
     mu = be.clip(nf * be.exp(beta @ ops.xt), min_mu, None)
@@ -273,6 +277,30 @@ def fit_beta(
     return BetaFit(beta=beta, cov=ops.sandwich(ainv, info), hat=hat, iters=iters, loglik_const=ll_const)
 
 
+def _fit_beta_jit(ops, y, nf, alpha, beta0, ridge, *, tol, maxit, min_mu) -> BetaFit:
+    """:func:`fit_beta` by the compiled gene loop :func:`_jit.fit_beta_rows` (numpy backend, many samples)."""
+    f64 = np.float64
+    alpha = np.ascontiguousarray(alpha, dtype=f64)
+    ll_const = np.ascontiguousarray(nb_loglik_const(ops.be, y, alpha), dtype=f64)  # the numpy kernel's bits
+    y = np.ascontiguousarray(y, dtype=f64)
+    beta, cov, hat, iters = _jit.fit_beta_rows(
+        y,
+        np.ascontiguousarray(nf, dtype=f64),
+        alpha,
+        np.ascontiguousarray(beta0, dtype=f64),
+        np.ascontiguousarray(ridge, dtype=f64),
+        ops.xt_np,
+        ops.xx_t_np,
+        ops.xxq_t_np,
+        ll_const,
+        float(tol),
+        int(maxit),
+        float(min_mu),
+        LARGE_BETA,
+    )
+    return BetaFit(beta=beta, cov=cov, hat=hat, iters=iters, loglik_const=ll_const)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # distinct-count sums (shared by the GLM and the dispersion kernels)
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,6 +315,13 @@ class CountSums:
 
     def __init__(self, y: np.ndarray) -> None:
         g, n = y.shape
+        if _jit.ENABLED:  # the same values and multiplicities, counted instead of sorted where that is cheaper
+            self.vals, self.mult, self.offsets, n_all = _jit.count_table(np.ascontiguousarray(y, dtype=np.float64))
+            self.gene = np.repeat(np.arange(g), np.diff(self.offsets))
+            self.g = g
+            self.worth_it = n_all < 0.6 * g * n
+            self.genes = np.arange(g)
+            return
         with np.errstate(invalid="ignore"):  # a count beyond int32 fails the equality below
             yi = y.astype(np.int32)
         # integer counts sort in about half the time of their float64 copy; the values are the same
