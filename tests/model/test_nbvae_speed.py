@@ -139,6 +139,18 @@ def test_shared_likelihood_variances_are_the_separate_ones():
     assert bool((without > with_prior).all())  # the prior adds curvature
 
 
+def test_back_substitution_is_the_triangular_solve():
+    gen = torch.Generator().manual_seed(4)
+    g, p, s = 30, 4, 7
+    a = torch.randn(g, p, p, dtype=torch.float64, generator=gen)
+    chol = torch.linalg.cholesky(a @ a.transpose(1, 2) + 0.1 * torch.eye(p, dtype=torch.float64)).float()
+    eps = torch.randn(s, g, p, generator=gen)
+    ref = torch.linalg.solve_triangular(chol.transpose(1, 2), eps.permute(1, 2, 0), upper=True).permute(2, 0, 1)
+    ours = _posterior._solve_upper_t(chol, eps)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)  # float32 back substitution, another order
+    assert float((ours - eps).abs().max()) > 0.1  # the solve does something
+
+
 def _global_draws() -> tuple:
     import random
 

@@ -455,7 +455,9 @@ def _add_imbalance(draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarra
     k = cov.shape[0]
     loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
     ok = np.all(np.isfinite(draws), axis=0)
-    m, sd = draws[:, ok].mean(0).astype(np.float64), np.maximum(draws[:, ok].std(0, ddof=1), 1e-6)
+    sel = draws[:, ok]  # one copy for both moments
+    m, sd = sel.mean(0).astype(np.float64), np.maximum(sel.std(0, ddof=1), 1e-6)
+    del sel
     x, w = loadings[ok], 1.0 / sd.astype(np.float64) ** 2
     xtwx = x.T @ (x * w[:, None])
     if ok.sum() <= k + 1 or np.linalg.matrix_rank(xtwx) < k:
@@ -471,7 +473,8 @@ def _add_imbalance(draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarra
     if added:
         root = np.linalg.cholesky(cov + 1e-12 * np.eye(k))
         shift = np.random.default_rng(seed).standard_normal((draws.shape[0], k)) @ root.T
-        draws += (shift @ loadings.T).astype(np.float32)
+        for a in range(0, draws.shape[0], 32):  # in blocks of draws: float64 products that stay in the cache
+            draws[a : a + 32] += (shift[a : a + 32] @ loadings.T).astype(np.float32)
     return {"imbalance_pvalue": pvalue, "imbalance_added": bool(added)}
 
 

@@ -246,9 +246,7 @@ def lfc_draws(
                     v = torch.linalg.solve_triangular(chol, contrast_vector.expand(g, p)[:, :, None], upper=False)
                     lfc[start : start + m] += eps[start : start + m] * torch.linalg.vector_norm(v[..., 0], dim=1)
                 else:
-                    e = eps[start : start + m].permute(1, 2, 0)  # (g, p, m)
-                    delta = torch.linalg.solve_triangular(chol.transpose(1, 2), e, upper=True)
-                    beta[start : start + m] += delta.permute(2, 0, 1)
+                    beta[start : start + m] += _solve_upper_t(chol, eps[start : start + m])
                 start += m
         if contrast_vector is None:  # in blocks of genes whose temporaries stay in the cache (2x faster)
             lfc = torch.empty(n_draws, g, dtype=f32, device=dev)
@@ -257,6 +255,24 @@ def lfc_draws(
                 lfc[:, bs] = _log_weighted_sum_exp(x1, beta[:, bs], lw1) - _log_weighted_sum_exp(x2, beta[:, bs], lw2)
         out[:, s] = (lfc / np.log(2.0)).cpu().numpy()
     return out
+
+
+def _solve_upper_t(chol: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``L_g^-T eps_sg`` for lower-triangular ``chol`` ``(g, p, p)`` and ``eps`` ``(s, g, p)``, shape ``(s, g, p)``.
+
+    Back substitution vectorised over draws and genes on contiguous ``(s, g)`` planes: a few ops per pair of
+    coefficients instead of one tiny batched triangular solve per gene (the same arithmetic up to rounding).
+    """
+    p = chol.shape[-1]
+    e = eps.permute(2, 0, 1).contiguous()  # (p, s, g)
+    low = chol.permute(1, 2, 0).contiguous()  # (p, p, g): low[j, i] = L[g, j, i]
+    out = torch.empty_like(e)
+    for i in reversed(range(p)):
+        acc = e[i]
+        for j in range(i + 1, p):
+            acc = acc - low[j, i] * out[j]
+        out[i] = acc / low[i, i]
+    return out.permute(1, 2, 0)
 
 
 #: Probabilities of the bins of a log dispersion's posterior whose conditional means are the dispersion nodes.

@@ -189,7 +189,7 @@ def _mixture_weights(lik: NDArray, penalty: NDArray, *, max_iter: int, tol: floa
         m = np.maximum(lik @ p, 1e-300)
         logp = np.log(np.maximum(p, 1e-300))
         value = np.log(m).sum() + (prior_counts * logp).sum()
-        grad_p = (lik / m[:, None]).sum(0) + prior_counts / np.maximum(p, 1e-300)
+        grad_p = (1.0 / m) @ lik + prior_counts / np.maximum(p, 1e-300)  # sum_i lik_ik / m_i, no (n, K) temporary
         return -value, -(p * (grad_p - (p * grad_p).sum()))
 
     fit = minimize(

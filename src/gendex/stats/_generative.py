@@ -68,7 +68,7 @@ def de_table(
     m, s = d.mean(0), np.maximum(d.std(0, ddof=1), 1e-6)
     a = (1.0 - ci_level) / 2.0
     cols: dict[str, NDArray] = {"log2FoldChange": m, "lfcSE": s}
-    cols["lfc_lower"], cols["lfc_upper"] = np.quantile(d, a, axis=0), np.quantile(d, 1.0 - a, axis=0)
+    cols["lfc_lower"], cols["lfc_upper"] = np.quantile(d, [a, 1.0 - a], axis=0)  # one partition for both
     if lfc_prior == "adaptive":
         post = ash(m, s) if node_sizes is None else ash_scale_mixture(m, _node_sds(d, node_sizes), node_sizes)
         cols["lfc_shrunk"], cols["lfc_shrunk_se"] = post.mean, post.sd
@@ -120,22 +120,36 @@ def ash_scale_mixture(betahat: NDArray, se: NDArray, node_sizes: Sequence[int]) 
     s = np.asarray(se, dtype=np.float64)
     w = np.asarray(node_sizes, dtype=np.float64)
     w = w / w.sum()
-    pooled = np.sqrt((s**2 * w).sum(1))
+    s2 = s**2
+    pooled = np.sqrt((s2 * w).sum(1))
     sds = _grid(b, pooled)
-    total = np.sqrt(s[:, :, None] ** 2 + sds[None, None, :] ** 2)  # (n, J, K)
-    logc = np.log(w)[None, :, None] - np.log(total) - 0.5 * (b[:, None, None] / total) ** 2
-    top = logc.max(axis=(1, 2), keepdims=True)
-    joint = np.exp(logc - top)  # (n, J, K), proportional to w_j N(b; 0, s_j^2 + sd_k^2)
+    sd2 = sds**2
+    n, n_nodes = s.shape
+    # (n, J, K) arrays updated in place (the arithmetic of the plain expressions, fewer temporaries):
+    # total = sqrt(s_j^2 + sd_k^2), joint = exp(log w_j - log total - (b / total)^2 / 2 - top)
+    total = s2[:, :, None] + sd2[None, None, :]
+    np.sqrt(total, out=total)
+    joint = np.log(total)
+    np.subtract(np.log(w)[None, :, None], joint, out=joint)
+    quad = np.divide(b[:, None, None], total)
+    np.square(quad, out=quad)
+    quad *= 0.5
+    joint -= quad
+    del quad
+    joint -= joint.max(axis=(1, 2), keepdims=True)
+    np.exp(joint, out=joint)  # proportional to w_j N(b; 0, s_j^2 + sd_k^2)
     penalty = np.ones(len(sds))
     penalty[sds == 0] = 10.0
     pi = _mixture_weights(joint.sum(1), penalty, max_iter=1000, tol=1e-8)
-    post = joint * pi[None, None, :]
-    post /= post.sum(axis=(1, 2), keepdims=True)
-    shrink = sds[None, None, :] ** 2 / total**2
-    n = b.shape[0]
-    weights = post.reshape(n, -1)
-    means = (shrink * b[:, None, None]).reshape(n, -1)
-    post_sds = (np.sqrt(shrink) * s[:, :, None]).reshape(n, -1)
-    keep = (weights.max(0) > 1e-10) | np.tile(sds == 0, s.shape[1])
-    weights = weights[:, keep] / weights[:, keep].sum(1, keepdims=True)
-    return AshPosterior(weights, means[:, keep], post_sds[:, keep], pi, sds)
+    joint *= pi[None, None, :]
+    joint /= joint.sum(axis=(1, 2), keepdims=True)
+    post = joint.reshape(n, -1)
+    keep = np.flatnonzero((post.max(0) > 1e-10) | np.tile(sds == 0, n_nodes))
+    weights = post[:, keep]
+    weights /= weights.sum(1, keepdims=True)
+    # the posterior of each (node, component) pair, for the pairs that carry weight only
+    shrink = np.divide(np.tile(sd2, n_nodes)[keep], np.square(total.reshape(n, -1)[:, keep]))
+    means = shrink * b[:, None]
+    post_sds = np.sqrt(shrink, out=shrink)
+    post_sds *= s[:, keep // len(sds)]
+    return AshPosterior(weights, means, post_sds, pi, sds)
