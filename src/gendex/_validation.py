@@ -85,6 +85,8 @@ def check_string_names(adata: AnnData) -> None:
     """
     for axis in ("obs", "var"):
         names = getattr(adata, f"{axis}_names")
+        if names.dtype == object and names.inferred_type == "string":  # pandas caches it: no pass per call
+            continue
         bad = next((n for n in names if not isinstance(n, str)), None) if names.dtype == object else None
         if bad is None and (names.dtype == object or pd.api.types.is_string_dtype(names.dtype)):
             continue

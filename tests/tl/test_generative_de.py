@@ -53,7 +53,7 @@ def test_nbvae_writes_latent_and_history(fitted, tmp_path):
     assert all(hist[c].dtype == np.float64 for c in hist.columns)
     p = rec["params"]
     assert p["n_latent"] == 2 and p["n_epochs"] == 40 and p["size_factor_key"] == "size_factors"
-    assert p["dispersion_trend"]["prior_var"] >= 0.25
+    assert 0.0 < p["dispersion_trend"]["prior_var"] < 4.0
     # scvi-tools' registry never enters the caller's AnnData
     assert not any(str(c).startswith("_scvi") for c in adata.obs.columns)
     assert not any(str(k).startswith("_scvi") for k in adata.uns)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import polygamma
-from scipy.stats import chi2
+from scipy.stats import chi2, norm
 
 from ..stats._deseq2._trend import TrendFitError, local_trend, parametric_trend, prior_variance
 
@@ -257,6 +257,24 @@ def fit_trend(base_mean: np.ndarray, disp: np.ndarray) -> tuple[str, np.ndarray,
     return "mean", np.array([mean_disp, 0.0]), np.full(base_mean.shape, mean_disp)
 
 
+def estimated_prior_variance(disp: np.ndarray, trend: np.ndarray, n_samples: int, n_coef: int) -> float:
+    """Prior variance of the log dispersions about the trend: DESeq2's estimate, bounded below by its own noise.
+
+    R DESeq2's estimator (:func:`~gendex.stats._deseq2._trend.prior_variance`: the squared MAD of the log
+    residuals less the sampling variance of a gene-wise log dispersion, or the histogram match at 1-3 residual
+    degrees of freedom) without its fixed floor of 0.25, which is above the true variance of many data sets (and
+    so makes every dispersion posterior wider than the data say). The floor that stays comes from the data: the
+    estimate is a difference of two variances and cannot be told from 0 when it is below about two standard
+    errors of the squared MAD, ``1.96 x 2.33 var_log / sqrt(G)`` (normal theory: the MAD has 37% of the
+    efficiency of the sd), so it is never set lower than that; with few genes this is above 0.25.
+    """
+    pvar, var_log = prior_variance(disp, trend, n_samples, n_coef, MIN_DISP, floor=0.0)
+    used = int(np.sum(disp >= 100 * MIN_DISP))
+    if not (np.isfinite(pvar) and np.isfinite(var_log)) or used < 2:
+        return 0.25
+    return float(max(pvar, 1.96 * 2.33 * var_log / math.sqrt(used)))
+
+
 def sampling_variance(n_samples: int, n_coef: int) -> float:
     """Sampling variance of a gene-wise log dispersion, ``trigamma((m - p) / 2)`` (DESeq2's approximation)."""
     return float(polygamma(1, max(n_samples - n_coef, 1) / 2.0))
@@ -333,6 +351,107 @@ def log_prior(delta: torch.Tensor, prior_sd: float, weights: np.ndarray) -> torc
     return torch.logsumexp(logw - 0.5 * z**2, dim=-1)
 
 
+#: Probabilities of the bins of a log dispersion's posterior whose conditional means are the nodes at which the
+#: generative DE integrates over it: finer in the tails, where the dispersion is far from its estimate and the
+#: interval of a log fold change widest.
+NODE_BINS = (0.02, 0.08, 0.2, 0.2, 0.2, 0.2, 0.08, 0.02)
+
+
+def normal_nodes(probs: tuple[float, ...] = NODE_BINS) -> np.ndarray:
+    """Nodes of a standard normal at the bins ``probs``: each bin's conditional mean, scaled to variance 1."""
+    p = np.asarray(probs, dtype=np.float64)
+    edges = norm.ppf(np.concatenate([[0.0], np.cumsum(p)[:-1], [1.0]]).clip(0.0, 1.0))
+    values = (norm.pdf(edges[:-1]) - norm.pdf(edges[1:])) / p
+    return values / np.sqrt((p * values**2).sum())
+
+
+def _bin_means(grid: np.ndarray, logpost: np.ndarray, probs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Conditional means ``(G, J)`` of each gene's posterior within the probability bins ``probs``, and its mean.
+
+    ``grid`` ``(G, K)`` holds equally spaced points per gene and ``logpost`` the log posterior there; the density
+    is taken as uniform within each grid cell (so a bin that falls inside one cell gets its own position in it).
+    """
+    h = (grid[:, 1] - grid[:, 0])[:, None]
+    p = np.exp(logpost - logpost.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    cum = np.cumsum(p, 1)
+    prev = cum - p
+    edges = np.concatenate([[0.0], np.cumsum(probs)])
+    edges[-1] = np.inf
+    safe = np.where(p > 0, p, 1.0)
+    out = np.empty((grid.shape[0], len(probs)))
+    for j in range(len(probs)):
+        lo_c, hi_c = np.maximum(prev, edges[j]), np.minimum(cum, edges[j + 1])
+        mass = np.clip(hi_c - lo_c, 0.0, None)
+        # the part of cell k in bin j is [u0, u1] of its width: its mean sits at (u0 + u1) / 2
+        pos = grid - 0.5 * h + h * 0.5 * ((lo_c - prev) + (np.maximum(hi_c, lo_c) - prev)) / safe
+        out[:, j] = (mass * pos).sum(1) / np.maximum(mass.sum(1), 1e-300)
+    return out, (p * grid).sum(1)
+
+
+def posterior_nodes(
+    y: torch.Tensor,
+    mu: torch.Tensor,
+    moments: torch.Tensor | None,
+    prior: LogDispersionPrior,
+    genes: slice,
+    centre: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    no_prior: torch.Tensor,
+    *,
+    probs: tuple[float, ...] = NODE_BINS,
+    n_coarse: int = 32,
+    n_fine: int = 48,
+) -> torch.Tensor:
+    """Nodes of each gene's posterior of ``log alpha``, computed on a grid, as offsets from ``centre``.
+
+    The posterior (Cox-Reid adjusted likelihood times the prior; the likelihood alone where ``no_prior``) is
+    evaluated at ``n_coarse`` points over ``[lower, upper]`` and then at ``n_fine`` points over the part where
+    it is within ``exp(-12)`` of its largest value. Returns ``(G, J + 1)``: the first ``J`` columns are the
+    conditional means of the posterior within the bins ``probs``, scaled about the posterior mean so that their
+    spread is the posterior's variance, in units of ``sd = sqrt(E[(log alpha - centre)^2])``, offsets from
+    ``centre``; the last column is ``sd^2``. Unlike a normal at the mode with the curvature's variance, this
+    keeps the posterior's skew (a long upper tail at few residual degrees of freedom) and its second mode
+    where the heavy-tailed prior and the likelihood disagree (a gene far above the trend whose gene-wise
+    estimate happens to sit near it).
+    """
+    lik = _Likelihood(y, mu, moments)
+
+    def logpost(x: torch.Tensor) -> np.ndarray:  # (G, K) points -> (G, K) log posterior
+        cols = []
+        for k in range(x.shape[1]):
+            v = lik(x[:, k])
+            cols.append(v + torch.where(no_prior, torch.zeros_like(v), prior(x[:, k], genes)))
+        return torch.stack(cols, 1).cpu().double().numpy()
+
+    steps = torch.linspace(0.0, 1.0, n_coarse, dtype=y.dtype, device=y.device)
+    coarse = lower[:, None] + (upper - lower)[:, None] * steps
+    lp = logpost(coarse)
+    inside = lp >= lp.max(1, keepdims=True) - 12.0
+    k = np.arange(n_coarse)
+    first = np.where(inside, k, n_coarse).min(1)
+    last = np.where(inside, k, -1).max(1)
+    cg = coarse.cpu().double().numpy()
+    step = cg[:, 1] - cg[:, 0]
+    a = cg[np.arange(cg.shape[0]), first] - step
+    b = cg[np.arange(cg.shape[0]), last] + step
+    fine_steps = np.linspace(0.0, 1.0, n_fine)
+    grid = a[:, None] + (b - a)[:, None] * fine_steps
+    lp = logpost(torch.as_tensor(grid, dtype=y.dtype, device=y.device))
+    means, mean = _bin_means(grid, lp, probs)
+    w = np.asarray(probs, dtype=np.float64)
+    p = np.exp(lp - lp.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    var = (p * (grid - mean[:, None]) ** 2).sum(1) + ((b - a) / (n_fine - 1)) ** 2 / 12.0
+    spread = ((means - mean[:, None]) ** 2 * w).sum(1)
+    means = mean[:, None] + (means - mean[:, None]) * np.sqrt(var / np.maximum(spread, 1e-300))[:, None]
+    c = centre.cpu().double().numpy()
+    second = var + (mean - c) ** 2
+    z = (means - c[:, None]) / np.sqrt(second)[:, None]
+    return torch.as_tensor(np.column_stack([z, second]), dtype=y.dtype, device=y.device)
+
+
 @dataclass
 class DispersionFit:
     """Result of :func:`fit_dispersions` (arrays per gene, natural-log dispersions)."""
@@ -347,21 +466,33 @@ class DispersionFit:
     trend_coefs: np.ndarray
     prior_var: float
     tail_weights: np.ndarray
+    #: (G, J) nodes of each log dispersion's posterior at the bins of NODE_BINS, in units of
+    #: ``sqrt(log_final_var)`` from ``log_final`` (the standard normal's nodes where it was not computed)
+    node_z: np.ndarray | None = None
+
+    def nodes(self) -> np.ndarray:
+        """:attr:`node_z`, or the normal posterior's nodes for every gene."""
+        if self.node_z is not None:
+            return self.node_z
+        return np.broadcast_to(normal_nodes(), (self.log_final.size, len(NODE_BINS))).copy()
 
     def to_frame(self, base_mean: np.ndarray, index) -> pd.DataFrame:
-        """Genes x ``baseMean, genewise, trend, MAP, dispersion, outlier, log_dispersion_var``."""
-        return pd.DataFrame(
-            {
-                "baseMean": base_mean,
-                "genewise": np.exp(self.log_genewise),
-                "trend": np.exp(self.log_trend),
-                "MAP": np.exp(self.log_map),
-                "dispersion": np.exp(self.log_final),
-                "outlier": self.outlier,
-                "log_dispersion_var": self.log_final_var,
-            },
-            index=pd.Index(index).copy(),
-        )
+        """Genes x ``baseMean, genewise, trend, MAP, dispersion, outlier, log_dispersion_var, node_1, ...``."""
+        cols = {
+            "baseMean": base_mean,
+            "genewise": np.exp(self.log_genewise),
+            "trend": np.exp(self.log_trend),
+            "MAP": np.exp(self.log_map),
+            "dispersion": np.exp(self.log_final),
+            "outlier": self.outlier,
+            "log_dispersion_var": self.log_final_var,
+        }
+        cols.update(dict(zip(NODE_COLUMNS, self.nodes().T, strict=True)))
+        return pd.DataFrame(cols, index=pd.Index(index).copy())
+
+
+#: Columns of :meth:`DispersionFit.to_frame` holding :attr:`DispersionFit.node_z`.
+NODE_COLUMNS = tuple(f"node_{j + 1}" for j in range(len(NODE_BINS)))
 
 
 def fit_dispersions(
@@ -372,6 +503,7 @@ def fit_dispersions(
     *,
     heavy_tail: bool = True,
     fast: bool = False,
+    nodes: bool = True,
     chunk: int = 4096,
 ) -> DispersionFit:
     """The whole empirical-Bayes procedure: gene-wise -> trend -> prior -> MAP (+ outliers) -> posterior variance.
@@ -380,8 +512,13 @@ def fit_dispersions(
     design features, ``base_mean`` the mean normalised counts ``(G,)``. The trend and DESeq2's prior variance
     come from the DESeq2 engine (:mod:`gendex.stats`). With ``heavy_tail`` the prior adds a one-sided heavy tail
     above the trend (:func:`tail_weights`), so genes far above the trend keep their high dispersion (DESeq2
-    shrinks them towards it) and their posterior variance is that of their own likelihood. ``fast`` (start values)
-    uses a coarser gene-wise search and the normal posterior mean of each log dispersion instead of the MAP.
+    shrinks them towards it), and every gene's final dispersion is its MAP under that prior (``outlier`` then
+    only flags DESeq2's dispersion outliers, more than two prior sds above the trend); without it DESeq2's rule
+    applies (outliers keep their gene-wise estimate, with the likelihood's posterior alone). With ``nodes`` the
+    posterior of each log dispersion is computed on a grid (:func:`posterior_nodes`): ``log_final_var`` is its
+    second moment about the final dispersion and ``node_z`` its nodes; otherwise ``log_final_var`` is minus the
+    inverse curvature at the final dispersion (a normal posterior). ``fast`` (start values) uses a coarser
+    gene-wise search and the normal posterior mean of each log dispersion instead of the MAP.
     """
     n, g = y.shape
     p = moments.shape[-1]
@@ -397,8 +534,7 @@ def fit_dispersions(
         kind, coefs, trend = fit_trend(base_mean, np.exp(log_gw))
         log_trend = np.log(trend)
         nz = base_mean > 0
-        pvar, _ = prior_variance(np.exp(log_gw[nz]), trend[nz], n, p, MIN_DISP)
-        pvar = float(max(pvar, 0.25)) if np.isfinite(pvar) else 0.25
+        pvar = estimated_prior_variance(np.exp(log_gw[nz]), trend[nz], n, p)
         sd = math.sqrt(pvar)
         if fast:  # start values: the normal posterior mean of each log dispersion, no search
             tau2 = sampling_variance(n, p)
@@ -427,13 +563,31 @@ def fit_dispersions(
         map_ = by_chunks(map_chunk)
         log_map = map_.cpu().double().numpy()
         outlier = log_gw > log_trend + 2.0 * sd
-        log_final = np.where(outlier, log_gw, log_map)
+        # DESeq2 keeps the gene-wise estimate of a gene more than two prior sds above the trend, and its posterior
+        # is then the likelihood's alone; with the heavy tail the prior itself says, from the data, how many genes
+        # lie how far above the trend, so every gene gets its MAP and its posterior under that prior
+        keep_genewise = outlier & (not heavy_tail)
+        log_final = np.where(keep_genewise, log_gw, log_map)
         final = torch.as_tensor(log_final, dtype=y.dtype, device=y.device)
-        out_t = torch.as_tensor(outlier, device=y.device)
+        out_t = torch.as_tensor(keep_genewise, device=y.device)
 
         def var_chunk(s):
             with_prior, without = _variances(_Likelihood(y[:, s], mu[:, s], moments), final[s], prior, s)
             return torch.where(out_t[s], without, with_prior)
 
-        var = by_chunks(var_chunk).cpu().double().numpy()
-    return DispersionFit(log_gw, log_trend, log_map, log_final, var, outlier, kind, coefs, pvar, weights)
+        laplace_sd = by_chunks(var_chunk).sqrt()
+        # the posterior of each log dispersion on a grid wide enough for both the gene-wise estimate and the
+        # trend (where the prior and the likelihood disagree the posterior may have a mode at each)
+        ends = torch.as_tensor(np.column_stack([log_gw, log_trend, log_final]), dtype=y.dtype, device=y.device)
+        grid_lo = torch.clamp(ends.amin(1) - 6.0 * laplace_sd - 1.0, min=math.log(MIN_DISP))
+        grid_hi = torch.clamp(ends.amax(1) + 6.0 * laplace_sd + 2.0, max=math.log(max_disp))
+
+        def node_chunk(s):
+            return posterior_nodes(y[:, s], mu[:, s], moments, prior, s, final[s], grid_lo[s], grid_hi[s], out_t[s])
+
+        if nodes:
+            post = by_chunks(node_chunk).cpu().double().numpy()
+            node_z, var = post[:, :-1], post[:, -1]
+        else:
+            node_z, var = None, (laplace_sd**2).cpu().double().numpy()
+    return DispersionFit(log_gw, log_trend, log_map, log_final, var, outlier, kind, coefs, pvar, weights, node_z)

@@ -452,17 +452,18 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         """DESeq2's dispersion procedure on the decoded means; sets the module's dispersions and prior.
 
         Gene-wise Cox-Reid adjusted estimates given the fitted means at the latent posterior means, the DESeq2
-        engine's trend and prior variance, the MAP dispersions (gene-wise kept for outliers more than two prior
-        standard deviations above the trend) and the posterior variance of each log dispersion. With
-        ``heavy_tail`` the prior has a one-sided heavy tail above the trend whose weights are estimated from the
-        data (``gendex.model._dispersion.tail_weights``): genes far above the trend keep their dispersion and
-        its uncertainty. The trend, the prior and the tail weights are in ``model.dispersion_trend_``.
-        At most ``max_samples`` random samples are used (the posterior variances are then scaled to all samples).
+        engine's trend and prior variance, the MAP dispersions and the posterior of each log dispersion (on a
+        grid: its variance and nodes). With ``heavy_tail`` the prior has a one-sided heavy tail above the trend
+        whose weights are estimated from the data (``gendex.model._dispersion.tail_weights``): genes far above
+        the trend keep their dispersion and its uncertainty; without it DESeq2's outlier rule applies (gene-wise
+        kept more than two prior standard deviations above the trend). The trend, the prior and the tail
+        weights are in ``model.dispersion_trend_``. At most ``max_samples`` random samples are used (the
+        posterior variances are then scaled to all samples).
 
         Returns
         -------
         The table stored in ``model.dispersions_`` (genes x ``baseMean, genewise, trend, MAP, dispersion,
-        outlier, log_dispersion_var``).
+        outlier, log_dispersion_var, node_1, ..., node_8``; the nodes in posterior sds from the dispersion).
         """
         state = _posterior.glm_state(self, max_samples=max_samples, random_state=random_state)
         assert state.counts is not None  # glm_state collects the counts by default

@@ -5,8 +5,8 @@ on the features ``x_i = [1, z_i, c_i]``. Its parameters ``beta_g = (b_g, W_g, B_
 ``N(beta_hat_g, H_g(alpha)^-1)`` with ``H_g(alpha) = sum_i w_ig E_q[x_i x_i^T] + Lambda``, NB weights
 ``w = mu / (1 + alpha mu)`` (the GLM information averaged over ``q(z)``, as the ELBO averages the likelihood) and
 the weight prior's precision ``Lambda``. The dispersion's own uncertainty enters by drawing ``log alpha_g`` from
-its posterior (normal, variance from :func:`~gendex.model._dispersion.fit_dispersions`) at the nodes of
-:func:`dispersion_nodes`, each with its own ``H_g(alpha)`` (the draws come grouped by node). Latent codes are
+its posterior (computed on a grid by :func:`~gendex.model._dispersion.fit_dispersions`) at the nodes of the bins
+of :data:`NODE_BINS`, each with its own ``H_g(alpha)`` (the draws come grouped by node). Latent codes are
 drawn from ``q(z)``. A draw of the log fold change between two groups of samples is
 ``log2 mean_{i in 1} exp(x_i beta) - log2 mean_{i in 2} exp(x_i beta)``.
 """
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
-from scipy.stats import norm
 from scvi import REGISTRY_KEYS
 
 from .._validation import to_dense
@@ -66,6 +65,7 @@ class GLMState:
     prior_precision: torch.Tensor | None = None  # (p, p) of the weight prior; None: the model's
     log_disp: torch.Tensor | None = None  # (G,) log dispersions; None: the model's
     log_disp_var: torch.Tensor | None = None  # (G,) their posterior variances; None: the model's
+    log_disp_nodes: torch.Tensor | None = None  # (G, J) their posteriors' nodes (sds from log_disp); None: the model's
 
     def mu(self, genes: slice = slice(None)) -> torch.Tensor:
         """Fitted NB means ``s_i exp(x_i beta_g)`` at the latent means, ``(n, genes)``."""
@@ -168,16 +168,19 @@ def lfc_draws(
     g_total, p = state.beta.shape
     k = state.z_mean.shape[1]
     lam = _prior_precision(model, p) if state.prior_precision is None else state.prior_precision
-    log_disp, var_disp = state.log_disp, state.log_disp_var
+    log_disp, var_disp, node_z = state.log_disp, state.log_disp_var, state.log_disp_nodes
     if log_disp is None:
         assert model.dispersions_ is not None  # set by training, with the decoder's dispersions
         log_disp = model.module.log_disp.detach().to(DTYPE)
         var_disp = torch.as_tensor(model.dispersions_["log_dispersion_var"].to_numpy(), dtype=DTYPE, device=dev)
+        node_z = model_dispersion_nodes(model)
+    if node_z is None:
+        node_z = torch.as_tensor(_dispersion.normal_nodes(), dtype=DTYPE, device=dev).expand(g_total, -1)
     if "dispersion" in include:
-        node_values, counts_per_node = dispersion_nodes(n_draws)
+        kept, counts_per_node = node_allocation(n_draws)
+        nodes = node_z.to(device=dev, dtype=DTYPE)[:, torch.as_tensor(kept)]
     else:
-        node_values, counts_per_node = np.zeros(1), [n_draws]
-    nodes = torch.as_tensor(node_values, dtype=DTYPE, device=dev)
+        nodes, counts_per_node = torch.zeros(g_total, 1, dtype=DTYPE, device=dev), [n_draws]
 
     sel = np.asarray(group1) if counterfactual is not None else np.concatenate([group1, group2])
     n1 = len(group1)
@@ -234,9 +237,8 @@ def lfc_draws(
             shape = (n_draws, g) if contrast_vector is not None else (n_draws, g, p)
             eps = torch.randn(*shape, generator=gen, dtype=f32).to(dev)
             start = 0
-            for j, t in enumerate(nodes):
-                m = counts_per_node[j]
-                alpha = torch.exp(log_disp[s] + t * var_disp[s].sqrt())
+            for j, m in enumerate(counts_per_node):
+                alpha = torch.exp(log_disp[s] + nodes[s, j] * var_disp[s].sqrt())
                 w = mu / (1.0 + alpha * mu)
                 info = torch.einsum("ng,npq->gpq", w, state.moments) + lam
                 chol = torch.linalg.cholesky(info).to(f32)  # info = L L^T, so L^-T eps has covariance info^-1
@@ -273,30 +275,46 @@ def _solve_upper_t(chol: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return out.permute(1, 2, 0)
 
 
-#: Probabilities of the bins of the standard normal whose (rescaled) conditional means are the dispersion nodes:
-#: finer in the tails, where a gene's dispersion is far above its estimate and its log fold change most uncertain.
-NODE_BINS = (0.02, 0.08, 0.2, 0.2, 0.2, 0.2, 0.08, 0.02)
+#: Probabilities of the bins of a log dispersion's posterior whose conditional means are the dispersion nodes.
+NODE_BINS = _dispersion.NODE_BINS
 
 
-def dispersion_nodes(n_draws: int) -> tuple[np.ndarray, list[int]]:
-    """Standardised nodes of a log dispersion's normal posterior and the number of draws at each.
+def node_allocation(n_draws: int) -> tuple[np.ndarray, list[int]]:
+    """The bins of :data:`NODE_BINS` that get draws and the number of draws at each.
 
-    Node ``j`` is the mean of a standard normal within the ``j``-th bin of :data:`NODE_BINS` (scaled so that the
-    nodes' variance is 1, the posterior's); it gets a share of the ``n_draws`` equal to its bin's probability
-    (largest remainders), so the draws are equally weighted and their mixture over nodes has the posterior's
-    variance and its tails: with equal-probability nodes the high-dispersion tail, where the interval of a
-    log fold change is widest, would be left out. Nodes without a draw are dropped.
+    Each bin gets a share of the ``n_draws`` equal to its probability (largest remainders), so the draws are
+    equally weighted and their mixture over the nodes has the posterior's spread and its tails: with
+    equal-probability nodes the high-dispersion tail, where the interval of a log fold change is widest,
+    would be left out. Bins without a draw are dropped.
     """
     probs = np.asarray(NODE_BINS, dtype=np.float64)
-    edges = norm.ppf(np.concatenate([[0.0], np.cumsum(probs)[:-1], [1.0]]).clip(0.0, 1.0))
-    values = (norm.pdf(edges[:-1]) - norm.pdf(edges[1:])) / probs
-    values /= np.sqrt((probs * values**2).sum())
     raw = probs * n_draws
     counts = np.floor(raw).astype(int)
     order = np.argsort(-(raw - counts), kind="stable")
     counts[order[: n_draws - counts.sum()]] += 1
-    keep = counts > 0
-    return values[keep], counts[keep].tolist()
+    keep = np.flatnonzero(counts > 0)
+    return keep, counts[keep].tolist()
+
+
+def dispersion_nodes(n_draws: int) -> tuple[np.ndarray, list[int]]:
+    """Standardised nodes of a normal posterior of a log dispersion and the number of draws at each.
+
+    Node ``j`` is the mean of a standard normal within the ``j``-th bin of :data:`NODE_BINS` (scaled so that the
+    nodes' variance is 1); the draws are allocated by :func:`node_allocation`. The model's own nodes are those
+    of each gene's posterior computed on a grid (:func:`~gendex.model._dispersion.posterior_nodes`), which is
+    skewed and may have two modes; these are its normal approximation's.
+    """
+    keep, counts = node_allocation(n_draws)
+    return _dispersion.normal_nodes()[keep], counts
+
+
+def model_dispersion_nodes(model: FittedNBVAE) -> torch.Tensor | None:
+    """The nodes ``(G, J)`` of the model's posteriors of the log dispersions (sds from them), or None."""
+    table = model.dispersions_
+    if table is None or not set(_dispersion.NODE_COLUMNS) <= set(table.columns):
+        return None
+    values = table[list(_dispersion.NODE_COLUMNS)].to_numpy(dtype=np.float64)
+    return torch.as_tensor(values, dtype=DTYPE, device=model.device)
 
 
 def _log_weighted_sum_exp(x: torch.Tensor, beta: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
@@ -397,11 +415,11 @@ def with_group_feature(
     log_disp = model.module.log_disp.detach().to(DTYPE)
     base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
     fit = None
-    for _ in range(2):  # fit with the decoder's dispersions, re-estimate them with the group feature, refit
+    for last in (False, True):  # fit with the decoder's dispersions, re-estimate them with the group feature, refit
         beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), n_iter=n_iter, max_elements=max_elements)
         mu = state.size_factors[:, None] * torch.exp((design @ beta.T).clamp(max=60.0))
         heavy = bool((getattr(model, "dispersion_trend_", None) or {}).get("heavy_tail", True))
-        fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy)
+        fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy, nodes=last)
         log_disp = torch.as_tensor(fit.log_final, dtype=DTYPE, device=dev)
     assert fit is not None  # the loop above runs twice
     var = torch.as_tensor(fit.log_final_var * len(state.indices) / model.adata.n_obs, dtype=DTYPE, device=dev)
@@ -419,6 +437,7 @@ def with_group_feature(
         lam,
         log_disp,
         var,
+        torch.as_tensor(fit.nodes(), dtype=DTYPE, device=dev),
     )
 
 

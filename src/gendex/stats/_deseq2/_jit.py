@@ -16,6 +16,11 @@ those of the numpy code (tested):
 * each gene's arithmetic depends on that gene's data only, so results do not depend on chunking or threads (the
   kernels release the GIL; the driver runs gene blocks in threads).
 
+From :data:`MIN_SAMPLES_DISTINCT` samples on, whole steps run gene by gene in one compiled loop instead (the line
+search :func:`fit_disp_rows`, IRLS :func:`fit_beta_rows`), with a vectorisable ``log``/``exp`` of their own and
+sums over samples in 8 interleaved partial sums (:func:`_dot8`): the numpy kernels' results to rounding, the same
+bits on every CPU and for any thread count (tested).
+
 Compiled on first use and cached next to this file (``cache=True``); see the benchmark notes for the cost.
 """
 
@@ -202,6 +207,51 @@ def _pairwise(a, n):
     if n <= 128:
         return _pw_block(a, 0, n)
     return _pw_tree(a, n)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dot8(a, b, n):
+    """``sum_j a[j] b[j]`` in 8 interleaved partial sums: no temporaries, and fast.
+
+    The sums over samples of the kernels used from :data:`MIN_SAMPLES_DISTINCT` samples (line search, IRLS), which
+    agree with the numpy kernels to rounding, not bit for bit. Not numpy's order, but a fixed one: the same bits on
+    every CPU and for any thread count.
+    """
+    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
+    m = n - n % 8
+    for i in range(0, m, 8):
+        r0 += a[i] * b[i]
+        r1 += a[i + 1] * b[i + 1]
+        r2 += a[i + 2] * b[i + 2]
+        r3 += a[i + 3] * b[i + 3]
+        r4 += a[i + 4] * b[i + 4]
+        r5 += a[i + 5] * b[i + 5]
+        r6 += a[i + 6] * b[i + 6]
+        r7 += a[i + 7] * b[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        res += a[i] * b[i]
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum8(a, n):
+    """``a[:n].sum()`` in the order of :func:`_dot8`."""
+    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
+    m = n - n % 8
+    for i in range(0, m, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        res += a[i]
+    return res
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -451,16 +501,14 @@ def _special_sum(sp, yrow, n, r, nd, vals, mult, use_sums, digamma, t):
             s += t[k] * mult[k]
         return s
     _gamma_diffs(sp, yrow, n, r, digamma, t)
-    return _pairwise(t, n)
+    return _sum8(t, n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _xtwx_into(xxt, w, n, t, out):
-    """``X' diag(w) X`` packed (``xxt`` (P, n): products of design columns), each entry a pairwise sum."""
+    """``X' diag(w) X`` packed (``xxt`` (P, n): products of design columns), each entry by :func:`_dot8`."""
     for k in range(xxt.shape[0]):
-        for j in range(n):
-            t[j] = xxt[k, j] * w[j]
-        out[k] = _pairwise(t, n)
+        out[k] = _dot8(xxt[k], w, n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -517,9 +565,8 @@ def _log_post(sp, a, gene, buf):
         iu[j] = inv
         l1p[j] = lv
         w[j] = m * inv  # 1 / (1/mu + alpha)
-        t[j] = yrow[j] * lv
     # sum y log(mu + r) = log(r) sum(y) + sum y log(1 + mu alpha): one log per sample instead of two
-    out = lg - (math.log(r) * sumy + _pairwise(t, n))
+    out = lg - (math.log(r) * sumy + _dot8(yrow, l1p, n))
     if use_cr:
         _xtwx_into(xxt, w, n, t, b)
         _chol_into(b, p, low)
@@ -527,7 +574,7 @@ def _log_post(sp, a, gene, buf):
         for i in range(p):
             ld = ld + math.log(low[_kk(i, i)])
         out = out - 0.5 * (2.0 * ld)
-    out = out - r * _pairwise(l1p, n)
+    out = out - r * _sum8(l1p, n)
     if use_prior:
         out = out - 0.5 * (a - pm) ** 2 / pv
     return out
@@ -554,7 +601,7 @@ def _dlog_post(sp, a, gene, buf, kept):
         inv = iu[j]
         t[j] = l1p[j] - (murow[j] * alpha) * inv  # log(1 + mu alpha) - mu alpha / (1 + mu alpha)
         t2[j] = yrow[j] * (alpha * inv)  # y / (mu + r)
-    out = (dg + _pairwise(t, n) + _pairwise(t2, n)) / alpha**2
+    out = (dg + _sum8(t, n) + _sum8(t2, n)) / alpha**2
     if use_cr:
         if not kept:
             _xtwx_into(xxt, w, n, t, b)
@@ -563,15 +610,13 @@ def _dlog_post(sp, a, gene, buf, kept):
         binv = ws[:nk]
         _inv_chol_into(low, p, ws[nk : 2 * nk], binv)
         for j in range(n):
-            t[j] = 0.0
-        for k in range(nk):  # x_j' B^-1 x_j for every sample
-            bk = binv[k]
-            for j in range(n):
-                t[j] += xxqt[k, j] * bk
-        for j in range(n):
-            t[j] = (w[j] * w[j]) * t[j]
-        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B)
-        out = out + 0.5 * _pairwise(t, n)
+            t[j] = w[j] * w[j]
+        # d log det(B) / d alpha = tr(B^-1 X' dW X) with dW = -w^2, and the CR term is -0.5 log det(B):
+        # sum_j w_j^2 x_j' B^-1 x_j = sum_k B^-1_k sum_j w_j^2 (x_j x_j')_k, one pass per packed entry
+        tr = 0.0
+        for k in range(nk):
+            tr = tr + binv[k] * _dot8(xxqt[k], t, n)
+        out = out + 0.5 * tr
     out = out * alpha
     if use_prior:
         out = out - (a - pm) / pv
@@ -712,31 +757,7 @@ def _vexp(x):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dot8(a, b, n):
-    """``sum_j a[j] b[j]`` in 8 interleaved partial sums (the IRLS sums: no temporaries, vectorisable).
-
-    Not numpy's order (IRLS from many samples agrees with the numpy kernels to rounding, not bit for bit), but a
-    fixed one: the same bits on every CPU and for any thread count.
-    """
-    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
-    m = n - n % 8
-    for i in range(0, m, 8):
-        r0 += a[i] * b[i]
-        r1 += a[i + 1] * b[i + 1]
-        r2 += a[i + 2] * b[i + 2]
-        r3 += a[i + 3] * b[i + 3]
-        r4 += a[i + 4] * b[i + 4]
-        r5 += a[i + 5] * b[i + 5]
-        r6 += a[i + 6] * b[i + 6]
-        r7 += a[i + 7] * b[i + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(m, n):
-        res += a[i] * b[i]
-    return res
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, alpha, log_r, eta_c, mu, iu, t, ones):
+def _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, alpha, log_r, eta_c, mu, iu, t):
     """Means of a gene at ``beta`` (clamped below at ``min_mu``) and what the next IRLS step needs of them.
 
     ``eta_c = log(mu / nf)``, ``iu = 1 / (1 + mu alpha)``; returns the ``mu``-dependent part of the log-likelihood
@@ -765,7 +786,7 @@ def _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, alpha, log_r, eta_c, m
         iu[j] = inv
         y = yrow[j]
         t[j] = (y * ((lm - log_r) - l1p) if y > 0 else 0.0) - r * l1p
-    return _dot8(t, ones, n)
+    return _sum8(t, n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -803,7 +824,6 @@ def fit_beta_rows(y, nf, alpha, beta0, ridge, xt, xxt, xxqt, ll_const, tol, maxi
     iters_out = np.zeros(g, dtype=np.int64)
     lnf = np.empty(n)
     lmin = np.empty(n)
-    ones = np.ones(n)
     for j in range(n):
         lnf[j] = math.log(nf[j])
         lmin[j] = math.log(min_mu / nf[j])
@@ -820,7 +840,7 @@ def fit_beta_rows(y, nf, alpha, beta0, ridge, xt, xxt, xxqt, ll_const, tol, maxi
         log_r = math.log(1.0 / a)
         for k in range(p):
             beta[k] = beta0[gi, k]
-        _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, a, log_r, eta_c, mu, iu, t, ones)
+        _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, a, log_r, eta_c, mu, iu, t)
         dev_old = 0.0
         iters = 0
         for it in range(maxit):
@@ -844,7 +864,7 @@ def fit_beta_rows(y, nf, alpha, beta0, ridge, xt, xxt, xxqt, ll_const, tol, maxi
             if big:  # R breaks before updating mu
                 iters = maxit
                 break
-            llm = _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, a, log_r, eta2, mu2, iu2, t, ones)
+            llm = _irls_mu(yrow, beta, xt, p, n, nf, lnf, lmin, min_mu, a, log_r, eta2, mu2, iu2, t)
             eta_c, eta2 = eta2, eta_c
             mu, mu2 = mu2, mu
             iu, iu2 = iu2, iu

@@ -201,7 +201,7 @@ def kl_divergences(residuals: np.ndarray, df: int) -> np.ndarray:
     return np.sum(obs_dens * (np.log(obs_dens + small) - np.log(rand_dens + small)), axis=1)
 
 
-def kl_prior_var(residuals: np.ndarray, df: int) -> float:
+def kl_prior_var(residuals: np.ndarray, df: int, *, floor: float = 0.25) -> float:
     """Prior variance of log dispersions for ``df`` = 1, 2 or 3 residual degrees of freedom (R's exact rule).
 
     ``residuals`` are ``log(dispGeneEst) - log(dispFit)`` of the genes whose gene-wise estimate is at least
@@ -211,4 +211,4 @@ def kl_prior_var(residuals: np.ndarray, df: int) -> float:
     if not np.all(np.isfinite(kl)):
         raise ValueError("no log dispersion residual lies in (-10, 10): the prior variance cannot be estimated")
     fitted = loess_interpolate(VAR_GRID, kl, FINE_GRID, span=0.2)
-    return float(max(FINE_GRID[int(np.argmin(fitted))], 0.25))
+    return float(max(FINE_GRID[int(np.argmin(fitted))], floor))

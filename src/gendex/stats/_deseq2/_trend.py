@@ -102,9 +102,9 @@ def mad(x: np.ndarray) -> float:
 
 
 def prior_variance(
-    gene_disp: np.ndarray, fitted: np.ndarray, n_samples: int, n_coefs: int, min_disp: float
+    gene_disp: np.ndarray, fitted: np.ndarray, n_samples: int, n_coefs: int, min_disp: float, *, floor: float = 0.25
 ) -> tuple[float, float]:
-    """``(dispPriorVar, varLogDispEsts)`` of R's ``estimateDispersionsPriorVar``."""
+    """``(dispPriorVar, varLogDispEsts)`` of R's ``estimateDispersionsPriorVar`` (R's lower bound: ``floor``)."""
     above = gene_disp >= min_disp * 100
     if not above.any():
         warnings.warn(
@@ -117,7 +117,7 @@ def prior_variance(
     var_log = mad(resid[above]) ** 2
     m, p = n_samples, n_coefs
     if (m - p) <= 3 and m > p:
-        return kl_prior_var(resid[above], m - p), var_log
+        return kl_prior_var(resid[above], m - p, floor=floor), var_log
     if m > p:
-        return float(max(var_log - polygamma(1, (m - p) / 2.0), 0.25)), var_log
+        return float(max(var_log - polygamma(1, (m - p) / 2.0), floor)), var_log
     return var_log, var_log
