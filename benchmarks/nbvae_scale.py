@@ -419,7 +419,12 @@ def main() -> None:
             "## One epoch from a lazy zarr store",
             "",
             f"Store: {a.samples:,} x {a.genes:,} int32 ({st['raw_gb']:.1f} GB raw, {st['disk_gb']:.2f} GB "
-            f"compressed zarr, written block by block in {st['write_s']:.0f} s). `tl.nbvae` = count check + "
+            + (
+                f"compressed zarr, written block by block in {st['write_s']:.0f} s). "
+                if np.isfinite(st["write_s"])
+                else f"compressed zarr, the existing store {a.store}). "
+            )
+            + "`tl.nbvae` = count check + "
             "initialisation + 1 epoch (batch 256) + dispersion fit + latent codes; `epoch_vs_in_memory` = "
             "seconds per sample per epoch against the in-memory peer of the first row.",
             "",
