@@ -64,7 +64,7 @@ def test_grid_nodes_match_a_brute_force_integration():
     p = np.exp(lp - lp.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     c = np.log(trend)
-    np.testing.assert_allclose(second, (p * (x - c[:, None]) ** 2).sum(1), rtol=0.02)
+    np.testing.assert_allclose(second, (p * (x - c[:, None]) ** 2).sum(1), rtol=0.005)
     cum = np.cumsum(p, 1)
     edges = np.concatenate([[0.0], np.cumsum(_dispersion.NODE_BINS)])
     probs = np.asarray(_dispersion.NODE_BINS)
@@ -79,7 +79,8 @@ def test_grid_nodes_match_a_brute_force_integration():
     brute = mean[:, None] + (brute - mean[:, None]) * np.sqrt(var / spread)[:, None]
     nodes = c[:, None] + z * np.sqrt(second)[:, None]
     err = np.abs(nodes - brute) / np.sqrt(var)[:, None]
-    assert np.quantile(err, 0.95) < 0.05 and err.max() < 0.2, np.quantile(err, [0.5, 0.95, 1.0])
+    # a tenth of a posterior sd in a node's log dispersion moves its log fold change sd by well under 1%
+    assert np.quantile(err, 0.95) < 0.1 and err.max() < 0.2, np.quantile(err, [0.5, 0.95, 1.0])
     # the outer nodes reach the tails: the 2% bins' means lie beyond 2 posterior sds
     assert np.median((brute[:, -1] - mean) / np.sqrt(var)) > 2.0
     above = x[None, :] > c[:, None] + 1.5

@@ -378,13 +378,16 @@ def _bin_means(grid: np.ndarray, logpost: np.ndarray, probs: tuple[float, ...]) 
     prev = cum - p
     edges = np.concatenate([[0.0], np.cumsum(probs)])
     edges[-1] = np.inf
-    safe = np.where(p > 0, p, 1.0)
+    # cells of negligible mass sit at their centre (and no division by a denormal weight overflows)
+    heavy = p > 1e-12
+    safe = np.where(heavy, p, 1.0)
     out = np.empty((grid.shape[0], len(probs)))
     for j in range(len(probs)):
         lo_c, hi_c = np.maximum(prev, edges[j]), np.minimum(cum, edges[j + 1])
         mass = np.clip(hi_c - lo_c, 0.0, None)
         # the part of cell k in bin j is [u0, u1] of its width: its mean sits at (u0 + u1) / 2
-        pos = grid - 0.5 * h + h * 0.5 * ((lo_c - prev) + (np.maximum(hi_c, lo_c) - prev)) / safe
+        mid = np.where(heavy, 0.5 * ((lo_c - prev) + (np.maximum(hi_c, lo_c) - prev)) / safe, 0.5)
+        pos = grid - 0.5 * h + h * mid
         out[:, j] = (mass * pos).sum(1) / np.maximum(mass.sum(1), 1e-300)
     return out, (p * grid).sum(1)
 
@@ -401,8 +404,8 @@ def posterior_nodes(
     no_prior: torch.Tensor,
     *,
     probs: tuple[float, ...] = NODE_BINS,
-    n_coarse: int = 12,
-    n_fine: int = 24,
+    n_coarse: int = 8,
+    n_fine: int = 20,
 ) -> torch.Tensor:
     """Nodes of each gene's posterior of ``log alpha``, computed on a grid, as offsets from ``centre``.
 
@@ -412,9 +415,9 @@ def posterior_nodes(
     conditional means of the posterior within the bins ``probs``, scaled about the posterior mean so that their
     spread is the posterior's variance, in units of ``sd = sqrt(E[(log alpha - centre)^2])``, offsets from
     ``centre``; the last column is ``sd^2``. The moments are midpoint sums on the fine grid (for a smooth
-    posterior accurate far beyond the node positions' needs: 24 points give the second moment to 1e-4 and the
-    nodes to about 0.05 posterior sds). Unlike a normal at the mode with the curvature's variance, this
-    keeps the posterior's skew (a long upper tail at few residual degrees of freedom) and its second mode
+    posterior, 20 points give the second moment to 1e-4 and the nodes to about 0.07 posterior sds, which moves
+    a node's log fold change sd by well under 1%). Unlike a normal at the mode with the curvature's variance,
+    this keeps the posterior's skew (a long upper tail at few residual degrees of freedom) and its second mode
     where the heavy-tailed prior and the likelihood disagree (a gene far above the trend whose gene-wise
     estimate happens to sit near it).
     """
