@@ -137,6 +137,12 @@ def test_shared_likelihood_variances_are_the_separate_ones():
     torch.testing.assert_close(with_prior, D.log_dispersion_variance(y, mu, moments, la, prior=prior))
     torch.testing.assert_close(without, D.log_dispersion_variance(y, mu, moments, la))
     assert bool((without > with_prior).all())  # the prior adds curvature
+    # the grid's shortcut (lgamma once per distinct count) gives the same numbers
+    lik = D._Likelihood(y, mu, moments)
+    for value in (-18.0, -2.0, 1.5):
+        at = torch.full((g,), value, dtype=torch.float64)
+        torch.testing.assert_close(lik(at, uniform=True), lik(at), rtol=0, atol=0)
+    assert not torch.equal(lik(la), lik(la + 1.0))
 
 
 def test_back_substitution_is_the_triangular_solve():

@@ -65,24 +65,25 @@ def _logdet_spd(a: torch.Tensor) -> torch.Tensor:
     step instead of a batched LAPACK call per tiny matrix.
     """
     p = a.shape[0]
-    logdet = torch.zeros(a.shape[-1], dtype=a.dtype, device=a.device)
-    ok = torch.ones(a.shape[-1], dtype=torch.bool, device=a.device)
-    for k in range(p):
-        piv = a[k, k]
-        ok &= piv > 0
-        logdet += torch.log(piv)
-        if k + 1 < p:
-            row = a[k, k + 1 :] / piv
-            a[k + 1 :, k + 1 :] -= a[k + 1 :, k, None] * row[None]
-    return torch.where(ok, logdet, torch.zeros_like(logdet))
+    for k in range(p - 1):
+        row = a[k, k + 1 :] / a[k, k]
+        a[k + 1 :, k + 1 :].addcmul_(a[k + 1 :, k, None], row[None], value=-1.0)
+    pivots = torch.diagonal(a)  # (G, p): the diagonal is final once its row has been eliminated
+    logdet = torch.log(pivots).sum(-1)
+    return torch.where((pivots > 0).all(-1), logdet, torch.zeros_like(logdet))
 
 
-def _nb_loglik_alpha(y: torch.Tensor, mu: torch.Tensor, log_alpha: torch.Tensor) -> torch.Tensor:
-    """The part of :func:`nb_loglik` that depends on ``alpha`` (``mu`` fixed), summed over samples; cheaper."""
+def _nb_loglik_alpha(
+    y: torch.Tensor, mu: torch.Tensor, log_alpha: torch.Tensor, lgamma_yr: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The part of :func:`nb_loglik` that depends on ``alpha`` (``mu`` fixed), summed over samples; cheaper.
+
+    ``lgamma_yr``, when given, is ``lgamma(y + 1 / alpha)`` (``(n, G)``, overwritten), computed by the caller.
+    """
     r = torch.exp(-log_alpha)
     n = y.shape[0]
     yr = y + r
-    per_sample = torch.lgamma(yr)
+    per_sample = torch.lgamma(yr) if lgamma_yr is None else lgamma_yr
     per_sample -= torch.log(mu + r).mul_(yr)
     return per_sample.sum(0) + n * (r * torch.log(r) - torch.lgamma(r))
 
@@ -105,40 +106,50 @@ class LogDispersionPrior:
 class _Likelihood:
     """The Cox-Reid adjusted NB log likelihood of a chunk of genes as a function of ``log alpha`` (``mu`` fixed).
 
-    What does not depend on ``alpha`` (the moments as a ``(p * p, n)`` matrix) is prepared once per fit.
+    What does not depend on ``alpha`` (the moments as a ``(p * p, n)`` matrix) is prepared once per fit. With
+    ``uniform=True`` (the same ``log alpha`` for every gene, as on the gene-wise grid) ``lgamma(y + 1 / alpha)``
+    is computed once per distinct count and gathered: the same numbers for a fraction of the work.
     """
 
     def __init__(self, y: torch.Tensor, mu: torch.Tensor, moments: torch.Tensor | None):
         self.y, self.mu = y, mu
         self.p = 0 if moments is None else moments.shape[-1]
         self.flat = None if moments is None else moments.reshape(moments.shape[0], -1).T.contiguous()
+        self._distinct: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, log_alpha: torch.Tensor) -> torch.Tensor:
-        obj = _nb_loglik_alpha(self.y, self.mu, log_alpha)
+    def __call__(self, log_alpha: torch.Tensor, *, uniform: bool = False) -> torch.Tensor:
+        lgamma_yr = None
+        if uniform and log_alpha.numel():
+            if self._distinct is None:
+                self._distinct = torch.unique(self.y, return_inverse=True)
+            values, where = self._distinct
+            lgamma_yr = torch.lgamma(values + torch.exp(-log_alpha[:1]))[where]
+        obj = _nb_loglik_alpha(self.y, self.mu, log_alpha, lgamma_yr)
         if self.flat is not None:
             obj = obj + _cox_reid_flat(self.mu, log_alpha, self.flat, self.p)
         return obj
 
 
-def _objective(lik: _Likelihood, log_alpha, prior, genes):
-    obj = lik(log_alpha)
+def _objective(lik: _Likelihood, log_alpha, prior, genes, *, uniform: bool = False):
+    obj = lik(log_alpha, uniform=uniform)
     if prior is not None:
         obj = obj + prior(log_alpha, genes)
     return obj
 
 
-def _argmax_on_grid(lik, centre, offsets, prior, genes, lo, hi):
-    """The best of the points ``centre + offset`` (clamped to ``[lo, hi]``) per gene, and its objective."""
-    best_val = best_x = None
-    for off in offsets:
+def _argmax_on_grid(lik, centre, offsets, prior, genes, lo, hi, *, uniform: bool = False):
+    """The best of the points ``centre + offset`` (clamped to ``[lo, hi]``) per gene, and its objective.
+
+    ``uniform``: ``centre`` is the same for every gene and the offsets are numbers.
+    """
+    best_x = torch.clamp(centre + offsets[0], lo, hi)
+    best_val = _objective(lik, best_x, prior, genes, uniform=uniform)
+    for off in offsets[1:]:
         x = torch.clamp(centre + off, lo, hi)
-        val = _objective(lik, x, prior, genes)
-        if best_val is None:
-            best_val, best_x = val, x
-        else:
-            better = val > best_val
-            best_val = torch.where(better, val, best_val)
-            best_x = torch.where(better, x, best_x)
+        val = _objective(lik, x, prior, genes, uniform=uniform)
+        better = val > best_val
+        best_val = torch.where(better, val, best_val)
+        best_x = torch.where(better, x, best_x)
     return best_x, best_val
 
 
@@ -169,7 +180,7 @@ def fit_log_dispersion(
     if bracket is None:
         start = torch.full((g,), lo, dtype=y.dtype, device=y.device)
         coarse = np.arange(0.0, hi - lo + grid_step, grid_step).tolist()
-        x, f_x = _argmax_on_grid(lik, start, coarse, prior, genes, lo, hi)
+        x, f_x = _argmax_on_grid(lik, start, coarse, prior, genes, lo, hi, uniform=True)
         step = torch.full((g,), grid_step, dtype=y.dtype, device=y.device)
     else:  # six points across a per-gene bracket known to hold the maximum
         start, stop = (torch.clamp(t, lo, hi) for t in bracket)
@@ -390,8 +401,8 @@ def posterior_nodes(
     no_prior: torch.Tensor,
     *,
     probs: tuple[float, ...] = NODE_BINS,
-    n_coarse: int = 32,
-    n_fine: int = 48,
+    n_coarse: int = 12,
+    n_fine: int = 24,
 ) -> torch.Tensor:
     """Nodes of each gene's posterior of ``log alpha``, computed on a grid, as offsets from ``centre``.
 
@@ -400,7 +411,9 @@ def posterior_nodes(
     it is within ``exp(-12)`` of its largest value. Returns ``(G, J + 1)``: the first ``J`` columns are the
     conditional means of the posterior within the bins ``probs``, scaled about the posterior mean so that their
     spread is the posterior's variance, in units of ``sd = sqrt(E[(log alpha - centre)^2])``, offsets from
-    ``centre``; the last column is ``sd^2``. Unlike a normal at the mode with the curvature's variance, this
+    ``centre``; the last column is ``sd^2``. The moments are midpoint sums on the fine grid (for a smooth
+    posterior accurate far beyond the node positions' needs: 24 points give the second moment to 1e-4 and the
+    nodes to about 0.05 posterior sds). Unlike a normal at the mode with the curvature's variance, this
     keeps the posterior's skew (a long upper tail at few residual degrees of freedom) and its second mode
     where the heavy-tailed prior and the likelihood disagree (a gene far above the trend whose gene-wise
     estimate happens to sit near it).
@@ -432,7 +445,7 @@ def posterior_nodes(
     w = np.asarray(probs, dtype=np.float64)
     p = np.exp(lp - lp.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    var = (p * (grid - mean[:, None]) ** 2).sum(1) + ((b - a) / (n_fine - 1)) ** 2 / 12.0
+    var = (p * (grid - mean[:, None]) ** 2).sum(1)
     spread = ((means - mean[:, None]) ** 2 * w).sum(1)
     means = mean[:, None] + (means - mean[:, None]) * np.sqrt(var / np.maximum(spread, 1e-300))[:, None]
     c = centre.cpu().double().numpy()
