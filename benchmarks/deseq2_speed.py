@@ -138,6 +138,13 @@ compiled line search's distinct counts at ~0.9 ms a gene of 10,000 samples, `Cou
   cached inferred type. Below 40 samples the engine is unchanged (bit-identical, R parity): its remaining time is
   scipy's `gammaln`/`digamma` through their C addresses (~25%) and numpy vector arithmetic over (genes x 12) arrays.
 
+Measured after these changes (`--skip-pydeseq2 --sizes 1000 --repeats 3`, 02:53-03:07 UTC, load 3.7-9 on the
+2 cores, so read CPU seconds): GSE60450 engine 0.61 s CPU (R 7.25 s CPU in the same run: 11.9x; wall 1.30 s
+against R's 14.5 s, both inflated by the load; `tl.deseq2` 1.24 s wall); 1,000 x 18,000 9.6 s CPU (was 13.7 s in
+the quiet 02:00 run; R 120.5 s CPU: 12.5x; wall 18.4 s against R's 162 s: 8.8x at this load); 10,000 x 20,000
+88 s CPU (was 150 s), peak 1,306 MB, wall 179 s at load 3.7-9 (the 60 s wall target needs a quiet machine to be
+judged: 150 s CPU ran in 83.9 s wall at 02:00). Same calls as before at every size (1919 and 2841 genes).
+
 Tried and dropped: the pairwise sum evaluated from a precomputed plan of its tree (the same bits, only ~10%
 faster: the 128-term leaves dominate); `np.partition` instead of the two sorts of Cook's trimmed means (no faster
 than numpy's SIMD sort of float64 rows here).
