@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -23,13 +24,17 @@ DE_COLUMNS = ("baseMean", "log2FoldChange", "stat", "pvalue", "padj")
 
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of ``gendex`` and the named packages (h5ad-safe dict of str)."""
-    out = {}
-    for name in ("gendex", *names):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "unknown"
-    return out
+    return {name: _version(name) for name in ("gendex", *names)}
+
+
+@functools.cache
+def _version(name: str) -> str:
+    # importlib.metadata scans the environment's distributions on every call (ms each); versions do not change
+    # within a process
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def h5ad_safe(value: Any) -> Any:
