@@ -74,11 +74,23 @@ cat(sprintf('{"wall": %f, "cpu": %f, "n_sig": %d}\n', st[["elapsed"]], st[["user
 NOTES = """
 ## Where the time goes (profile) and what the compiled kernels changed
 
-The table above is one run at load 8-28 on 2 cores (other engineers' jobs): compare CPU-second ratios in the same
-run. Against the 2026-12-01 run (load 2-17): GSE60450 engine CPU 0.72 -> 0.68 s (R 7.69 -> 6.39 s here, 9.4x;
-target 12x not reached in this run), 1,000 x 18,000 CPU 20.8 -> 12.9 s (R 122 -> 138 s: 5.9x -> 10.7x; target
-15x not reached), 10,000 x 20,000 CPU 198 -> 153 s, peak 1,161 -> 1,302 MB, wall 522 s on 2 threads at load ~23
-(the 60 s wall target cannot be judged on this machine at this load).
+The table above is the lead's quiet-machine run of 2026-12-02 after this round's changes (compiled IRLS from 40
+samples, counted distinct values, interleaved sums): the synthetic rows from `python benchmarks/deseq2_speed.py`
+at 03:33-03:45 UTC (load 0.1-1.6), the GSE60450 rows re-run with `--merge --skip-large --sizes --skip-pydeseq2
+--repeats 7` at 03:50 UTC (load 0.5; the PyDESeq2 GSE60450 row is the 03:33 one). Against the issue's targets:
+**GSE60450 13.7x R wall (engine and `tl.deseq2` 0.49-0.50 s, R 6.85 s; >= 12x: met)**; **1,000 x 18,000 25.5x R
+wall (>= 15x: met)**, 13.3x in CPU seconds (gendex uses both cores, R one); **10,000 x 20,000 42.1 s wall (<= 60
+s: met), peak 1,306 MB (<= 1.5 GB: met)**.
+
+The GSE60450 row (the 12-sample numpy path, kept bit-identical for R parity) is the least steady one: the first
+GSE60450 pass of the full run at 03:33, started while the load of other engineers' test suites was still
+decaying (1-min load 1.2 from 6.9), gave engine 0.70 s against R 5.91 s (7.9x); a run at 02:00 UTC (load 0.8-1.2)
+0.566 s against R 6.40 s (11.3x). A same-process A/B against the previous round's code (2eaf209), alternating,
+showed no new work in this path beyond a ~3 ms count table (cProfile: the same functions, uniformly slower or
+faster with the machine). Read the ratio on a quiet machine.
+
+The previous round's run (load 8-28) for reference: GSE60450 engine CPU 0.72 -> 0.68 s (R 7.69 -> 6.39 s,
+9.4x), 1,000 x 18,000 CPU 20.8 -> 12.9 s (R 122 -> 138 s), 10,000 x 20,000 CPU 198 -> 153 s, wall 522 s at load ~23.
 
 Measured with cProfile and same-process A/B timings (the numpy kernels, `GENDEX_DESEQ2_JIT=0`, against the compiled
 ones, alternating, minimum of 3-7 runs) on the shared 2-core machine at load 7-14: read the ratios, not the seconds.
