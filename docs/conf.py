@@ -50,6 +50,7 @@ nitpicky = True
 nitpick_ignore = [
     ("py:class", "numpy.typing.NDArray"),
     ("py:class", "NDArray"),
+    ("py:class", "npt.NDArray"),  # scvi-tools' own annotation of the inherited get_latent_representation
     ("py:class", "os.PathLike"),
     ("py:class", "PathLike"),
     ("py:class", "Axes"),
