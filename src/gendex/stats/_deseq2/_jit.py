@@ -234,24 +234,10 @@ def _dot8(a, b, n):
     return res
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True)
 def _sum8(a, n):
-    """``a[:n].sum()`` in the order of :func:`_dot8`."""
-    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
-    m = n - n % 8
-    for i in range(0, m, 8):
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(m, n):
-        res += a[i]
-    return res
+    """``a[:n].sum()`` in 8 partial sums: the order of :func:`_dot8`, numpy's pairwise block (:func:`_pw_block`)."""
+    return _pw_block(a, 0, n)
 
 
 # ----------------------------------------------------------------------------------------------------------------
