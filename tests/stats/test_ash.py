@@ -82,3 +82,18 @@ def test_posterior_fdr():
     q = posterior_fdr(p_null)
     np.testing.assert_allclose(q[[1, 4, 3, 0]], [0.01, 0.02, 0.08, 0.185])
     assert np.isnan(q[2])
+
+
+def test_ash_is_the_same_with_any_number_of_blas_threads():
+    """The mixture weights' sums avoid the threaded BLAS: the same numbers with 1 or 2 threads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(1)
+    n = 20_000
+    se = rng.uniform(0.2, 1.0, n)
+    betahat = np.where(rng.random(n) < 0.2, rng.normal(0, 2, n), 0.0) + rng.normal(0, se)
+    fits = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            fits.append(ash(betahat, se))
+    np.testing.assert_array_equal(fits[0].prior_weights, fits[1].prior_weights)
+    np.testing.assert_array_equal(fits[0].mean, fits[1].mean)

@@ -183,13 +183,16 @@ def _mixture_weights(lik: NDArray, penalty: NDArray, *, max_iter: int, tol: floa
         pi = np.maximum(w.sum(0) + prior_counts, 0.0)
         pi /= pi.sum()
 
+    # the products by numpy's own loops, not BLAS: with a threaded BLAS each of the many small products pays
+    # for waking its threads (the weights took 0.55 s instead of 0.15 s with 2 threads on 20,000 genes), and
+    # these sums round the same with any number of threads
     def negative(theta: NDArray) -> tuple[float, NDArray]:
         e = np.exp(theta - theta.max())
         p = e / e.sum()
-        m = np.maximum(lik @ p, 1e-300)
+        m = np.maximum(np.einsum("ik,k->i", lik, p), 1e-300)
         logp = np.log(np.maximum(p, 1e-300))
         value = np.log(m).sum() + (prior_counts * logp).sum()
-        grad_p = (1.0 / m) @ lik + prior_counts / np.maximum(p, 1e-300)  # sum_i lik_ik / m_i, no (n, K) temporary
+        grad_p = np.einsum("i,ik->k", 1.0 / m, lik) + prior_counts / np.maximum(p, 1e-300)  # no (n, K) temporary
         return -value, -(p * (grad_p - (p * grad_p).sum()))
 
     fit = minimize(
