@@ -146,3 +146,21 @@ def test_prior_variance_follows_the_data_below_deseq2s_floor():
     assert abs(estimates[0.49] - 0.49) < 0.1, estimates
     # no scatter: the bound 1.96 standard errors of the squared MAD, far below 0.25 with 4,000 genes
     assert 0.0 < estimates[0.0] < 0.06, estimates
+
+
+def test_map_from_the_grid_posterior_matches_the_search():
+    """The MAP dispersions read off the grid posterior agree with the golden-section search's."""
+    rng = np.random.default_rng(11)
+    n, g = 6, 1500
+    base = np.exp(rng.uniform(np.log(5), np.log(3000), g))
+    alpha = (0.05 + 1.0 / base) * np.exp(rng.normal(0, 0.6, g))
+    y = torch.as_tensor(_nb(rng, np.broadcast_to(base, (n, g)), alpha), dtype=F64)
+    mu = torch.as_tensor(np.broadcast_to(y.numpy().mean(0), (n, g)).copy(), dtype=F64)
+    moments = torch.ones(n, 1, 1, dtype=F64)
+    grid = _dispersion.fit_dispersions(y, mu, moments, base)
+    search = _dispersion.fit_dispersions(y, mu, moments, base, nodes=False)
+    np.testing.assert_array_equal(grid.log_genewise, search.log_genewise)
+    gap = np.abs(grid.log_map - search.log_map) / np.sqrt(search.log_final_var)
+    assert np.median(gap) < 0.02
+    assert np.quantile(gap, 0.99) < 0.06
+    np.testing.assert_array_equal(grid.log_final, grid.log_map)  # heavy tail: every gene its MAP

@@ -216,6 +216,15 @@ def _curvature_variance(f: list[torch.Tensor], h: float) -> torch.Tensor:
     return torch.clamp(var, 1e-4, 4.0)
 
 
+def _laplace_variance(y, mu, moments, at, prior, likelihood_only, genes):
+    """Posterior variance of ``log alpha`` of the genes ``genes`` at ``at`` (minus the inverse curvature).
+
+    The likelihood's alone where ``likelihood_only``, else with ``prior``.
+    """
+    with_prior, without = _variances(_Likelihood(y[:, genes], mu[:, genes], moments), at[genes], prior, genes)
+    return torch.where(likelihood_only[genes], without, with_prior)
+
+
 def log_dispersion_variance(y, mu, moments, log_alpha, *, prior=None, genes=slice(None), h: float = 0.05):
     """Posterior variance of ``log alpha``: minus the inverse curvature of the objective (finite differences)."""
     return _variances(_Likelihood(y, mu, moments), log_alpha, prior, genes, h)[0]
@@ -406,6 +415,7 @@ def posterior_nodes(
     probs: tuple[float, ...] = NODE_BINS,
     n_coarse: int = 8,
     n_fine: int = 20,
+    return_centre: bool = False,
 ) -> torch.Tensor:
     """Nodes of each gene's posterior of ``log alpha``, computed on a grid, as offsets from ``centre``.
 
@@ -414,7 +424,9 @@ def posterior_nodes(
     it is within ``exp(-12)`` of its largest value. Returns ``(G, J + 1)``: the first ``J`` columns are the
     conditional means of the posterior within the bins ``probs``, scaled about the posterior mean so that their
     spread is the posterior's variance, in units of ``sd = sqrt(E[(log alpha - centre)^2])``, offsets from
-    ``centre``; the last column is ``sd^2``. The moments are midpoint sums on the fine grid (for a smooth
+    ``centre``; the last column is ``sd^2``. Where ``centre`` is NaN it is the posterior's mode (its best point
+    on the fine grid, refined by the parabola through the neighbouring points), and a last column holds the
+    centres with ``return_centre`` (``(G, J + 2)``). The moments are midpoint sums on the fine grid (for a smooth
     posterior, 20 points give the second moment to 1e-4 and the nodes to about 0.07 posterior sds, which moves
     a node's log fold change sd by well under 1%). Unlike a normal at the mode with the curvature's variance,
     this keeps the posterior's skew (a long upper tail at few residual degrees of freedom) and its second mode
@@ -444,6 +456,17 @@ def posterior_nodes(
     fine_steps = np.linspace(0.0, 1.0, n_fine)
     grid = a[:, None] + (b - a)[:, None] * fine_steps
     lp = logpost(torch.as_tensor(grid, dtype=y.dtype, device=y.device))
+    c = centre.cpu().double().numpy()
+    mode = np.isnan(c)
+    if mode.any():  # the posterior's mode: its best fine point, refined by the parabola through its neighbours
+        rows, best = np.arange(grid.shape[0]), lp.argmax(1)
+        lo_i, hi_i = np.maximum(best - 1, 0), np.minimum(best + 1, n_fine - 1)
+        f0, fm, fp = lp[rows, best], lp[rows, lo_i], lp[rows, hi_i]
+        h = (b - a) / (n_fine - 1)
+        curv = fm - 2.0 * f0 + fp
+        inner = (best > 0) & (best < n_fine - 1) & (curv < 0)
+        shift = np.where(inner, 0.5 * h * (fm - fp) / np.where(inner, curv, -1.0), 0.0)
+        c = np.where(mode, grid[rows, best] + np.clip(shift, -0.5 * h, 0.5 * h), c)
     means, mean = _bin_means(grid, lp, probs)
     w = np.asarray(probs, dtype=np.float64)
     p = np.exp(lp - lp.max(1, keepdims=True))
@@ -451,10 +474,10 @@ def posterior_nodes(
     var = (p * (grid - mean[:, None]) ** 2).sum(1)
     spread = ((means - mean[:, None]) ** 2 * w).sum(1)
     means = mean[:, None] + (means - mean[:, None]) * np.sqrt(var / np.maximum(spread, 1e-300))[:, None]
-    c = centre.cpu().double().numpy()
     second = var + (mean - c) ** 2
     z = (means - c[:, None]) / np.sqrt(second)[:, None]
-    return torch.as_tensor(np.column_stack([z, second]), dtype=y.dtype, device=y.device)
+    out = [z, second, c] if return_centre else [z, second]
+    return torch.as_tensor(np.column_stack(out), dtype=y.dtype, device=y.device)
 
 
 @dataclass
@@ -522,8 +545,10 @@ def fit_dispersions(
     applies (outliers keep their gene-wise estimate, with the likelihood's posterior alone). With ``nodes`` the
     posterior of each log dispersion is computed on a grid (:func:`posterior_nodes`): ``log_final_var`` is its
     second moment about the final dispersion and ``node_z`` its nodes; otherwise ``log_final_var`` is minus the
-    inverse curvature at the final dispersion (a normal posterior). ``fast`` (start values) uses a coarser
-    gene-wise search and the normal posterior mean of each log dispersion instead of the MAP.
+    inverse curvature at the final dispersion (a normal posterior). With ``nodes`` the MAP is the grid
+    posterior's mode; otherwise a search between the gene-wise estimate and the trend finds it. ``fast`` (start
+    values) uses a coarser gene-wise search and the normal posterior mean of each log dispersion instead of the
+    MAP.
     """
     n, g = y.shape
     p = moments.shape[-1]
@@ -556,43 +581,52 @@ def fit_dispersions(
             weights = tail_weights((log_gw - log_trend)[use], sd, n - p)
         pm = torch.as_tensor(log_trend, dtype=y.dtype, device=y.device)
         prior = LogDispersionPrior(pm, sd, weights)
-        # the likelihood peaks at the gene-wise estimate, the prior near the trend: the MAP lies between them
-        lower = torch.as_tensor(np.minimum(log_gw, log_trend) - 0.5, dtype=y.dtype, device=y.device)
-        upper = torch.as_tensor(np.maximum(log_gw, log_trend) + 0.5, dtype=y.dtype, device=y.device)
-
-        def map_chunk(s):
-            return fit_log_dispersion(
-                y[:, s], mu[:, s], moments, prior=prior, genes=s, bracket=(lower[s], upper[s]), **opts
-            )
-
-        map_ = by_chunks(map_chunk)
-        log_map = map_.cpu().double().numpy()
         outlier = log_gw > log_trend + 2.0 * sd
         # DESeq2 keeps the gene-wise estimate of a gene more than two prior sds above the trend, and its posterior
         # is then the likelihood's alone; with the heavy tail the prior itself says, from the data, how many genes
         # lie how far above the trend, so every gene gets its MAP and its posterior under that prior
         keep_genewise = outlier & (not heavy_tail)
-        log_final = np.where(keep_genewise, log_gw, log_map)
-        final = torch.as_tensor(log_final, dtype=y.dtype, device=y.device)
         out_t = torch.as_tensor(keep_genewise, device=y.device)
-
-        def var_chunk(s):
-            with_prior, without = _variances(_Likelihood(y[:, s], mu[:, s], moments), final[s], prior, s)
-            return torch.where(out_t[s], without, with_prior)
-
-        laplace_sd = by_chunks(var_chunk).sqrt()
-        # the posterior of each log dispersion on a grid wide enough for both the gene-wise estimate and the
-        # trend (where the prior and the likelihood disagree the posterior may have a mode at each)
-        ends = torch.as_tensor(np.column_stack([log_gw, log_trend, log_final]), dtype=y.dtype, device=y.device)
-        grid_lo = torch.clamp(ends.amin(1) - 6.0 * laplace_sd - 1.0, min=math.log(MIN_DISP))
-        grid_hi = torch.clamp(ends.amax(1) + 6.0 * laplace_sd + 2.0, max=math.log(max_disp))
-
-        def node_chunk(s):
-            return posterior_nodes(y[:, s], mu[:, s], moments, prior, s, final[s], grid_lo[s], grid_hi[s], out_t[s])
-
         if nodes:
+            # the posterior of each log dispersion on a grid wide enough for both the gene-wise estimate and the
+            # trend (where the prior and the likelihood disagree the posterior may have a mode at each), its
+            # width from the curvature at the gene-wise estimate; the MAP is the grid posterior's mode
+            gw_t = torch.as_tensor(log_gw, dtype=y.dtype, device=y.device)
+            laplace_sd = by_chunks(lambda s: _laplace_variance(y, mu, moments, gw_t, prior, out_t, s)).sqrt()
+            ends = torch.as_tensor(np.column_stack([log_gw, log_trend]), dtype=y.dtype, device=y.device)
+            grid_lo = torch.clamp(ends.amin(1) - 6.0 * laplace_sd - 1.0, min=math.log(MIN_DISP))
+            grid_hi = torch.clamp(ends.amax(1) + 6.0 * laplace_sd + 2.0, max=math.log(max_disp))
+            centre = torch.where(out_t, gw_t, torch.full_like(gw_t, math.nan))
+
+            def node_chunk(s):
+                return posterior_nodes(
+                    y[:, s],
+                    mu[:, s],
+                    moments,
+                    prior,
+                    s,
+                    centre[s],
+                    grid_lo[s],
+                    grid_hi[s],
+                    out_t[s],
+                    return_centre=True,
+                )
+
             post = by_chunks(node_chunk).cpu().double().numpy()
-            node_z, var = post[:, :-1], post[:, -1]
-        else:
-            node_z, var = None, (laplace_sd**2).cpu().double().numpy()
+            node_z, var, log_map = post[:, :-2], post[:, -2], post[:, -1]
+            log_final = np.where(keep_genewise, log_gw, log_map)
+        else:  # the MAP by a search between the gene-wise estimate and the trend, a normal posterior at it
+            lower = torch.as_tensor(np.minimum(log_gw, log_trend) - 0.5, dtype=y.dtype, device=y.device)
+            upper = torch.as_tensor(np.maximum(log_gw, log_trend) + 0.5, dtype=y.dtype, device=y.device)
+
+            def map_chunk(s):
+                return fit_log_dispersion(
+                    y[:, s], mu[:, s], moments, prior=prior, genes=s, bracket=(lower[s], upper[s]), **opts
+                )
+
+            log_map = by_chunks(map_chunk).cpu().double().numpy()
+            log_final = np.where(keep_genewise, log_gw, log_map)
+            final = torch.as_tensor(log_final, dtype=y.dtype, device=y.device)
+            node_z = None
+            var = by_chunks(lambda s: _laplace_variance(y, mu, moments, final, prior, out_t, s)).cpu().double().numpy()
     return DispersionFit(log_gw, log_trend, log_map, log_final, var, outlier, kind, coefs, pvar, weights, node_z)
