@@ -168,7 +168,11 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             NumericalJointObsField(REGISTRY_KEYS.CONT_COVS_KEY, _as_list(continuous_covariate_keys)),
         ]
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
+        with warnings.catch_warnings():
+            # scvi-tools warns of covariate levels with fewer than 3 cells; bulk designs have them by nature
+            # (a paired design's donor has 2 samples), and the design checks of gendex come before this
+            warnings.filterwarnings("ignore", message=r"Category .* has fewer than 3 cells", category=UserWarning)
+            manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
     @classmethod
@@ -323,6 +327,7 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
                 shutil.rmtree(scratch, ignore_errors=True)
         self.module.eval()
         self._refresh_orthogonalisation()
+        self._refit_design_coefficients()
         self._adjust_for_confounding()
         if fit_dispersions:
             self.fit_dispersions()
@@ -481,6 +486,21 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
             "tail_weights": fit.tail_weights.round(6).tolist(),
         }
         return self.dispersions_
+
+    @torch.no_grad()
+    def _refit_design_coefficients(self, max_samples: int = 200) -> None:
+        """Intercepts and design coefficients as Firth-penalised MAPs given the codes (``_posterior.firth_refit``).
+
+        Finite where a design cell has no counts (training leaves such a coefficient wherever it stopped).
+        With more samples than ``max_samples`` (a random subset would lose information) they stay as trained:
+        a design cell without counts is then rare, and each coefficient's information large.
+        """
+        m = self.module
+        if not m.n_cov_features or self.adata.n_obs > max_samples:
+            return
+        beta = _posterior.firth_refit(self, _posterior.glm_state(self))
+        m.intercept.copy_(beta[:, 0].to(m.intercept))
+        m.cov_coef.copy_(beta[:, 1 + m.n_latent :].to(m.cov_coef))
 
     @torch.inference_mode()
     def get_decoded_means(self) -> np.ndarray:

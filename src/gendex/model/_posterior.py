@@ -390,10 +390,11 @@ def with_group_feature(
     The feature ``c_i`` is ``+1/2`` in ``group1``, ``-1/2`` in ``group2`` and 0 elsewhere; its coefficient
     ``gamma_g`` is the part of gene ``g``'s group difference that the latent codes and covariates do not
     explain. Each gene's penalised NB GLM on ``[1, z, covariates, c]`` (latent means, MAP dispersion, the
-    weight prior on the loadings and covariates, a flat prior on ``gamma``) is refitted by Newton steps from
-    the decoder's coefficients and ``gamma = 0`` (steps clipped to one unit per coefficient); the dispersions
-    are then estimated again on these fits (DESeq2's procedure, as in training: a group difference the decoder
-    misses would otherwise count as dispersion) and the GLMs refitted with them. The returned
+    weight prior on the loadings and covariates, a flat prior on ``gamma``, Firth's score so that genes with
+    separated counts stay finite) is refitted by Newton steps from the decoder's coefficients and ``gamma = 0``
+    (steps clipped to one unit per coefficient); the dispersions are then estimated again on these fits
+    (DESeq2's procedure, as in training: a group difference the decoder misses would otherwise count as
+    dispersion) and the GLMs refitted at them. The returned
     state's Laplace posterior (:func:`lfc_draws`) then covers the joint uncertainty of the decoder and the
     group coefficient: when the latent space carries the groups the two are confounded and share the group
     difference, and when it does not, ``gamma`` carries it.
@@ -414,14 +415,14 @@ def with_group_feature(
     beta = torch.cat([state.beta, torch.zeros(g_total, 1, dtype=DTYPE, device=dev)], dim=1)
     log_disp = model.module.log_disp.detach().to(DTYPE)
     base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
-    fit = None
-    for last in (False, True):  # fit with the decoder's dispersions, re-estimate them with the group feature, refit
-        beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), n_iter=n_iter, max_elements=max_elements)
-        mu = state.size_factors[:, None] * torch.exp((design @ beta.T).clamp(max=60.0))
-        heavy = bool((getattr(model, "dispersion_trend_", None) or {}).get("heavy_tail", True))
-        fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy, nodes=last)
-        log_disp = torch.as_tensor(fit.log_final, dtype=DTYPE, device=dev)
-    assert fit is not None  # the loop above runs twice
+    kw: dict[str, Any] = {"n_iter": n_iter, "max_elements": max_elements, "firth": True, "tol": 1e-6}
+    # DESeq2's order: the fits at the decoder's dispersions, the dispersions on them, the fits at those
+    beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), **kw)
+    mu = state.size_factors[:, None] * torch.exp((design @ beta.T).clamp(max=60.0))
+    heavy = bool((getattr(model, "dispersion_trend_", None) or {}).get("heavy_tail", True))
+    fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy)
+    log_disp = torch.as_tensor(fit.log_final, dtype=DTYPE, device=dev)
+    beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), **kw)
     var = torch.as_tensor(fit.log_final_var * len(state.indices) / model.adata.n_obs, dtype=DTYPE, device=dev)
     feats = torch.cat([state.cov_features, c[:, None]], dim=1)
     return GLMState(
@@ -441,22 +442,102 @@ def with_group_feature(
     )
 
 
-def _fit_glm(state, design, lam, beta, alpha_all, *, n_iter: int, max_elements: int) -> torch.Tensor:
-    """Penalised NB GLM fits of every gene by Newton steps from ``beta`` (clipped to one unit per step)."""
+def _fit_glm(
+    state,
+    design,
+    lam,
+    beta,
+    alpha_all,
+    *,
+    n_iter: int,
+    max_elements: int,
+    firth: bool = False,
+    tol: float | None = None,
+    offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Penalised NB GLM fits of every gene by Newton steps from ``beta`` (clipped to one unit per step).
+
+    With ``firth`` the score is Firth's: for the log link and a fixed dispersion the Jeffreys penalty
+    ``log det(X^T W X + lam) / 2`` adds half of each sample's leverage ``h_i = w_i x_i^T (X^T W X + lam)^-1 x_i``
+    to its count (``(y_i + h_i / 2 - mu_i) / (1 + alpha mu_i)``), so a gene whose counts are zero in a whole
+    cell of the design (separation: no finite maximum-likelihood estimate) gets a finite estimate, while the
+    estimates of genes with counts move by ``O(1 / n)``. With ``tol`` a gene stops when no step is larger.
+    ``offset`` ``(n, G)`` is added to every linear predictor.
+    """
     n, (g_total, p) = design.shape[0], beta.shape
     beta = beta.clone()
-    chunk = max(1, min(g_total, max_elements // (n * p)))
+    chunk = max(1, min(g_total, max_elements // (n * p * (2 if firth else 1))))
     for a in range(0, g_total, chunk):
         s = slice(a, min(a + chunk, g_total))
         y, alpha, b = state.counts[:, s], alpha_all[s], beta[s]
+        off = None if offset is None else offset[:, s]
+        active, ya, aa, oa = None, y, alpha, off  # active: the genes still moving (None: all)
         for _ in range(n_iter):
-            mu = state.size_factors[:, None] * torch.exp((design @ b.T).clamp(max=60.0))
-            denom = 1.0 + alpha * mu
-            grad = torch.einsum("ng,np->gp", (y - mu) / denom, design) - b @ lam
+            ba = b if active is None else b[active]
+            eta = design @ ba.T if oa is None else design @ ba.T + oa
+            mu = state.size_factors[:, None] * torch.exp(eta.clamp(max=60.0))
+            denom = 1.0 + aa * mu
             info = torch.einsum("ng,np,nq->gpq", mu / denom, design, design) + lam
-            step = torch.linalg.solve(info, grad.unsqueeze(-1)).squeeze(-1)
-            b = b + step.clamp(-1.0, 1.0)
+            resid = ya - mu
+            if firth:
+                chol = torch.linalg.cholesky(info)
+                root = torch.linalg.solve_triangular(chol, design.T.expand(ba.shape[0], p, n), upper=False)
+                resid = resid + 0.5 * (mu / denom) * root.square().sum(1).T
+            grad = torch.einsum("ng,np->gp", resid / denom, design) - ba @ lam
+            if firth:
+                step = torch.cholesky_solve(grad.unsqueeze(-1), chol).squeeze(-1)
+            else:
+                step = torch.linalg.solve(info, grad.unsqueeze(-1)).squeeze(-1)
+            if active is None:
+                b = ba + step.clamp(-1.0, 1.0)
+            else:
+                b[active] = ba + step.clamp(-1.0, 1.0)
+            if tol is not None:
+                moving = step.abs().amax(1) >= tol
+                if not bool(moving.any()):
+                    break
+                if not bool(moving.all()):
+                    active = torch.arange(b.shape[0], device=b.device)[moving] if active is None else active[moving]
+                    ya, aa = y[:, active], alpha[active]
+                    oa = None if off is None else off[:, active]
         beta[s] = b
+    return beta
+
+
+def firth_refit(model: FittedNBVAE, state: GLMState, *, n_iter: int = 25, max_elements: int = 20_000_000):
+    """The decoder's coefficients ``[b, W, B]`` with ``b`` and ``B`` Firth-penalised MAPs given the codes, ``(G, p)``.
+
+    Each gene's GLM on ``[1, covariates]`` with the latent part ``W z`` (latent means, trained loadings) as an
+    offset, at the model's dispersions and under its weak ``cov_prior_sd`` prior, with Firth's score (see
+    :func:`_fit_glm`), by Newton steps from the trained coefficients. The covariate coefficients carry only that
+    weak prior, so where a gene has no counts in a whole cell of the design (e.g. every sample of one condition,
+    or all but one of a paired design) the likelihood keeps rising towards an infinite coefficient and training
+    leaves it wherever it stopped (log2 fold changes of +-7 for a single count of 10); with the Jeffreys penalty
+    it is finite, and the Laplace posterior is taken there. The loadings keep their trained values: they carry
+    a proper prior, and their fit integrates over the codes' uncertainty, which a fit at the latent means would
+    not.
+    """
+    if state.counts is None:
+        raise ValueError("firth_refit needs a GLM state with counts")
+    p, k = state.beta.shape[1], state.z_mean.shape[1]
+    lam = state.prior_precision if state.prior_precision is not None else _prior_precision(model, p)
+    keep = torch.as_tensor([0, *range(1 + k, p)], device=state.beta.device)
+    alpha = torch.exp(model.module.log_disp.detach().to(DTYPE))
+    offset = state.z_mean @ state.beta[:, 1 : 1 + k].T
+    fitted = _fit_glm(
+        state,
+        state.design[:, keep],
+        lam[keep][:, keep],
+        state.beta[:, keep],
+        alpha,
+        n_iter=n_iter,
+        max_elements=max_elements,
+        firth=True,
+        tol=1e-6,
+        offset=offset,
+    )
+    beta = state.beta.clone()
+    beta[:, keep] = fitted
     return beta
 
 
