@@ -71,8 +71,9 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         latent space); it keeps genes that are zero in one region of the latent space finite.
     cov_prior_sd
         Standard deviation of the (weak) normal prior on the covariate coefficients (natural log): design effects
-        keep their size (a log2 fold change of 9 stays about 9); it only keeps genes that are zero in one
-        covariate level finite.
+        keep their size (a log2 fold change of 9 stays about 9). Genes with no counts in a whole cell of the
+        design have no finite estimate under so weak a prior; after training the design coefficients are
+        refitted with Firth's penalty, which bounds them (``gendex.model._posterior.firth_refit``).
     """
 
     _module_cls = NBVAEModule
@@ -218,8 +219,10 @@ class NBVAE(GenerativeDEMixin, RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin,
         """Train with bulk-sized defaults, then fit the empirical-Bayes dispersions on the fitted means.
 
         With covariates, the codes are held orthogonal to the covariate features during training; afterwards
-        the part of them the covariates explain is estimated from the genes that do not change and given back
-        (see ``_adjust_for_confounding``; the estimate is in ``model.confounding_``).
+        the intercepts and design coefficients are refitted given the codes with Firth's penalty (up to 200
+        samples, see ``_refit_design_coefficients``), and the part of the codes the covariates explain is
+        estimated from the genes that do not change and given back (see ``_adjust_for_confounding``; the
+        estimate is in ``model.confounding_``).
 
         Parameters
         ----------

@@ -130,9 +130,12 @@ def nbvae(
     then maximises the ELBO plus the log priors (the dispersion prior around the mean-dispersion trend and
     normal priors on the loadings and the covariate coefficients). All samples are used for training: early
     stopping watches the training ELBO, since a held-out sample of a dozen cannot monitor anything. After
-    training, DESeq2's dispersion procedure (gene-wise Cox-Reid estimates, the DESeq2 engine's trend and prior
-    variance, a heavy upper tail of the prior estimated from the data, MAP, dispersion outliers) runs again on
-    the decoded means.
+    training, with a design and up to 200 samples, every gene's intercept and design coefficients are refitted
+    given the codes with Firth's penalty (the Jeffreys prior), so that a gene with no counts in a whole cell of
+    the design (every untreated sample at 0, say) gets a finite, moderate fold change instead of wherever
+    training left an estimate that has no finite maximum; then DESeq2's dispersion procedure (gene-wise Cox-Reid
+    estimates, the DESeq2 engine's trend and prior variance, a heavy upper tail of the prior estimated from the
+    data, the MAP and the posterior on a grid) runs again on the decoded means.
 
     **Counts on disk.** With a backed or lazy ``adata`` the model keeps the counts as a dask array. The start
     reads the 1,000 evenly spaced samples it uses; each training epoch reads the store's row chunks once, in
