@@ -309,13 +309,13 @@ def na_genes(
     _box_strip(axes[0], data, "lfc2", point_size=point_size)
     axes[0].axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
     axes[0].set_ylabel(f"log2 fold change ({name2})")
-    axes[0].set_title(f"{name2} estimates by {name1} status", fontsize="medium")
+    axes[0].set_title(f"{name2} estimates\nby {name1} status", fontsize="medium")  # two lines: side by side
     if show_width:
         _box_strip(axes[1], data, "width", point_size=point_size)
         params = adata.uns.get(key2, {}).get("params", {}) if isinstance(adata.uns.get(key2), dict) else {}
         level = params.get("ci_level") if isinstance(params, dict) else None
         what = f"{100 * float(level):g}% credible interval" if level is not None else "credible interval"
         axes[1].set_ylabel(f"{what} width (log2 fold change)")
-        axes[1].set_title(f"{name2} uncertainty by {name1} status", fontsize="medium")
+        axes[1].set_title(f"{name2} uncertainty\nby {name1} status", fontsize="medium")
     finish(fig if n_panels == 2 else axes[0], show=show, save=save)
     return fig if n_panels == 2 else axes[0]
