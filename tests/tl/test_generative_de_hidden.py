@@ -102,3 +102,61 @@ def test_permuted_labels_give_no_calls(hidden):
     # 90% intervals (quantiles of the draws): no gene changes, so about 90% of them hold 0
     inside = ((table["lfc_lower"] <= 0) & (table["lfc_upper"] >= 0)).to_numpy()
     assert inside.mean() >= 0.85
+
+
+def _tiled_null(seed: int):
+    """40 samples with three hidden factors, relabelled so that each new group holds half of each true group."""
+    adata = gdx.datasets.simulate_counts(
+        n_samples=40, n_genes=1000, n_hidden_factors=3, hidden_factor_sd=0.5, random_state=seed
+    )
+    adata.obs["condition"] = pd.Categorical(np.tile(["A", "B"], 20))
+    gdx.pp.size_factors(adata)
+    return adata, gdx.tl.nbvae(adata, random_state=0, **TRAIN)
+
+
+def test_a_chance_latent_difference_of_null_groups_is_not_a_change_of_every_gene():
+    # seed 5: the new groups differ by chance by 0.9 sd in the first hidden factor, the latent space carries it
+    # (Hotelling p about 0.03), and without its sampling variance the decoded means called 461 of 1,000 genes
+    # (DESeq2: 42); with it, the decoded difference is as uncertain as the groups' mean codes are
+    adata, model = _tiled_null(5)
+    table = model.get_generative_de(adata, contrast=["condition", "B", "A"])
+    sep = table.attrs["generative_de"]["separation"]
+    assert sep["source"] == "residual" or sep["latent_sampling_added"]
+    assert table["is_de"].sum() <= 5
+    if sep["source"] == "decoded":
+        before = model.get_generative_de(
+            adata, contrast=["condition", "B", "A"], uncertainty=("z", "decoder", "dispersion", "residual")
+        )
+        assert before["lfcSE"].median() < table["lfcSE"].median()
+
+
+def test_residual_coefficients_that_vary_beyond_their_sds_get_wider_intervals(monkeypatch):
+    # seed 2: the residual group coefficients' z-scores spread more than N(0, 1) (genomic control's factor
+    # about 2.4: the groups differ by chance in variation two latent dimensions do not describe)
+    from gendex.model import _de
+
+    adata, model = _tiled_null(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the latent space does not separate the groups
+        table = model.get_generative_de(adata, contrast=["condition", "B", "A"])
+        monkeypatch.setattr(_de, "_null_inflation", lambda est, se: 1.0)
+        plain = model.get_generative_de(adata, contrast=["condition", "B", "A"])
+    sep = table.attrs["generative_de"]["separation"]
+    assert sep["source"] == "residual" and sep["residual_inflation"] > 1.5
+    holds_zero = lambda t: ((t["lfc_lower"] <= 0) & (t["lfc_upper"] >= 0)).mean()  # noqa: E731
+    assert holds_zero(plain) < 0.85 <= 0.88 <= holds_zero(table)
+    assert table["is_de"].sum() == 0
+    np.testing.assert_allclose(table["log2FoldChange"], plain["log2FoldChange"], atol=1e-5)  # the means stay
+
+
+def test_null_inflation_is_genomic_control():
+    from gendex.model._de import _null_inflation
+
+    rng = np.random.default_rng(0)
+    se = rng.uniform(0.1, 1.0, 20_000)
+    assert _null_inflation(rng.normal(0, se), se) == pytest.approx(1.0, abs=0.05)
+    assert _null_inflation(rng.normal(0, 1.5 * se), se) == pytest.approx(2.25, rel=0.05)
+    # 10% changed genes move the median: genomic control is conservative when many genes change
+    est = np.where(rng.random(se.size) < 0.1, 5.0, 0.0) + rng.normal(0, se)
+    assert 1.1 < _null_inflation(est, se) < 1.35
+    assert np.isnan(_null_inflation(est[:50], se[:50]))

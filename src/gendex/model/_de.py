@@ -103,7 +103,15 @@ class GenerativeDEMixin:
           each gene's GLM on ``[1, z, covariates, group]`` with re-estimated dispersions, drawn from its Laplace
           posterior jointly with the decoder's coefficients; both groups are decoded at their common latent
           centroid, so the draws are that coefficient's. Without it such groups decode to the same means and a
-          large true change gets a tight interval around 0;
+          large true change gets a tight interval around 0. When these coefficients vary more than their
+          posterior sds allow (genomic control's inflation factor, ``median(z^2) / 0.4549``, above 1: the groups
+          differ by chance in variation the codes do not describe), each gene's draws are widened by that
+          factor (``separation["residual_inflation"]``);
+        - ``"imbalance"``, unsupervised mode with the latent space separating the groups: the decoded difference
+          is ``W_g . (z1 - z2)`` of the groups' mean codes, and the draws get the sampling variance of that
+          difference, ``W_g S W_g^T (1/n1 + 1/n2)`` (``S``: pooled within-group covariance of the codes). Without
+          it, two null groups that the separation test lets through by chance (5% of null contrasts) get a
+          confident change of every gene loaded on their chance difference;
         - ``"imbalance"`` (counterfactual mode): the codes of the conditional mode are orthogonal to the design,
           so a chance difference of the groups in the unknown variation the codes describe lands in the group
           coefficient; when the genes' log fold changes line up with their loadings (chi-square test of the
@@ -397,6 +405,8 @@ class GenerativeDEMixin:
             separation["decoded_share"] = _decoded_share(_posterior.group_difference(state, idx1, idx2), est, se)
             draw_state = _posterior.at_common_centroid(draw_state, idx1, idx2)
         imbalance = None
+        # +1 or -1 by the order of the groups: the sampled latent shifts flip sign with the groups
+        orientation = 1.0 if groups.idx1.min() < groups.idx2.min() else -1.0
         if unsupervised:
             separation["source"] = "residual" if use_residual else "decoded"
         else:
@@ -414,12 +424,31 @@ class GenerativeDEMixin:
             random_state=seed,
         )
         if imbalance is not None:
-            separation.update(_add_imbalance(draws, state, imbalance, seed))
+            separation.update(_add_imbalance(draws, state, imbalance, seed, orientation))
+        if unsupervised and separated and "imbalance" in uncertainty:
+            # the decoded difference is W (z1 - z2) of the groups' mean codes; as the groups' difference it has
+            # their sampling variance (a chance latent difference of two groups, which the separation test lets
+            # through in 5% of null contrasts, would otherwise be a confident change of every gene loaded on it)
+            latent_cov = _imbalance_cov(state.z_mean.cpu().numpy(), groups.idx1, groups.idx2)
+            if latent_cov is not None:
+                k = latent_cov.shape[0]
+                loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
+                _add_latent_shift(draws, np.nan_to_num(loadings), latent_cov, seed, orientation)
+            separation["latent_sampling_added"] = latent_cov is not None
         if use_residual and residual is not None:
             shift = _residual_latent_shift(draw_state, *residual)
             draws -= shift[None, :].astype(draws.dtype)
             residual = (residual[0] - shift, residual[1])
             separation["latent_shift_removed"] = float(np.sqrt(np.mean(shift**2)))
+            centre = draws.mean(0, keepdims=True)
+            inflation = _null_inflation(centre[0].astype(np.float64), draws.std(0, ddof=1).astype(np.float64))
+            separation["residual_inflation"] = inflation
+            if inflation > 1.0:  # widen each gene's draws about their mean (the node structure is kept)
+                factor = np.float32(np.sqrt(inflation))
+                draws -= centre
+                draws *= factor
+                draws += centre
+                residual = (residual[0], residual[1] * float(factor))
         if unsupervised and not separated:
             _warn_if_not_separated(groups.comparison, separation, residual=use_residual)
         nodes = None
@@ -442,7 +471,9 @@ def _imbalance_cov(z_mean: np.ndarray, idx1: np.ndarray, idx2: np.ndarray) -> np
     return pooled * (1.0 / n1 + 1.0 / n2)
 
 
-def _add_imbalance(draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarray, seed: int) -> dict:
+def _add_imbalance(
+    draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarray, seed: int, orientation: float = 1.0
+) -> dict:
     """Add the groups' chance latent imbalance to counterfactual draws (in place) when the data show it.
 
     The conditional mode's codes are orthogonal to the design, so a chance difference of the groups in the
@@ -471,11 +502,23 @@ def _add_imbalance(draws: np.ndarray, state: _posterior.GLMState, cov: np.ndarra
     pvalue = float(chi2.sf(stat, k))
     added = pvalue < 0.05
     if added:
-        root = np.linalg.cholesky(cov + 1e-12 * np.eye(k))
-        shift = np.random.default_rng(seed).standard_normal((draws.shape[0], k)) @ root.T
-        for a in range(0, draws.shape[0], 32):  # in blocks of draws: float64 products that stay in the cache
-            draws[a : a + 32] += (shift[a : a + 32] @ loadings.T).astype(np.float32)
+        _add_latent_shift(draws, loadings, cov, seed, orientation)
     return {"imbalance_pvalue": pvalue, "imbalance_added": bool(added)}
+
+
+def _add_latent_shift(
+    draws: np.ndarray, loadings: np.ndarray, cov: np.ndarray, seed: int, orientation: float = 1.0
+) -> None:
+    """Add ``W_g . delta`` to every draw (in place), one latent shift ``delta ~ N(0, cov)`` per draw (log2 ``W``).
+
+    ``orientation`` (+1 or -1, from the order of the two groups) makes the shifts of ``B vs A`` those of
+    ``A vs B`` negated, so that swapping the groups negates every draw.
+    """
+    k = cov.shape[0]
+    root = np.linalg.cholesky(cov + 1e-12 * np.eye(k))
+    shift = orientation * np.random.default_rng(seed).standard_normal((draws.shape[0], k)) @ root.T
+    for a in range(0, draws.shape[0], 32):  # in blocks of draws: float64 products that stay in the cache
+        draws[a : a + 32] += (shift[a : a + 32] @ loadings.T).astype(np.float32)
 
 
 def _residual_latent_shift(state: _posterior.GLMState, est: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -496,6 +539,24 @@ def _residual_latent_shift(state: _posterior.GLMState, est: np.ndarray, se: np.n
         return np.zeros_like(est)
     d = _tukey_regression(loadings[ok] / se[ok, None], est[ok] / se[ok])
     return np.where(np.all(np.isfinite(loadings), axis=1), loadings @ d, 0.0)
+
+
+def _null_inflation(est: np.ndarray, se: np.ndarray) -> float:
+    """Genomic control's inflation factor of the genes' estimates: ``median(z^2) / 0.4549``, ``z = est / se``.
+
+    ``est`` and ``se`` are the means and sds of each gene's draws. Under the null each ``z`` is standard normal
+    and the median of ``z^2`` is chi-square(1)'s, 0.4549; most genes do not change, so the median holds against
+    the few that do. A factor above 1 says that
+    the group coefficients vary more than their standard errors allow, as when the groups differ by chance in
+    variation the latent codes do not describe (more hidden factors than latent dimensions): each gene's
+    draws then get that factor's share of extra variance (Devlin and Roeder's genomic control). Many changed
+    genes move the median too (10% of genes far from 0: a factor of about 1.28), so the correction errs on the
+    side of wider intervals; it never narrows them.
+    """
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0)
+    if ok.sum() < 100:
+        return float("nan")
+    return float(np.median((est[ok] / se[ok]) ** 2) / 0.45493642311957283)
 
 
 def _decoded_share(decoded: np.ndarray, residual: np.ndarray, se: np.ndarray) -> float:

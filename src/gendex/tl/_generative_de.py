@@ -100,11 +100,14 @@ def generative_de(
     Which mode runs depends on the model. If the compared factor is a decoder covariate (``tl.nbvae(design=...)``,
     the conditional mode) the contrast is counterfactual. Otherwise (unsupervised) the answer depends on whether
     the latent space separates the two groups (``uns[key]["separation"]``: silhouette, cross-validated accuracy,
-    Hotelling's p-value of the latent means): if it does, the groups' decoded means are compared; if not, the
-    log fold change is each gene's group coefficient in its GLM on the latent codes (``separation["source"] ==
-    "residual"``, columns ``lfc_residual``), and a ``UserWarning`` says so and names the fix (train with the
-    factor in the design). Decoding alone would then give both groups the same means and tight intervals
-    around 0 whatever the data say.
+    Hotelling's p-value of the latent means): if it does, the groups' decoded means are compared, with the
+    sampling variance of the groups' mean codes in the intervals (``separation["latent_sampling_added"]``: a
+    chance latent difference of null groups is not a change of every gene); if not, the log fold change is each
+    gene's group coefficient in its GLM on the latent codes (``separation["source"] == "residual"``, columns
+    ``lfc_residual``; intervals widened by genomic control's factor ``separation["residual_inflation"]`` when
+    the coefficients vary more than their sds allow), and a ``UserWarning`` says so and names the fix (train
+    with the factor in the design). Decoding alone would then give both groups the same means and tight
+    intervals around 0 whatever the data say.
 
     Examples
     --------
