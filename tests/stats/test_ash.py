@@ -47,6 +47,9 @@ def test_ash_tail_probabilities_and_quantiles(effects):
     assert null_like.any() and np.all((lo[null_like] <= 0) & (hi[null_like] >= 0))
     p_big = post.prob_greater(0.5) + post.prob_less(-0.5)
     assert np.all((p_big >= 0) & (p_big <= 1 - post.weights[:, 0] + 1e-9))
+    # at 0 the point mass separates the strict and the inclusive tail by exactly its posterior weight
+    np.testing.assert_allclose(post.cdf(0.0) - post.prob_less(0.0), post.weights[:, 0], atol=1e-12)
+    np.testing.assert_array_equal(lfsr, np.minimum(1.0 - post.prob_less(0.0), post.cdf(0.0)))
 
 
 def test_ash_single_normal_prior_matches_conjugate_formula():

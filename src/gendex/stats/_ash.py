@@ -37,14 +37,33 @@ class AshPosterior:
         second = (self.weights * (self.sds**2 + self.means**2)).sum(1)
         return np.sqrt(np.maximum(second - self.mean**2, 0.0))
 
+    def _component_cdf(self, x: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """``P(component <= x)`` of every effect's components, ``(n, K)``, and the point-mass columns.
+
+        A point mass (sd 0, the same column for every effect) is left at 0 here; the callers set it, as
+        ``x >= mean`` or ``x > mean``. Normal components are evaluated on their columns only.
+        """
+        x = np.broadcast_to(np.asarray(x, dtype=np.float64), self.weights.shape[:1])[:, None]
+        point = np.all(self.sds == 0, axis=0)
+        comp = np.zeros(self.means.shape)
+        normal = ~point
+        comp[:, normal] = ndtr((x - self.means[:, normal]) / self.sds[:, normal])
+        return comp, point
+
+    def _mixture_cdf(self, x: ArrayLike, *, strict: bool) -> NDArray[np.float64]:
+        comp, point = self._component_cdf(x)
+        return self._with_point(comp, point, x, strict=strict)
+
+    def _with_point(self, comp, point, x: ArrayLike, *, strict: bool) -> NDArray[np.float64]:
+        if point.any():
+            xs = np.broadcast_to(np.asarray(x, dtype=np.float64), self.weights.shape[:1])[:, None]
+            at = self.means[:, point]
+            comp[:, point] = (xs > at if strict else xs >= at).astype(float)
+        return (self.weights * comp).sum(1)
+
     def cdf(self, x: ArrayLike) -> NDArray[np.float64]:
         """``P(beta <= x)`` per effect (``x`` scalar or ``(n,)``)."""
-        x = np.broadcast_to(np.asarray(x, dtype=np.float64), self.weights.shape[:1])[:, None]
-        point = self.sds == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (x - self.means) / np.where(point, 1.0, self.sds)
-        comp = np.where(point, (x >= self.means).astype(float), ndtr(z))
-        return (self.weights * comp).sum(1)
+        return self._mixture_cdf(x, strict=False)
 
     def prob_greater(self, x: ArrayLike) -> NDArray[np.float64]:
         """``P(beta > x)`` per effect (strict, so the point mass at 0 is excluded for ``x = 0``)."""
@@ -52,16 +71,13 @@ class AshPosterior:
 
     def prob_less(self, x: ArrayLike) -> NDArray[np.float64]:
         """``P(beta < x)`` per effect (``x`` scalar or ``(n,)``)."""
-        x = np.broadcast_to(np.asarray(x, dtype=np.float64), self.weights.shape[:1])[:, None]
-        point = self.sds == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (x - self.means) / np.where(point, 1.0, self.sds)
-        comp = np.where(point, (x > self.means).astype(float), ndtr(z))
-        return (self.weights * comp).sum(1)
+        return self._mixture_cdf(x, strict=True)
 
     def lfsr(self) -> NDArray[np.float64]:
         """Local false sign rate ``min(P(beta >= 0), P(beta <= 0))``."""
-        return np.minimum(1.0 - self.prob_less(0.0), self.cdf(0.0))
+        comp, point = self._component_cdf(0.0)  # the normal components' cdf at 0, once for both tails
+        less = self._with_point(comp.copy(), point, 0.0, strict=True)
+        return np.minimum(1.0 - less, self._with_point(comp, point, 0.0, strict=False))
 
     def quantile(self, q: float, n_iter: int = 45) -> NDArray[np.float64]:
         """The ``q`` quantile per effect (bisection on the mixture cdf)."""
