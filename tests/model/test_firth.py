@@ -15,7 +15,7 @@ import gendex as gdx
 torch = pytest.importorskip("torch")
 pytest.importorskip("scvi")
 
-from gendex.model import _posterior  # noqa: E402
+from gendex.model import _init, _posterior  # noqa: E402
 
 F64 = torch.float64
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
@@ -63,22 +63,19 @@ def test_firth_newton_reaches_the_jeffreys_penalised_maximum():
     alpha = np.array([0.5, 0.3, 0.05, 0.2])
     lam = np.diag([1e-8] + [1e-2] * (p - 1))
 
-    class State:
-        counts = torch.as_tensor(y, dtype=F64)
-        size_factors = torch.as_tensor(sf, dtype=F64)
-
     start = np.zeros((y.shape[1], p))
     start[:, 0] = np.log(np.maximum(y.mean(0), 0.1))
-    fit = _posterior._fit_glm(
-        State,
+    fit = _init.fit_nb_glm(
+        torch.as_tensor(y, dtype=F64),
+        torch.as_tensor(sf, dtype=F64),
         torch.as_tensor(x, dtype=F64),
-        torch.as_tensor(lam, dtype=F64),
+        torch.as_tensor(np.log(alpha), dtype=F64),
         torch.as_tensor(start, dtype=F64),
-        torch.as_tensor(alpha, dtype=F64),
-        n_iter=100,
-        max_elements=10_000,
+        torch.as_tensor(lam, dtype=F64),
+        100,
         firth=True,
         tol=1e-10,
+        max_elements=10_000,
     ).numpy()
     for g in range(y.shape[1]):
         ref = minimize(

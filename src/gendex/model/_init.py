@@ -110,32 +110,61 @@ def fit_nb_glm(
     beta: torch.Tensor,
     prior_precision: torch.Tensor,
     n_iter: int = 20,
+    *,
+    firth: bool = False,
+    offset: torch.Tensor | None = None,
+    tol: float = 1e-6,
+    max_elements: int | None = None,
 ) -> torch.Tensor:
     """Penalised NB GLM fits (log link, offsets ``log s``) of all genes at once by clipped Newton steps.
 
     ``y`` ``(n, G)``, ``design`` ``(n, p)``, ``log_alpha`` ``(G,)``, start ``beta`` ``(G, p)``, ``prior_precision``
     ``(p, p)``. Each step is clipped to at most 1 per coefficient, which keeps genes with separation finite. A gene
-    whose step has fallen below ``1e-6`` in every coefficient is converged and leaves the iterations (most genes
+    whose step has fallen below ``tol`` in every coefficient is converged and leaves the iterations (most genes
     converge in a few steps; those with separation keep stepping towards their finite penalised optimum).
+
+    With ``firth`` the score is Firth's: for the log link and a fixed dispersion the Jeffreys penalty
+    ``log det(X^T W X + lam) / 2`` adds half of each sample's leverage ``h_i = w_i x_i^T (X^T W X + lam)^-1 x_i``
+    to its count (``(y_i + h_i / 2 - mu_i) / (1 + alpha mu_i)``), so a gene whose counts are zero in a whole
+    cell of the design (separation: no finite maximum-likelihood estimate) gets a finite estimate, while the
+    estimates of genes with counts move by ``O(1 / n)``. ``offset`` ``(n, G)`` is added to every linear
+    predictor. ``max_elements`` bounds the genes fitted together (about ``max_elements / (n p)``); None fits all.
     """
+    n, (g_total, p) = design.shape[0], beta.shape
     beta = beta.clone()
-    alpha = torch.exp(log_alpha)
+    alpha_all = torch.exp(log_alpha)
     xx = design[:, :, None] * design[:, None, :]
-    active = torch.arange(beta.shape[0], device=beta.device)
-    y_a, alpha_a = y, alpha
-    for _ in range(n_iter):
-        b = beta[active]
-        mu = size_factors[:, None] * torch.exp(torch.clamp(design @ b.T, max=40.0))
-        w = mu / (1.0 + alpha_a * mu)
-        score = ((y_a - mu) / (1.0 + alpha_a * mu)).T @ design - b @ prior_precision
-        info = torch.einsum("ng,npq->gpq", w, xx) + prior_precision
-        step = torch.linalg.solve(info, score)
-        beta[active] = b + torch.clamp(step, -1.0, 1.0)
-        moving = step.abs().amax(1) >= 1e-6
-        if not bool(moving.any()):
-            break
-        if not bool(moving.all()):
-            active, y_a, alpha_a = active[moving], y_a[:, moving], alpha_a[moving]
+    chunk = g_total if max_elements is None else max(1, min(g_total, max_elements // (n * p * (1 + firth))))
+    for a in range(0, g_total, chunk):
+        genes: slice | torch.Tensor = slice(a, min(a + chunk, g_total))  # the genes still moving
+        y_a, alpha_a = y[:, genes], alpha_all[genes]  # views while every gene moves, copies once some stop
+        off_a = None if offset is None else offset[:, genes]
+        for _ in range(n_iter):
+            b = beta[genes]
+            eta = design @ b.T if off_a is None else design @ b.T + off_a
+            mu = size_factors[:, None] * torch.exp(torch.clamp(eta, max=40.0))
+            w = mu / (1.0 + alpha_a * mu)
+            info = torch.einsum("ng,npq->gpq", w, xx) + prior_precision
+            resid = y_a - mu
+            if firth:
+                chol = torch.linalg.cholesky(info)
+                root = torch.linalg.solve_triangular(chol, design.T.expand(b.shape[0], p, n), upper=False)
+                resid = resid + 0.5 * w * root.square().sum(1).T
+            score = (resid / (1.0 + alpha_a * mu)).T @ design - b @ prior_precision
+            if firth:
+                step = torch.cholesky_solve(score.unsqueeze(-1), chol).squeeze(-1)
+            else:
+                step = torch.linalg.solve(info, score)
+            beta[genes] = b + torch.clamp(step, -1.0, 1.0)
+            moving = step.abs().amax(1) >= tol
+            if not bool(moving.any()):
+                break
+            if not bool(moving.all()):
+                if isinstance(genes, slice):
+                    genes = torch.arange(genes.start, genes.stop, device=beta.device)
+                genes = genes[moving]
+                y_a, alpha_a = y[:, genes], alpha_all[genes]
+                off_a = None if offset is None else offset[:, genes]
     return beta
 
 

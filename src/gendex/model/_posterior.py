@@ -22,6 +22,7 @@ from scvi import REGISTRY_KEYS
 
 from .._validation import to_dense
 from . import _dispersion
+from ._init import fit_nb_glm
 from ._module import covariate_design
 
 if TYPE_CHECKING:
@@ -415,14 +416,14 @@ def with_group_feature(
     beta = torch.cat([state.beta, torch.zeros(g_total, 1, dtype=DTYPE, device=dev)], dim=1)
     log_disp = model.module.log_disp.detach().to(DTYPE)
     base_mean = (state.counts / state.size_factors[:, None]).mean(0).cpu().numpy()
-    kw: dict[str, Any] = {"n_iter": n_iter, "max_elements": max_elements, "firth": True, "tol": 1e-6}
+    kw: dict[str, Any] = {"n_iter": n_iter, "max_elements": max_elements, "firth": True}
     # DESeq2's order: the fits at the decoder's dispersions, the dispersions on them, the fits at those
-    beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), **kw)
+    beta = fit_nb_glm(state.counts, state.size_factors, design, log_disp, beta, lam, **kw)
     mu = state.size_factors[:, None] * torch.exp((design @ beta.T).clamp(max=60.0))
     heavy = bool((getattr(model, "dispersion_trend_", None) or {}).get("heavy_tail", True))
     fit = _dispersion.fit_dispersions(state.counts, mu, moments, base_mean, heavy_tail=heavy)
     log_disp = torch.as_tensor(fit.log_final, dtype=DTYPE, device=dev)
-    beta = _fit_glm(state, design, lam, beta, torch.exp(log_disp), **kw)
+    beta = fit_nb_glm(state.counts, state.size_factors, design, log_disp, beta, lam, **kw)
     var = torch.as_tensor(fit.log_final_var * len(state.indices) / model.adata.n_obs, dtype=DTYPE, device=dev)
     feats = torch.cat([state.cov_features, c[:, None]], dim=1)
     return GLMState(
@@ -442,99 +443,35 @@ def with_group_feature(
     )
 
 
-def _fit_glm(
-    state,
-    design,
-    lam,
-    beta,
-    alpha_all,
-    *,
-    n_iter: int,
-    max_elements: int,
-    firth: bool = False,
-    tol: float | None = None,
-    offset: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Penalised NB GLM fits of every gene by Newton steps from ``beta`` (clipped to one unit per step).
-
-    With ``firth`` the score is Firth's: for the log link and a fixed dispersion the Jeffreys penalty
-    ``log det(X^T W X + lam) / 2`` adds half of each sample's leverage ``h_i = w_i x_i^T (X^T W X + lam)^-1 x_i``
-    to its count (``(y_i + h_i / 2 - mu_i) / (1 + alpha mu_i)``), so a gene whose counts are zero in a whole
-    cell of the design (separation: no finite maximum-likelihood estimate) gets a finite estimate, while the
-    estimates of genes with counts move by ``O(1 / n)``. With ``tol`` a gene stops when no step is larger.
-    ``offset`` ``(n, G)`` is added to every linear predictor.
-    """
-    n, (g_total, p) = design.shape[0], beta.shape
-    beta = beta.clone()
-    chunk = max(1, min(g_total, max_elements // (n * p * (2 if firth else 1))))
-    for a in range(0, g_total, chunk):
-        s = slice(a, min(a + chunk, g_total))
-        y, alpha, b = state.counts[:, s], alpha_all[s], beta[s]
-        off = None if offset is None else offset[:, s]
-        active, ya, aa, oa = None, y, alpha, off  # active: the genes still moving (None: all)
-        for _ in range(n_iter):
-            ba = b if active is None else b[active]
-            eta = design @ ba.T if oa is None else design @ ba.T + oa
-            mu = state.size_factors[:, None] * torch.exp(eta.clamp(max=60.0))
-            denom = 1.0 + aa * mu
-            info = torch.einsum("ng,np,nq->gpq", mu / denom, design, design) + lam
-            resid = ya - mu
-            if firth:
-                chol = torch.linalg.cholesky(info)
-                root = torch.linalg.solve_triangular(chol, design.T.expand(ba.shape[0], p, n), upper=False)
-                resid = resid + 0.5 * (mu / denom) * root.square().sum(1).T
-            grad = torch.einsum("ng,np->gp", resid / denom, design) - ba @ lam
-            if firth:
-                step = torch.cholesky_solve(grad.unsqueeze(-1), chol).squeeze(-1)
-            else:
-                step = torch.linalg.solve(info, grad.unsqueeze(-1)).squeeze(-1)
-            if active is None:
-                b = ba + step.clamp(-1.0, 1.0)
-            else:
-                b[active] = ba + step.clamp(-1.0, 1.0)
-            if tol is not None:
-                moving = step.abs().amax(1) >= tol
-                if not bool(moving.any()):
-                    break
-                if not bool(moving.all()):
-                    active = torch.arange(b.shape[0], device=b.device)[moving] if active is None else active[moving]
-                    ya, aa = y[:, active], alpha[active]
-                    oa = None if off is None else off[:, active]
-        beta[s] = b
-    return beta
-
-
 def firth_refit(model: FittedNBVAE, state: GLMState, *, n_iter: int = 25, max_elements: int = 20_000_000):
     """The decoder's coefficients ``[b, W, B]`` with ``b`` and ``B`` Firth-penalised MAPs given the codes, ``(G, p)``.
 
     Each gene's GLM on ``[1, covariates]`` with the latent part ``W z`` (latent means, trained loadings) as an
     offset, at the model's dispersions and under its weak ``cov_prior_sd`` prior, with Firth's score (see
-    :func:`_fit_glm`), by Newton steps from the trained coefficients. The covariate coefficients carry only that
-    weak prior, so where a gene has no counts in a whole cell of the design (e.g. every sample of one condition,
-    or all but one of a paired design) the likelihood keeps rising towards an infinite coefficient and training
-    leaves it wherever it stopped (log2 fold changes of +-7 for a single count of 10); with the Jeffreys penalty
-    it is finite, and the Laplace posterior is taken there. The loadings keep their trained values: they carry
-    a proper prior, and their fit integrates over the codes' uncertainty, which a fit at the latent means would
-    not.
+    :func:`gendex.model._init.fit_nb_glm`), by Newton steps from the trained coefficients. The covariate
+    coefficients carry only that weak prior, so where a gene has no counts in a whole cell of the design (e.g.
+    every sample of one condition, or all but one of a paired design) the likelihood keeps rising towards an
+    infinite coefficient and training leaves it wherever it stopped (log2 fold changes of +-7 for a single count
+    of 10); with the Jeffreys penalty it is finite, and the Laplace posterior is taken there. The loadings keep
+    their trained values: they carry a proper prior, and their fit integrates over the codes' uncertainty,
+    which a fit at the latent means would not.
     """
     if state.counts is None:
         raise ValueError("firth_refit needs a GLM state with counts")
     p, k = state.beta.shape[1], state.z_mean.shape[1]
     lam = state.prior_precision if state.prior_precision is not None else _prior_precision(model, p)
     keep = torch.as_tensor([0, *range(1 + k, p)], device=state.beta.device)
-    alpha = torch.exp(model.module.log_disp.detach().to(DTYPE))
-    offset = state.z_mean @ state.beta[:, 1 : 1 + k].T
-    fitted = _fit_glm(
-        state,
+    fitted = fit_nb_glm(
+        state.counts,
+        state.size_factors,
         state.design[:, keep],
-        lam[keep][:, keep],
+        model.module.log_disp.detach().to(DTYPE),
         state.beta[:, keep],
-        alpha,
-        n_iter=n_iter,
-        max_elements=max_elements,
+        lam[keep][:, keep],
+        n_iter,
         firth=True,
-        tol=1e-6,
-        offset=offset,
+        offset=state.z_mean @ state.beta[:, 1 : 1 + k].T,
+        max_elements=max_elements,
     )
     beta = state.beta.clone()
     beta[:, keep] = fitted
