@@ -431,9 +431,8 @@ class GenerativeDEMixin:
             # through in 5% of null contrasts, would otherwise be a confident change of every gene loaded on it)
             latent_cov = _imbalance_cov(state.z_mean.cpu().numpy(), groups.idx1, groups.idx2)
             if latent_cov is not None:
-                k = latent_cov.shape[0]
-                loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
-                _add_latent_shift(draws, np.nan_to_num(loadings), latent_cov, seed, orientation)
+                loadings = np.nan_to_num(_log2_loadings(state))
+                _add_latent_shift(draws, loadings, latent_cov, seed, orientation)
             separation["latent_sampling_added"] = latent_cov is not None
         if use_residual and residual is not None:
             shift = _residual_latent_shift(draw_state, *residual)
@@ -455,6 +454,12 @@ class GenerativeDEMixin:
         if "dispersion" in uncertainty and "decoder" in uncertainty:
             nodes = _posterior.dispersion_nodes(int(n_draws))[1]
         return _Draws(draws, groups, state, separation, residual, nodes)
+
+
+def _log2_loadings(state: _posterior.GLMState) -> np.ndarray:
+    """The decoder's loadings ``W`` ``(G, k)`` in log2 units per unit of the codes (float64)."""
+    k = state.z_mean.shape[1]
+    return state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
 
 
 def _imbalance_cov(z_mean: np.ndarray, idx1: np.ndarray, idx2: np.ndarray) -> np.ndarray | None:
@@ -484,7 +489,7 @@ def _add_imbalance(
     sampling variance of such an imbalance.
     """
     k = cov.shape[0]
-    loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
+    loadings = _log2_loadings(state)
     ok = np.all(np.isfinite(draws), axis=0)
     sel = draws[:, ok]  # one copy for both moments
     m, sd = sel.mean(0).astype(np.float64), np.maximum(sel.std(0, ddof=1), 1e-6)
@@ -533,7 +538,7 @@ def _residual_latent_shift(state: _posterior.GLMState, est: np.ndarray, se: np.n
     from ._model import _tukey_regression
 
     k = state.z_mean.shape[1]
-    loadings = state.beta[:, 1 : 1 + k].cpu().numpy().astype(np.float64) / np.log(2.0)
+    loadings = _log2_loadings(state)
     ok = np.isfinite(est) & np.isfinite(se) & (se > 0) & np.all(np.isfinite(loadings), axis=1)
     if k == 0 or ok.sum() <= 10 * k:
         return np.zeros_like(est)
